@@ -1,0 +1,29 @@
+"""Typed exceptions of ram_model. Library code raises these; the CLI and GUI turn them into messages."""
+
+
+class PhototagError(Exception):
+    """Base of every error Phototag reports to a person: the message says what and what next."""
+
+
+class ConfigError(PhototagError):
+    """An architecture config is malformed or names an unknown architecture."""
+
+
+class CheckpointError(PhototagError):
+    """A weight file is unreadable, truncated, or does not fit the model it is loaded into."""
+
+
+class ChecksumError(CheckpointError):
+    """A downloaded or imported file does not have the sha256 it must have."""
+
+
+class ModelNotFoundError(PhototagError):
+    """A model bundle is not in the model store."""
+
+
+class DownloadError(PhototagError):
+    """Weights could not be fetched from the hub."""
+
+
+class ImageError(PhototagError):
+    """A file could not be decoded as an image."""
