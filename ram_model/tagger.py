@@ -1,0 +1,136 @@
+"""The high-level tagger: decoded photos in, tags that fire (with scores and thresholds) out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ram_model.device import resolve_device, resolve_dtype
+from ram_model.openset import OpenSetTags, score_with_openset
+from ram_model.preprocess import preprocess_batch
+from ram_model.ram import RamTagger
+from ram_model.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class TagHit:
+    """One tag that fired on one image: ``score > threshold``."""
+
+    tag: str
+    tag_zh: str
+    score: float
+    threshold: float
+    index: int
+    custom: bool = False
+
+    def name(self, lang: str = "en") -> str:
+        return self.tag_zh if lang == "zh" else self.tag
+
+
+@dataclass
+class TagResult:
+    """The tags of one image in class order (built-in tags, then custom ones), and optionally
+    every probability in the tagger's ``tag_names`` order."""
+
+    tags: list[TagHit]
+    probs: np.ndarray | None = field(default=None, repr=False)
+
+
+class Tagger:
+    """Tags batches of PIL images with a RAM++/RAM model.
+
+    ``tags`` trims scoring to a subset of the built-in vocabulary (English or Chinese names);
+    ``openset`` adds custom tags scored by the same head in the same pass; ``chunk_size`` bounds
+    memory by scoring that many tags at a time. Precision: fp32, or bf16/fp16 under autocast.
+    """
+
+    def __init__(
+        self,
+        model: RamTagger,
+        vocabulary: Vocabulary,
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        chunk_size: int | None = None,
+        tags: Sequence[str] | None = None,
+        openset: OpenSetTags | None = None,
+    ) -> None:
+        if len(vocabulary) != model.num_class:
+            raise ValueError(f"vocabulary has {len(vocabulary)} tags but the model scores {model.num_class}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.eval().to(self.device)
+        self.vocabulary = vocabulary
+        self.chunk_size = chunk_size
+        self.openset = openset
+        indices = vocabulary.indices(tags) if tags is not None else list(range(len(vocabulary)))
+        self._indices = indices
+        self._index_tensor = torch.tensor(indices, device=self.device) if tags is not None else None
+        thresholds = [vocabulary.thresholds[i] for i in indices]
+        if openset is not None:
+            thresholds += [float(t) for t in openset.thresholds]
+        self._thresholds = np.asarray(thresholds, dtype=np.float32)
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.swin.image_res
+
+    @property
+    def tag_names(self) -> list[str]:
+        """Names of the scored tags, in the order of ``TagResult.probs``."""
+        custom = list(self.openset.names) if self.openset is not None else []
+        return [self.vocabulary.names[i] for i in self._indices] + custom
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self._thresholds
+
+    def _autocast(self):  # noqa: ANN202 - a context manager
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]``."""
+        images = images.to(self.device, non_blocking=True)
+        with self._autocast():
+            logits = score_with_openset(
+                self.model, images, self.openset, tag_indices=self._index_tensor, chunk_size=self.chunk_size
+            )
+        return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def tag(
+        self, images: Sequence[Image.Image], *, batch_size: int = 8, return_probs: bool = False
+    ) -> list[TagResult]:
+        """Tag decoded images (EXIF orientation already applied, see ``preprocess.open_image``)."""
+        results: list[TagResult] = []
+        for start in range(0, len(images), batch_size):
+            probs = self.predict(preprocess_batch(images[start : start + batch_size], self.image_size))
+            results.extend(self.results_from_probs(probs, return_probs))
+        return results
+
+    def results_from_probs(self, probs: np.ndarray, return_probs: bool = False) -> list[TagResult]:
+        """Turn probabilities into tags: a tag fires where ``prob > threshold`` (strictly)."""
+        names = self.tag_names
+        builtin = len(self._indices)
+        results = []
+        for row in probs:
+            hits = []
+            for position in np.flatnonzero(row > self._thresholds):
+                if position < builtin:
+                    index = self._indices[position]
+                    name, name_zh, custom = self.vocabulary.names[index], self.vocabulary.names_zh[index], False
+                else:
+                    index = position - builtin
+                    name = name_zh = names[position]
+                    custom = True
+                hits.append(TagHit(name, name_zh, float(row[position]), float(self._thresholds[position]),
+                                   int(index), custom))
+            results.append(TagResult(hits, row.copy() if return_probs else None))
+        return results
