@@ -26,4 +26,13 @@ class DownloadError(PhototagError):
 
 
 class ImageError(PhototagError):
-    """A file could not be decoded as an image."""
+    """A file could not be decoded as an image.
+
+    ``reason`` is a short machine-friendly word for why (``"empty"``, ``"not_an_image"``,
+    ``"truncated"``, ``"corrupt"``, ``"decompression_bomb"``, ``"unreadable"``, ``"unsupported"``),
+    or None.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -103,7 +103,9 @@ class ModelStore:
                 f"or 'phototag models import FILE --as {name}'; 'phototag models list' shows what is there"
             ) from None
         except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path / BUNDLE_FILE} is unreadable ({exc}); remove the folder and import again")
+            raise CheckpointError(
+                f"{path / BUNDLE_FILE} is unreadable ({exc}); remove the folder and import again"
+            ) from exc
         return Bundle(**data, path=path)
 
     def load_tagger_model(self, name: str) -> tuple[RamTagger, Vocabulary, Bundle]:
@@ -255,7 +257,7 @@ class ModelStore:
         cleaned = clean_state_dict(state_dict)
         for candidate in list_archs():
             config = resolve_config(candidate)
-            expected = build_meta(lambda: RamTagger(config)).state_dict()
+            expected = build_meta(lambda config=config: RamTagger(config)).state_dict()
             if expected.keys() == cleaned.keys() and all(
                 expected[k].shape == cleaned[k].shape for k in expected
             ):
@@ -266,7 +268,9 @@ class ModelStore:
             "or a config.json)"
         )
 
-    def _write(self, bundle: Bundle, state_dict: dict[str, torch.Tensor], vocabulary: Vocabulary | None = None) -> Bundle:
+    def _write(
+        self, bundle: Bundle, state_dict: dict[str, torch.Tensor], vocabulary: Vocabulary | None = None
+    ) -> Bundle:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{bundle.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()

@@ -1,0 +1,144 @@
+"""CPU benchmark of the full-size RAM++ Swin-L/384 tagger (random weights): speed, memory, precision.
+
+    .venv/bin/python bench/bench_tagger.py                 # fp32 and bf16, batch 1, 4, 8
+    .venv/bin/python bench/bench_tagger.py --precisions fp32 --batches 1
+
+Each configuration runs in a fresh process so its peak RSS is its own. The model is converted once
+into a random-weight bundle under bench/.cache (1.3 GB) and then memory-mapped, as a user's is.
+Tag agreement is the F1 of each configuration's tag sets against fp32 at batch 1 on the same
+photos. Results go to bench/results/tagger_cpu.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+CACHE = HERE / ".cache"
+BUNDLE = "bench_ram_plus_random"
+PHOTOS = REPO.parent / "shared" / "photos" / "library"
+REFERENCE_SECONDS = 3.2  # the reference implementation, fp32, batch 1, 2 CPU cores (spec)
+
+
+def photos(count: int) -> list[Path]:
+    files = sorted(p for p in PHOTOS.rglob("*") if p.is_file())
+    return [files[i % len(files)] for i in range(count)]
+
+
+def run_one(precision: str, batch: int, images: int) -> dict:
+    """Measure one configuration in this process (called in a subprocess by ``main``)."""
+    import torch
+
+    from ram_model.preprocess import open_image, preprocess_batch
+    from ram_model.store import ModelStore
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    start = time.perf_counter()
+    tagger = ModelStore(CACHE).load_tagger(BUNDLE, device="cpu", dtype=precision)
+    load_seconds = time.perf_counter() - start
+    paths = photos(images)
+    tensors = preprocess_batch([open_image(p, draft_size=tagger.image_size) for p in paths], tagger.image_size)
+    tagger.predict(tensors[:batch])  # warm-up: first-call allocations and kernel selection
+    probs, seconds = [], 0.0
+    for first in range(0, images, batch):
+        start = time.perf_counter()
+        probs.append(tagger.predict(tensors[first : first + batch]))
+        seconds += time.perf_counter() - start
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
+    probs_all = np.concatenate(probs)
+    fired = (probs_all > tagger.thresholds).tolist()
+    return {"precision": precision, "batch": batch, "images": images, "seconds_per_image": seconds / images,
+            "load_seconds": load_seconds, "peak_rss_mib": peak_rss, "fired": fired,
+            "dtype": str(tagger.dtype), "threads": torch.get_num_threads()}
+
+
+def f1(reference: list[list[bool]], other: list[list[bool]]) -> float:
+    ref, oth = np.asarray(reference), np.asarray(other)
+    true_pos = np.logical_and(ref, oth).sum()
+    denominator = ref.sum() + oth.sum()
+    return 1.0 if denominator == 0 else float(2 * true_pos / denominator)
+
+
+def ensure_bundle() -> None:
+    from ram_model.store import ModelStore
+
+    store = ModelStore(CACHE)
+    if not store.exists(BUNDLE):
+        print(f"writing random-weight RAM++ Swin-L/384 bundle to {CACHE} (once)", file=sys.stderr)
+        store.create_random("ram_plus_swin_l_384", BUNDLE, seed=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--batches", default="1,4,8")
+    parser.add_argument("--images", type=int, default=8, help="images timed per configuration")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "tagger_cpu.md")
+    parser.add_argument("--one", nargs=2, metavar=("PRECISION", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.images)))
+        return
+    ensure_bundle()
+    rows = []
+    for precision in args.precisions.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", precision, str(batch), "--images", str(args.images)],
+                check=True, capture_output=True, text=True,
+            )
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{precision} batch {batch}: {row['seconds_per_image']:.2f} s/image, "
+                  f"peak RSS {row['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+    reference = next((r for r in rows if r["precision"] == "fp32" and r["batch"] == 1), rows[0])
+    write_table(rows, reference, args.out)
+
+
+def write_table(rows: list[dict], reference: dict, out: Path) -> None:
+    import torch
+
+    from ram_model.device import cpu_has_native_bf16
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        "# RAM++ Swin-L/384 on CPU (random weights)",
+        "",
+        f"Machine: {cpu}, {os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}; "
+        f"torch {torch.__version__}. Command: `.venv/bin/python bench/bench_tagger.py`. "
+        f"{rows[0]['images']} photos from ../shared/photos per configuration, after one warm-up batch. "
+        f"Reference implementation: {REFERENCE_SECONDS} s/image fp32 at batch 1 (spec).",
+        "",
+        "| precision | batch | s/image | vs reference | peak RSS (MiB) | tag F1 vs fp32 b1 | load (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['precision']} | {row['batch']} | {row['seconds_per_image']:.2f} | "
+            f"{REFERENCE_SECONDS / row['seconds_per_image']:.2f}x | {row['peak_rss_mib']:.0f} | "
+            f"{f1(reference['fired'], row['fired']):.4f} | {row['load_seconds']:.1f} |"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
