@@ -122,7 +122,7 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
             for path, result in zip(batch, tagger.tag(images, batch_size=settings.batch_size), strict=True):
                 records.append({"path": str(path), "tags": [
                     {"tag": hit.tag, "tag_zh": hit.tag_zh, "score": round(hit.score, 4),
-                     "threshold": hit.threshold} for hit in result.tags]})
+                     "threshold": round(hit.threshold, 4)} for hit in result.tags]})
                 if not args.json:
                     names = ", ".join(f"{hit.name(args.lang)} ({hit.score:.2f})" for hit in result.tags)
                     print(f"{path}: {names or '(no tag above its threshold)'}", flush=True)
@@ -133,6 +133,10 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
 
 
 # --- the parser --------------------------------------------------------------------------------
+def _add(commands, name: str, text: str) -> argparse.ArgumentParser:  # noqa: ANN001
+    return commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phototag",
@@ -145,34 +149,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", help="auto (default: bf16/fp16 on GPUs, fp32 on most CPUs), fp32, bf16, fp16")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    models = commands.add_parser("models", help="list, download, import or create model bundles")
+    models = _add(commands, "models", "list, download, import or create model bundles")
     models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = models_commands.add_parser("list", help="the bundles in the model store (random ones are marked)")
+    p = _add(models_commands, "list", "the bundles in the model store (random ones are marked)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models_list)
-    p = models_commands.add_parser(
-        "download", help="fetch official weights from Hugging Face (resumable, sha256-checked) and convert them")
+    p = _add(models_commands, "download",
+             "fetch official weights from Hugging Face (resumable, sha256-checked) and convert them")
     p.add_argument("name", help="ram_plus_swin_l_384 (default tagger), ram_swin_l_384 or clip_vit_b16")
     p.add_argument("--keep-original", action="store_true", help="keep the downloaded .pth after conversion")
     p.set_defaults(func=cmd_models_download)
-    p = models_commands.add_parser(
-        "import", help="convert a checkpoint file you already have (offline) into a bundle")
+    p = _add(models_commands, "import",
+             "convert a checkpoint file you already have (offline) into a bundle")
     p.add_argument("file", type=Path, help="an official .pth, a bare state dict or a .safetensors file")
     p.add_argument("--as", dest="name", required=True, help="the bundle's name")
     p.add_argument("--arch", help="a registered architecture or a config.json (default: recognised from the file)")
     p.add_argument("--tags", type=Path, help="tag file for a custom vocabulary: name[<TAB>threshold[<TAB>chinese]]")
     p.set_defaults(func=cmd_models_import)
-    p = models_commands.add_parser("random", help="a bundle with seeded random weights, for tests and benchmarks")
+    p = _add(models_commands, "random", "a bundle with seeded random weights, for tests and benchmarks")
     p.add_argument("arch", help="a registered architecture (ram_plus_tiny, ram_plus_swin_l_384, clip_tiny, ...)")
     p.add_argument("--as", dest="name", required=True, help="the bundle's name")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--tags", type=Path, help="tag file for a custom vocabulary")
     p.set_defaults(func=cmd_models_random)
-    p = models_commands.add_parser("remove", help="delete a bundle from the store")
+    p = _add(models_commands, "remove", "delete a bundle from the store")
     p.add_argument("name")
     p.set_defaults(func=cmd_models_remove)
 
-    p = commands.add_parser("tag-photo", help="tag individual photo files and print their tags")
+    p = _add(commands, "tag-photo", "tag individual photo files and print their tags")
     p.add_argument("paths", nargs="+", metavar="PATH", help="photo files (JPEG, PNG, WebP, HEIC, MPO, TIFF, ...)")
     p.add_argument("--json", action="store_true", help="print a JSON list: path, tags (tag, tag_zh, score, threshold)")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="tag names in English or Chinese")

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ram_model.device import resolve_device, resolve_dtype
-from ram_model.openset import OpenSetTags, score_with_openset
 from ram_model.preprocess import preprocess_batch
 from ram_model.ram import RamTagger
 from ram_model.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from ram_model.openset import OpenSetTags
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,11 @@ class Tagger:
         self.openset = openset
         indices = vocabulary.indices(tags) if tags is not None else list(range(len(vocabulary)))
         self._indices = indices
-        self._index_tensor = torch.tensor(indices, device=self.device) if tags is not None else None
         thresholds = [vocabulary.thresholds[i] for i in indices]
+        builtin = self.model.class_label_embed()
+        self._label_sets = [builtin if tags is None else builtin[torch.tensor(indices, device=self.device)]]
         if openset is not None:
+            self._label_sets.append(openset.label_embed_for(self.model).to(self.device))
             thresholds += [float(t) for t in openset.thresholds]
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
 
@@ -100,9 +105,8 @@ class Tagger:
         """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]``."""
         images = images.to(self.device, non_blocking=True)
         with self._autocast():
-            logits = score_with_openset(
-                self.model, images, self.openset, tag_indices=self._index_tensor, chunk_size=self.chunk_size
-            )
+            # Built-in and custom tags go through the same head in the same pass.
+            logits = self.model.score_chunked(self.model.encode_image(images), self._label_sets, self.chunk_size)
         return torch.sigmoid(logits.float()).cpu().numpy()
 
     def tag(
