@@ -221,7 +221,7 @@ class ModelStore:
     def _get_kind(self, name: str, kind: str) -> Bundle:
         bundle = self.get(name)
         if bundle.kind != kind:
-            raise ConfigError(f"model {name!r} is a {bundle.kind}, not a {kind}")
+            raise ConfigError(f"model {name!r} holds {bundle.kind} weights, not {kind} weights")
         return bundle
 
     def _check_free(self, name: str) -> None:
