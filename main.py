@@ -21,7 +21,9 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     return Settings().with_overrides(
         home=args.home, device=args.device, precision=args.precision,
         tagger=getattr(args, "tagger", None), batch_size=getattr(args, "batch_size", None),
-        chunk_size=getattr(args, "chunk_size", None),
+        chunk_size=getattr(args, "chunk_size", None), embedder=getattr(args, "embedder", None),
+        catalog=getattr(args, "catalog", None), workers=getattr(args, "workers", None),
+        lock_wait=getattr(args, "wait", None),
     )
 
 
@@ -132,6 +134,222 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+# --- phototag index / watch / status / failures / tags ---------------------------------------------
+def _load_embedder(settings, name: str):  # noqa: ANN001, ANN202
+    from ram_model.pretrained import weight_sources
+
+    store = _store(settings)
+    if not store.exists(name) and settings.auto_download and name in weight_sources():
+        _say(f"model {name} is not in {store.root} yet: downloading it once")
+        store.download(name)
+    from ram_model.device import resolve_device
+
+    embedder = store.load_embedder(name).to(resolve_device(settings.device))
+    if embedder.bundle.random:
+        _say(f"warning: {name} has RANDOM weights: its embeddings are meaningless")
+    return embedder
+
+
+class _Progress:
+    """A tqdm bar per stage on a terminal; otherwise a plain log line every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self._interactive = sys.stderr.isatty()
+        self._bars: dict[str, object] = {}
+        self._last: dict[str, float] = {}
+        self._started: dict[str, tuple[float, int]] = {}
+        self.interval = interval
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self._interactive:
+            from tqdm.auto import tqdm
+
+            bar = self._bars.get(stage)
+            if bar is None:
+                unit = "file" if stage == "scan" else "photo"
+                bar = self._bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr, dynamic_ncols=True)
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+            return
+        now = self._clock()
+        start, first = self._started.setdefault(stage, (now, done))
+        finished = total is not None and done >= total
+        if not finished and now - self._last.get(stage, 0.0) < self.interval:
+            return
+        self._last[stage] = now
+        rate = (done - first) / (now - start) if now > start + 0.5 else 0.0
+        eta = f", ETA {(total - done) / rate / 60:.1f} min" if rate > 0 and total and not finished else ""
+        of = f"/{total}" if total is not None else ""
+        _say(f"{stage}: {done}{of}" + (f" ({rate:.1f}/s{eta})" if rate > 0 else ""))
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def _install_stop():  # noqa: ANN202
+    """First Ctrl-C: finish the current batch and stop cleanly. Second: stop now."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(_signum, _frame) -> None:  # noqa: ANN001
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        _say("phototag: stopping after the current batch (Ctrl-C again to stop at once)")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _indexer(settings, catalog, stop, progress, args, on_failure=None):  # noqa: ANN001, ANN202
+    from indexer.index import Indexer
+    from indexer.scan import ScanRules
+
+    return Indexer(
+        catalog, _load_tagger(settings, settings.tagger), _load_embedder(settings, settings.embedder),
+        workers=settings.workers, batch_size=settings.batch_size, draft=settings.draft_decode,
+        max_attempts=settings.max_attempts, on_progress=progress, stop=stop, on_failure=on_failure,
+        rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
+    )
+
+
+def _summary_line(summary) -> str:  # noqa: ANN001
+    parts = [f"{summary.new} new", f"{summary.changed} changed", f"{summary.moved} moved",
+             f"{summary.unchanged} unchanged", f"{summary.missing} missing", f"{summary.failed} failed"]
+    if summary.duplicates:
+        parts.append(f"{summary.duplicates} duplicates copied")
+    if summary.restored:
+        parts.append(f"{summary.restored} back")
+    return ", ".join(parts) + f"; tagged {summary.tagged}, embedded {summary.embedded}"
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+
+    settings = _settings(args)
+    stop = _install_stop()
+    progress = _Progress()
+    with Catalog.open(settings.catalog_dir) as catalog, catalog.writer(settings.lock_wait, task="index"):
+        if catalog.upgraded_from:
+            _say(f"upgraded the catalog from schema {catalog.upgraded_from} (backup: {catalog.backup_path})")
+        indexer = _indexer(settings, catalog, stop, progress, args,
+                           on_failure=None if args.json else (lambda f: _say(f"failed: {f.message}")))
+        try:
+            summary = indexer.run(args.paths)
+        finally:
+            progress.close()
+    if args.json:
+        print(json.dumps(summary.counts() | {"catalog": str(settings.catalog_dir)}, indent=2, ensure_ascii=False))
+    else:
+        _say(f"{'interrupted: ' if summary.interrupted else ''}{_summary_line(summary)} "
+             f"(catalog: {settings.catalog_dir})")
+        if summary.failed:
+            _say("see them with: phototag failures")
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import threading
+
+    from indexer.catalog import Catalog
+    from indexer.watch import Watcher
+
+    settings = _settings(args)
+    stop = _install_stop()
+    with Catalog.open(settings.catalog_dir) as catalog, catalog.writer(settings.lock_wait, task="watch"):
+        indexer = _indexer(settings, catalog, stop, _Progress(), args,
+                           on_failure=lambda f: _say(f"failed: {f.message}"))
+        _say(f"indexing {', '.join(args.paths)} before watching")
+        _say(_summary_line(indexer.run(args.paths)))
+        busy = threading.Lock()
+
+        def on_changes(changed: set[str], deleted: set[str]) -> None:
+            with busy:
+                summary = indexer.run(sorted(changed | deleted), allow_missing_roots=True)
+            _say(f"changes: {_summary_line(summary)}")
+
+        with Watcher(args.paths, on_changes, rules=indexer.rules, poll_interval=args.poll,
+                     settle_seconds=args.settle):
+            _say(f"watching {', '.join(args.paths)} ({f'polling every {args.poll}s' if args.poll else 'native events'};"
+                 " Ctrl-C to stop)")
+            while not stop.wait(0.5):
+                pass
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.report import catalog_status
+
+    settings = _settings(args)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        status = catalog_status(catalog)
+    if args.json:
+        print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
+        return EXIT_OK
+    print(f"catalog: {status['catalog']} ({status['size_bytes'] / 2**20:.1f} MiB, schema {status['schema']})")
+    print("photos: " + ", ".join(f"{count} {state}" for state, count in status["photos"].items()))
+    print(f"tags on photos: {status['photo_tags']}; embeddings: {status['embeddings']}")
+    for model in status["models"]:
+        print(f"model {model['version']}: {model['photos']} photos ({model['kind']})")
+    if status["last_run"]:
+        run = status["last_run"]
+        print(f"last run: {run['started_at']} {run['outcome']} {run['summary'] or ''}")
+    return EXIT_OK
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.report import failures
+
+    settings = _settings(args)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        rows = failures(catalog)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif not rows:
+        _say("no failed files")
+    for row in rows if not args.json else []:
+        print(f"{row['path']}\t{row['reason']}\t{row['attempts']} attempt(s)\t{row['message']}")
+    return EXIT_OK
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.report import photo_tags
+
+    settings = _settings(args)
+    results, missing = [], 0
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        for path in args.photos:
+            entry = photo_tags(catalog, path)
+            if entry is None:
+                missing += 1
+                _say(f"{path}: not in the catalog (index it with: phototag index {path})")
+                continue
+            results.append(entry)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for entry in results:
+            names = [f"{t['name_zh'] if args.lang == 'zh' and t['name_zh'] else t['name']}"
+                     f"{'' if t['score'] is None else ' ({:.2f})'.format(t['score'])}"
+                     f"{'' if t['source'] == 'model' else ' [' + t['source'] + ']'}"
+                     f"{' [' + t['state'] + ']' if t['state'] != 'suggested' else ''}"
+                     for t in entry["tags"] if t["state"] != "rejected"]
+            print(f"{entry['path']} [{entry['status']}]: {', '.join(names) or '(no tags)'}")
+    return EXIT_PARTIAL if missing else EXIT_OK
+
+
 # --- the parser --------------------------------------------------------------------------------
 def _add(commands, name: str, text: str) -> argparse.ArgumentParser:  # noqa: ANN001
     return commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
@@ -185,6 +403,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, help="tags scored at a time, to bound memory (default: all)")
     p.add_argument("--tags", help="only score these comma-separated tags (English or Chinese names)")
     p.set_defaults(func=cmd_tag_photo)
+
+    def catalog_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--catalog", type=Path, help="catalog folder (default: $PHOTOTAG_HOME/catalog)")
+
+    def index_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("paths", nargs="+", metavar="PATH", help="photo folders (or files) to index")
+        catalog_option(p)
+        p.add_argument("--tagger", help="tagger bundle (default: ram_plus_swin_l_384)")
+        p.add_argument("--embedder", help="embedder bundle (default: clip_vit_b16)")
+        p.add_argument("--batch-size", type=int, help="images per model call (default 8)")
+        p.add_argument("--workers", type=int, help="decode worker processes (default: cores - 1, at most 8; 0: none)")
+        p.add_argument("--include", action="append", default=[], metavar="GLOB",
+                       help="only files whose name or relative path matches (repeatable)")
+        p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="skip files and folders that match, on top of the defaults (hidden, @eaDir, "
+                            ".thumbnails, #recycle, *.xmp; repeatable)")
+        p.add_argument("--wait", type=float, metavar="SECONDS",
+                       help="if another Phototag process is writing this catalog, wait this long (default: exit)")
+
+    p = _add(commands, "index", "find, tag and embed every photo under PATH (an incremental pass)")
+    index_options(p)
+    p.add_argument("--json", action="store_true", help="print the summary (and failures) as JSON")
+    p.epilog = ("Unchanged files cost nothing; moved files keep their tags; deleted files are marked missing. "
+                "Exit status: 0 when the pass completed (even if some files failed: see 'phototag failures'), "
+                "2 on a fatal error (e.g. catalog locked), 130 when interrupted (the next run resumes).")
+    p.set_defaults(func=cmd_index)
+
+    p = _add(commands, "watch", "index PATH, then keep following changes until stopped")
+    index_options(p)
+    p.add_argument("--poll", type=float, metavar="SECONDS",
+                   help="poll every SECONDS instead of native events (automatic on NFS/SMB mounts)")
+    p.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
+                   help="a new file is read once it has stopped changing for this long (default 2)")
+    p.set_defaults(func=cmd_watch)
+
+    p = _add(commands, "status", "counts by status, models and catalog size")
+    catalog_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = _add(commands, "failures", "files that could not be indexed, with the reason")
+    catalog_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_failures)
+
+    p = _add(commands, "tags", "the tags the catalog holds for photos")
+    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    catalog_option(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.set_defaults(func=cmd_tags)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("phototag", appauthor=False))
+
+
+def _default_workers() -> int:
+    # Leave one core to the model; decoding is the other half of the work on a CPU.
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 class Settings(BaseSettings):
@@ -28,6 +34,11 @@ class Settings(BaseSettings):
     chunk_size: PositiveInt | None = Field(None, description="tags scored at a time (bounds memory)")
     draft_decode: bool = Field(True, description="decode large JPEGs at reduced size when still >= model input")
     auto_download: bool = Field(True, description="download a missing default model on first use")
+    catalog: Path | None = Field(None, description="catalog folder (default: $PHOTOTAG_HOME/catalog)")
+    workers: int = Field(default_factory=_default_workers, ge=0,
+                         description="decode worker processes (0: decode in the main process)")
+    max_attempts: PositiveInt = Field(3, description="passes that retry a failed file before it waits for a change")
+    lock_wait: float = Field(0.0, ge=0, description="seconds a second writer waits for the catalog lock")
 
     @property
     def models_dir(self) -> Path:
@@ -35,7 +46,7 @@ class Settings(BaseSettings):
 
     @property
     def catalog_dir(self) -> Path:
-        return self.home / "catalog"
+        return self.catalog if self.catalog is not None else self.home / "catalog"
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given values (flags left unset, ``None``, keep the current value)."""

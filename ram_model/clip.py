@@ -7,6 +7,7 @@ builds the label embeddings of custom tags.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,15 @@ def _register_configs() -> None:
             _registered = True
 
 
+class _Quiet(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 class ClipEmbedder(nn.Module):
     """An open_clip model (as ``self.model``) with its eval image transform and tokenizer.
 
@@ -72,10 +82,16 @@ class ClipEmbedder(nn.Module):
         spec = _spec(arch)
         _register_configs()
         self.arch = arch
-        self.model = open_clip.create_model(
-            spec.open_clip_name, pretrained=None, force_quick_gelu=spec.quick_gelu, load_weights=False,
-            device=torch.get_default_device(),  # so that building on the meta device allocates nothing
-        )
+        # open_clip warns that no pretrained weights were loaded: we load our own right after.
+        quiet = _Quiet("No pretrained weights loaded")
+        logging.getLogger().addFilter(quiet)
+        try:
+            self.model = open_clip.create_model(
+                spec.open_clip_name, pretrained=None, force_quick_gelu=spec.quick_gelu, load_weights=False,
+                device=torch.get_default_device(),  # so that building on the meta device allocates nothing
+            )
+        finally:
+            logging.getLogger().removeFilter(quiet)
         config = open_clip.get_model_preprocess_cfg(self.model)
         self.transform = open_clip.image_transform(
             config["size"], is_train=False, mean=config["mean"], std=config["std"],

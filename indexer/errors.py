@@ -1,0 +1,30 @@
+"""Typed exceptions of the indexer. Library code raises these; the CLI and GUI turn them into messages.
+
+Every message says what happened, to which path, and what to do next.
+"""
+
+from ram_model.errors import PhototagError
+
+
+class IndexerError(PhototagError):
+    """Base of every error the indexer (catalog, scan, watch, pipeline, search) reports."""
+
+
+class ScanError(IndexerError):
+    """A library root cannot be scanned at all (missing, not a folder where one is needed)."""
+
+
+class WatchError(IndexerError):
+    """A library root cannot be watched for changes."""
+
+
+class CatalogError(IndexerError):
+    """The catalog database is unreadable, corrupt or cannot be written."""
+
+
+class CatalogLockedError(CatalogError):
+    """Another Phototag process holds the catalog's lock."""
+
+
+class CatalogVersionError(CatalogError):
+    """The catalog was written by a newer Phototag (or its schema cannot be migrated)."""

@@ -1,0 +1,592 @@
+"""One incremental index pass over some roots: scan → reconcile → identify → decode → infer → persist.
+
+What a pass guarantees:
+
+* an unchanged file (same path, size and mtime) costs one ``stat`` and nothing else;
+* a file whose bytes changed is re-tagged; one only touched (same bytes) is not;
+* a moved or renamed file (same bytes, old path gone) keeps its row, so its tags, embedding and
+  every correction, without model work; a deleted one is marked missing, not forgotten;
+* identical files at two paths are computed once (the second copies the first's results);
+* a model change redoes only what that model produced;
+* every batch is written in one transaction: a kill -9 loses at most the batch in flight, and
+  the next pass picks up exactly what is left (the catalog itself is the work ledger);
+* a bad file is recorded (status ``failed``, reason, attempts) and retried on the next passes,
+  up to ``max_attempts`` times until its content changes; the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from indexer.catalog import Catalog
+from indexer.errors import ScanError
+from indexer.pipeline import (
+    Decoded,
+    DecodeJob,
+    DecodeSettings,
+    Failure,
+    Identified,
+    Stages,
+    batched,
+    decode,
+    identify,
+    infer,
+)
+from indexer.scan import FoundFile, ScanRules, scan
+from indexer.schema import (
+    ACCEPTED,
+    BUILTIN,
+    FAILED,
+    INDEXED,
+    KEYWORD,
+    MISSING,
+    PENDING,
+    SOURCE_FILE,
+    SOURCE_MODEL,
+    SUGGESTED,
+    Embedding,
+    Photo,
+    PhotoTag,
+    Run,
+    Tag,
+)
+
+GENERATION_KEY = "embeddings_generation"
+IDENTIFY_BATCH = 256
+Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def under(column: Any, roots: Sequence[str]) -> Any:
+    """SQL condition: ``column`` is one of ``roots`` or lies below one (a prefix range, index-friendly)."""
+    conditions = []
+    for root in roots:
+        prefix = root.rstrip(os.sep) + os.sep
+        # Every path below ``prefix`` sorts between it and the same string with the separator bumped by one.
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        conditions += [column == root, (column >= prefix) & (column < upper)]
+    return or_(*conditions)
+
+
+@dataclass
+class IndexSummary:
+    """What one pass found and did."""
+
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    restored: int = 0  # files that were missing and came back unchanged
+    failed: int = 0
+    duplicates: int = 0  # results copied from an identical file instead of computed
+    tagged: int = 0  # photos the tagger ran on
+    embedded: int = 0  # photos the embedder ran on
+    interrupted: bool = False
+    failures: list[Failure] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failures"] = [asdict(f) for f in self.failures]
+        return data
+
+
+@dataclass(frozen=True)
+class _Known:
+    id: int
+    size: int
+    mtime_ns: int
+    status: str
+    content_hash: str | None
+
+
+@dataclass(frozen=True)
+class _Work:
+    id: int
+    path: str
+    content_hash: str | None
+    needs_tags: bool
+    needs_embedding: bool
+
+
+class Indexer:
+    """Runs index passes on one catalog with one tagger and one embedder.
+
+    ``tagger`` is a :class:`ram_model.tagger.Tagger` and ``embedder`` a
+    :class:`ram_model.clip.ClipEmbedder`, each with a ``bundle`` (its ``version`` is recorded).
+    Set ``stop`` to finish the current batch and return early (Ctrl-C).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        tagger: Any,
+        embedder: Any,
+        *,
+        workers: int = 0,
+        batch_size: int = 8,
+        rules: ScanRules | None = None,
+        draft: bool = True,
+        max_attempts: int = 3,
+        on_progress: Progress | None = None,
+        on_failure: Callable[[Failure], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.tagger = tagger
+        self.embedder = embedder
+        self.workers = workers
+        self.batch_size = batch_size
+        self.rules = rules or ScanRules()
+        self.draft = draft
+        self.max_attempts = max_attempts
+        self.on_progress = on_progress or (lambda stage, done, total: None)
+        self.on_failure = on_failure or (lambda failure: None)
+        self.stop = stop or threading.Event()
+        self.tagger_version: str = tagger.bundle.version
+        self.embedder_version: str = embedder.bundle.version
+        self._tag_ids: np.ndarray | None = None
+        self._vectors: Any = None
+        self._generation = 0
+        self._failed_now: set[int] = set()  # failed in this pass: not retried until the next one
+        self._vanished_now: set[int] = set()  # marked missing in this pass (a move found later is not missing)
+
+    # --- the pass --------------------------------------------------------------------------------
+    def run(self, roots: Sequence[str | os.PathLike[str]], *, allow_missing_roots: bool = False) -> IndexSummary:
+        """One incremental pass over ``roots`` (folders or files). Takes the catalog's writer lock
+        is the caller's job (see :meth:`Catalog.writer`)."""
+        roots = [os.path.abspath(os.fspath(root)) for root in roots]
+        for root in roots:
+            if not allow_missing_roots and not os.path.exists(root):
+                raise ScanError(f"{root} does not exist: check the path (is the share mounted?)")
+        summary = IndexSummary()
+        self._failed_now, self._vanished_now = set(), set()
+        run_id = self._start_run(roots)
+        outcome = "crashed"
+        try:
+            self._sync_vocabulary()
+            self._open_vectors()
+            found = self._scan(roots)
+            known = self._known(roots)
+            to_identify = self._reconcile(found, known, summary)
+            self._identify(to_identify, known, found, summary)
+            if not self.stop.is_set():
+                self._model_work(roots, summary)
+            summary.interrupted = self.stop.is_set()
+            outcome = "interrupted" if summary.interrupted else "completed"
+        finally:
+            self._save_vectors()
+            self._finish_run(run_id, outcome, summary)
+        return summary
+
+    # --- scan and reconcile ----------------------------------------------------------------------
+    def _scan(self, roots: list[str]) -> dict[str, FoundFile]:
+        found: dict[str, FoundFile] = {}
+        existing = [root for root in roots if os.path.exists(root)]
+
+        def unreadable(path: str, exc: OSError) -> None:
+            self.on_failure(Failure(path, "unreadable", f"{path}: cannot read it ({exc.strerror or exc})"))
+
+        for count, item in enumerate(scan(existing, self.rules, on_error=unreadable), 1):
+            found[item.path] = item
+            if count % 5000 == 0:
+                self.on_progress("scan", count, None)
+        self.on_progress("scan", len(found), len(found))
+        return found
+
+    def _known(self, roots: list[str]) -> dict[str, _Known]:
+        with self.catalog.session() as session:
+            rows = session.execute(
+                select(Photo.path, Photo.id, Photo.size, Photo.mtime_ns, Photo.status, Photo.content_hash)
+                .where(under(Photo.path, roots))
+            )
+            return {row[0]: _Known(*row[1:]) for row in rows}
+
+    def _reconcile(self, found: dict[str, FoundFile], known: dict[str, _Known], summary: IndexSummary) -> list[str]:
+        """Sort files into unchanged, changed and new; mark vanished ones missing. Returns the paths to identify."""
+        to_identify: list[str] = []
+        restored: list[int] = []
+        for path, item in found.items():
+            row = known.get(path)
+            if row is None or row.size != item.size or row.mtime_ns != item.mtime_ns:
+                to_identify.append(path)
+            elif row.status == MISSING:
+                restored.append(row.id)
+            else:
+                summary.unchanged += 1
+        vanished = [row.id for path, row in known.items() if path not in found and row.status != MISSING]
+        stamp = now()
+        with self.catalog.session() as session, session.begin():
+            for ids in batched(vanished, 500):
+                session.execute(update(Photo).where(Photo.id.in_(ids)).values(status=MISSING, missing_since=stamp))
+            for ids in batched(restored, 500):
+                self._restore(session, ids)
+        summary.missing += len(vanished)
+        self._vanished_now = set(vanished)
+        summary.restored += len(restored)
+        return to_identify
+
+    def _restore(self, session: Session, ids: list[int]) -> None:
+        """A missing photo is back (same bytes): indexed again if its results are current, else pending."""
+        session.execute(
+            update(Photo).where(Photo.id.in_(ids))
+            .values(status=PENDING, missing_since=None, error_reason=None, error_message=None, attempts=0)
+        )
+        session.execute(
+            update(Photo).where(Photo.id.in_(ids), Photo.tagger_version == self.tagger_version,
+                                Photo.embedder_version == self.embedder_version).values(status=INDEXED)
+        )
+
+    # --- identify: hash and metadata of new and changed files -----------------------------------
+    def _identify(self, paths: list[str], known: dict[str, _Known], found: dict[str, FoundFile],
+                  summary: IndexSummary) -> None:
+        if not paths:
+            return
+        done = 0
+        with Stages(self.workers) as stages:
+            for batch in batched(stages.map(identify, paths), IDENTIFY_BATCH):
+                with self.catalog.session() as session, session.begin():
+                    for result in batch:
+                        self._record_identified(session, result, known, found, summary)
+                done += len(batch)
+                self.on_progress("identify", done, len(paths))
+                if self.stop.is_set():
+                    return
+
+    def _record_identified(self, session: Session, result: Identified | Failure, known: dict[str, _Known],
+                           found: dict[str, FoundFile], summary: IndexSummary) -> None:
+        if isinstance(result, Failure):  # vanished or unreadable between scan and identify
+            self._fail_path(session, result, summary)
+            return
+        stamp = now()
+        facts = _facts(result)
+        row = known.get(result.path)
+        if row is not None and row.content_hash == result.content_hash:
+            # Touched, not changed: same bytes, nothing to recompute.
+            session.execute(update(Photo).where(Photo.id == row.id).values(
+                size=result.size, mtime_ns=result.mtime_ns, last_seen=stamp))
+            if row.status == MISSING:
+                self._restore(session, [row.id])
+                summary.restored += 1
+            else:
+                summary.unchanged += 1
+            return
+        if row is not None:
+            # Changed content at the same path: a new picture for the models, corrections kept.
+            session.execute(update(Photo).where(Photo.id == row.id).values(
+                **facts, status=PENDING, attempts=0, error_reason=None, error_message=None, tagger_version=None,
+                embedder_version=None, last_seen=stamp, missing_since=None))
+            photo_id = row.id
+            summary.changed += 1
+        else:
+            donor = self._moved_from(session, result.content_hash, found)
+            if donor is not None:
+                session.execute(update(Photo).where(Photo.id == donor).values(
+                    path=result.path, size=result.size, mtime_ns=result.mtime_ns, last_seen=stamp))
+                self._restore(session, [donor])
+                summary.moved += 1
+                if donor in self._vanished_now:
+                    self._vanished_now.discard(donor)
+                    summary.missing -= 1
+                return
+            photo = Photo(path=result.path, **facts, status=PENDING, attempts=0, first_seen=stamp, last_seen=stamp)
+            session.add(photo)
+            session.flush()
+            photo_id = photo.id
+            summary.new += 1
+        if result.info is not None:
+            self._store_keywords(session, photo_id, result.info.keywords, stamp)
+        if result.error is not None:  # not an image at all: no point decoding it
+            self._fail(session, photo_id, result.error, summary)
+
+    def _moved_from(self, session: Session, content_hash: str, found: dict[str, FoundFile]) -> int | None:
+        """The photo this new path was moved from: same bytes, and its old path is gone."""
+        candidates = session.execute(
+            select(Photo.id, Photo.path, Photo.status).where(Photo.content_hash == content_hash)
+            .order_by((Photo.status == MISSING).desc(), Photo.id)
+        ).all()
+        for photo_id, path, status in candidates:
+            if status == MISSING or (path not in found and not os.path.exists(path)):
+                return photo_id
+        return None
+
+    def _store_keywords(self, session: Session, photo_id: int, keywords: Iterable[str], stamp: datetime) -> None:
+        """Keywords already in the file become accepted tags with source ``file``."""
+        for keyword in dict.fromkeys(k.strip() for k in keywords if k and k.strip()):
+            tag_id = session.scalar(select(Tag.id).where(or_(Tag.name == keyword, Tag.name_zh == keyword)).limit(1))
+            if tag_id is None:
+                tag = Tag(name=keyword, kind=KEYWORD)
+                session.add(tag)
+                session.flush()
+                tag_id = tag.id
+            session.execute(sqlite_insert(PhotoTag).values(
+                photo_id=photo_id, tag_id=tag_id, score=None, source=SOURCE_FILE, state=ACCEPTED,
+                model_version=None, updated_at=stamp).on_conflict_do_nothing())
+
+    # --- model work ------------------------------------------------------------------------------
+    def _pending_work(self, roots: list[str]) -> list[_Work]:
+        with self.catalog.session() as session:
+            rows = session.execute(
+                select(Photo.id, Photo.path, Photo.content_hash, Photo.tagger_version, Photo.embedder_version)
+                .where(under(Photo.path, roots))
+                .where(or_(
+                    Photo.status == PENDING,
+                    (Photo.status == INDEXED) & or_(Photo.tagger_version.is_distinct_from(self.tagger_version),
+                                                    Photo.embedder_version.is_distinct_from(self.embedder_version)),
+                    (Photo.status == FAILED) & (Photo.attempts < self.max_attempts),
+                ))
+                .order_by(Photo.id)
+            ).all()
+        return [_Work(i, p, h, tv != self.tagger_version, ev != self.embedder_version)
+                for i, p, h, tv, ev in rows if i not in self._failed_now]
+
+    def _model_work(self, roots: list[str], summary: IndexSummary) -> None:
+        work = self._pending_work(roots)
+        if not work:
+            return
+        total, done = len(work), 0
+        self.on_progress("model", 0, total)
+        # Identical bytes are computed once: the first of each hash, unless a current result exists already.
+        donors = self._current_donors({w.content_hash for w in work if w.content_hash})
+        compute: list[_Work] = []
+        copies: dict[str, list[_Work]] = {}
+        for item in work:
+            donor = donors.get(item.content_hash) if item.content_hash else None
+            if item.content_hash and (donor is not None and donor != item.id or item.content_hash in copies):
+                copies.setdefault(item.content_hash, []).append(item)
+            else:
+                compute.append(item)
+                if item.content_hash:
+                    copies.setdefault(item.content_hash, [])
+        ready = [items for digest, items in copies.items() if digest in donors and items]
+        if ready:
+            with self.catalog.session() as session, session.begin():
+                for items in ready:
+                    done += self._copy_results(session, donors[items[0].content_hash], items, summary)
+            self.on_progress("model", done, total)
+
+        settings = DecodeSettings(self.tagger.image_size, getattr(self.embedder, "transform", None), self.draft)
+        jobs = (DecodeJob(w.id, w.path, w.needs_tags, w.needs_embedding) for w in compute)
+        by_id = {w.id: w for w in compute}
+        by_path = {w.path: w for w in compute}
+        with Stages(self.workers, settings) as stages:
+            for batch in batched(stages.map(decode, jobs, lookahead=2 * self.batch_size), self.batch_size):
+                decoded = [d for d in batch if isinstance(d, Decoded)]
+                probs, vectors = infer(self.tagger if any(d.tagger_input is not None for d in decoded) else None,
+                                       self.embedder, decoded)
+                with self.catalog.session() as session, session.begin():
+                    items = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
+                    for result, item in zip(batch, items, strict=True):
+                        followers = copies.get(item.content_hash, []) if item.content_hash else []
+                        if isinstance(result, Failure):
+                            self._fail(session, item.id, result, summary)
+                            for follower in followers:
+                                self._fail(session, follower.id, result, summary, path=follower.path)
+                        else:
+                            self._store_results(session, item, probs.get(item.id), vectors.get(item.id), summary)
+                            done += self._copy_results(session, item.id, followers, summary)
+                        done += 1
+                    if vectors:
+                        self._bump_generation(session)
+                self.on_progress("model", done, total)
+                if self.stop.is_set():
+                    return
+
+    def _current_donors(self, hashes: set[str]) -> dict[str, int]:
+        """content hash → a photo whose results for these bytes are current."""
+        donors: dict[str, int] = {}
+        with self.catalog.session() as session:
+            for chunk in batched(sorted(hashes), 500):
+                rows = session.execute(
+                    select(Photo.content_hash, func.min(Photo.id)).where(
+                        Photo.content_hash.in_(chunk), Photo.status == INDEXED,
+                        Photo.tagger_version == self.tagger_version, Photo.embedder_version == self.embedder_version,
+                    ).group_by(Photo.content_hash))
+                donors.update({digest: photo_id for digest, photo_id in rows})
+        return donors
+
+    def _store_results(self, session: Session, item: _Work, probs: np.ndarray | None, vector: np.ndarray | None,
+                       summary: IndexSummary) -> None:
+        stamp = now()
+        values: dict[str, Any] = {"status": INDEXED, "indexed_at": stamp, "error_reason": None,
+                                  "error_message": None, "attempts": 0}
+        if probs is not None:
+            fired = np.flatnonzero(probs > self.tagger.thresholds)
+            self._store_model_tags(session, item.id, {int(self._tag_ids[i]): float(probs[i]) for i in fired}, stamp)
+            values["tagger_version"] = self.tagger_version
+            summary.tagged += 1
+        if vector is not None:
+            self._store_embedding(session, item.id, vector)
+            values["embedder_version"] = self.embedder_version
+            summary.embedded += 1
+        session.execute(update(Photo).where(Photo.id == item.id).values(**values))
+
+    def _store_model_tags(self, session: Session, photo_id: int, scores: dict[int, float], stamp: datetime) -> None:
+        """Replace the model's suggestions; a person's accept or reject stays, with the new score."""
+        existing = dict(session.execute(
+            select(PhotoTag.tag_id, PhotoTag.state).where(PhotoTag.photo_id == photo_id)).all())
+        stale = [tag_id for tag_id, state in existing.items() if state == SUGGESTED and tag_id not in scores]
+        if stale:
+            session.execute(delete(PhotoTag).where(PhotoTag.photo_id == photo_id, PhotoTag.tag_id.in_(stale),
+                                                   PhotoTag.source == SOURCE_MODEL))
+        for tag_id, score in scores.items():
+            if tag_id in existing:
+                session.execute(update(PhotoTag).where(PhotoTag.photo_id == photo_id, PhotoTag.tag_id == tag_id)
+                                .values(score=score, model_version=self.tagger_version, updated_at=stamp))
+            else:
+                session.add(PhotoTag(photo_id=photo_id, tag_id=tag_id, score=score, source=SOURCE_MODEL,
+                                     state=SUGGESTED, model_version=self.tagger_version, updated_at=stamp))
+
+    def _store_embedding(self, session: Session, photo_id: int, vector: np.ndarray) -> None:
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        statement = sqlite_insert(Embedding).values(
+            photo_id=photo_id, model_version=self.embedder_version, dim=vector.shape[0], vector=vector.tobytes())
+        session.execute(statement.on_conflict_do_update(
+            index_elements=[Embedding.photo_id],
+            set_={"model_version": statement.excluded.model_version, "dim": statement.excluded.dim,
+                  "vector": statement.excluded.vector}))
+        if self._vectors is not None:
+            self._vectors.add(np.asarray([photo_id], dtype=np.int64), vector[None, :])
+
+    def _copy_results(self, session: Session, donor_id: int, items: list[_Work], summary: IndexSummary) -> int:
+        """Give identical files the donor's model tags and embedding (no model work)."""
+        if not items:
+            return 0
+        stamp = now()
+        scores = dict(session.execute(select(PhotoTag.tag_id, PhotoTag.score).where(
+            PhotoTag.photo_id == donor_id, PhotoTag.source == SOURCE_MODEL)).all())
+        vector_blob = session.scalar(select(Embedding.vector).where(Embedding.photo_id == donor_id))
+        for item in items:
+            self._store_model_tags(session, item.id, {k: v for k, v in scores.items() if v is not None}, stamp)
+            if vector_blob is not None:
+                self._store_embedding(session, item.id, np.frombuffer(vector_blob, dtype=np.float32))
+            session.execute(update(Photo).where(Photo.id == item.id).values(
+                status=INDEXED, indexed_at=stamp, tagger_version=self.tagger_version,
+                embedder_version=self.embedder_version, error_reason=None, error_message=None, attempts=0))
+        if vector_blob is not None:
+            self._bump_generation(session)
+        summary.duplicates += len(items)
+        return len(items)
+
+    # --- failures --------------------------------------------------------------------------------
+    def _fail(self, session: Session, photo_id: int, failure: Failure, summary: IndexSummary,
+              path: str | None = None) -> None:
+        if path is not None:
+            failure = Failure(path, failure.reason, failure.message.replace(failure.path, path))
+        session.execute(update(Photo).where(Photo.id == photo_id).values(
+            status=FAILED, error_reason=failure.reason, error_message=failure.message,
+            attempts=Photo.attempts + 1))
+        self._failed_now.add(photo_id)
+        summary.failed += 1
+        summary.failures.append(failure)
+        self.on_failure(failure)
+
+    def _fail_path(self, session: Session, failure: Failure, summary: IndexSummary) -> None:
+        photo_id = session.scalar(select(Photo.id).where(Photo.path == failure.path))
+        if photo_id is not None:
+            self._fail(session, photo_id, failure, summary)
+        else:
+            summary.failed += 1
+            summary.failures.append(failure)
+            self.on_failure(failure)
+
+    # --- vocabulary, vectors, runs ---------------------------------------------------------------
+    def _sync_vocabulary(self) -> None:
+        """Make sure every tag the tagger scores has a row; remember row ids in score order."""
+        vocabulary = self.tagger.vocabulary
+        names = self.tagger.tag_names
+        zh = dict(zip(vocabulary.names, vocabulary.names_zh, strict=True))
+        thresholds = dict(zip(names, self.tagger.thresholds.tolist(), strict=True))
+        with self.catalog.session() as session, session.begin():
+            have = dict(session.execute(select(Tag.name, Tag.id)).all())
+            missing = [name for name in names if name not in have]
+            if missing:
+                session.execute(sqlite_insert(Tag), [
+                    {"name": name, "name_zh": zh.get(name) or None, "kind": BUILTIN, "threshold": thresholds[name]}
+                    for name in missing])
+                have = dict(session.execute(select(Tag.name, Tag.id)).all())
+        self._tag_ids = np.asarray([have[name] for name in names], dtype=np.int64)
+
+    def _open_vectors(self) -> None:
+        from indexer.vectors import VectorIndex
+
+        self._generation = int(self.catalog.get_meta(GENERATION_KEY, "0") or 0)
+        dim = int(self.embedder.embed_dim)
+
+        def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            yield from embedding_rows(self.catalog, self.embedder_version, dim)
+
+        self._vectors, _rebuilt = VectorIndex.open(self.catalog.vectors_path, dim, self._vector_state(), rows)
+
+    def _vector_state(self) -> str:
+        return f"{self.embedder_version}:{self._generation}"
+
+    def _bump_generation(self, session: Session) -> None:
+        self._generation += 1
+        Catalog.set_meta(session, GENERATION_KEY, str(self._generation))
+
+    def _save_vectors(self) -> None:
+        if self._vectors is not None:
+            self._vectors.save(self.catalog.vectors_path, self._vector_state())
+
+    def _start_run(self, roots: list[str]) -> int:
+        with self.catalog.session() as session, session.begin():
+            run = Run(started_at=now(), roots=json.dumps(roots, ensure_ascii=False), outcome="running",
+                      tagger_version=self.tagger_version, embedder_version=self.embedder_version)
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def _finish_run(self, run_id: int, outcome: str, summary: IndexSummary) -> None:
+        counts = summary.counts()
+        counts.pop("failures")
+        with self.catalog.session() as session, session.begin():
+            session.execute(update(Run).where(Run.id == run_id).values(
+                finished_at=now(), outcome=outcome, summary=json.dumps(counts)))
+
+
+def embedding_rows(catalog: Catalog, model_version: str, dim: int,
+                   chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every stored embedding of ``model_version`` in batches of (ids, vectors) — to rebuild FAISS."""
+    last = 0
+    while True:
+        with catalog.session() as session:
+            rows = session.execute(
+                select(Embedding.photo_id, Embedding.vector)
+                .where(Embedding.model_version == model_version, Embedding.dim == dim, Embedding.photo_id > last)
+                .order_by(Embedding.photo_id).limit(chunk)).all()
+        if not rows:
+            return
+        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        yield ids, vectors
+        last = int(ids[-1])
+
+
+def _facts(result: Identified) -> dict[str, Any]:
+    info = result.info
+    facts: dict[str, Any] = {"size": result.size, "mtime_ns": result.mtime_ns, "content_hash": result.content_hash}
+    if info is None:
+        return facts
+    taken = info.taken_at
+    if taken is not None and taken.tzinfo is not None:  # stored as the camera's local wall time
+        taken = taken.replace(tzinfo=None)
+    return facts | {
+        "format": info.format, "width": info.width, "height": info.height, "orientation": info.orientation,
+        "taken_at": taken, "camera_make": info.camera_make, "camera_model": info.camera_model,
+        "gps_lat": info.gps_lat, "gps_lon": info.gps_lon,
+    }

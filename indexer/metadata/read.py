@@ -1,0 +1,853 @@
+"""What the catalog records about a photo, read from its headers without decoding a pixel.
+
+``read_photo_info`` opens a file lazily with Pillow (plus pillow-heif for HEIF/AVIF) and reads
+the stored size, EXIF orientation, capture time, camera, GPS position and the keywords already
+in the file (XMP ``dc:subject``, Lightroom's hierarchical subjects, digiKam's tag paths, IPTC
+keywords, Windows' ``XPKeywords``, and an XMP sidecar next to the file). Broken metadata never
+raises: what was ignored is listed in ``PhotoInfo.warnings``. Only a file that is not an image at
+all raises :class:`~ram_model.errors.ImageError`, classified as ``open_image`` classifies it.
+
+Where Pillow exposes each block, per format:
+
+- EXIF: ``info["exif"]`` (JPEG/MPO APP1, WebP ``EXIF``, PNG ``eXIf``, HEIF/AVIF), the TIFF's own
+  IFDs, or ImageMagick's ``Raw profile type exif`` PNG text chunk.
+- XMP: ``info["xmp"]`` (JPEG/MPO APP1, WebP ``XMP `` chunk, PNG ``iTXt``, TIFF tag 700, HEIF/AVIF
+  ``mime`` item), or PNG's ``XML:com.adobe.xmp`` ``tEXt``/``zTXt`` chunk.
+- IPTC: JPEG/MPO Photoshop APP13 and TIFF tag 33723 only (``PIL.IptcImagePlugin.getiptcinfo``).
+
+PNG text and ``eXIf`` chunks after the image data are read by walking the chunk headers (Pillow
+would decode the pixels to reach them). HEIF is decoded upright by libheif (``irot``/``imir``), so
+its stored size and orientation are read from the container's item properties.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+import threading
+import unicodedata
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin, UnidentifiedImageError
+
+from ram_model.preprocess import (
+    _bomb_error,
+    _error,
+    _first_line,
+    _isobmff_overrun,
+    _unidentified_error,
+    register_formats,
+)
+
+__all__ = ["PhotoInfo", "read_keywords_from_xmp", "read_photo_info"]
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """Facts about one photo file, as its metadata states them.
+
+    ``width``/``height`` are the stored pixel size and ``orientation`` the EXIF-style turn (1..8)
+    still to apply to it; for HEIF that turn is the container's ``irot``/``imir`` transform.
+    ``taken_at`` is the camera's local wall time, with ``tzinfo`` only where the file states its
+    offset. ``keywords`` are the file's own keywords, cleaned and de-duplicated (case-insensitively,
+    first spelling kept). ``warnings`` say what was broken and ignored.
+    """
+
+    format: str | None
+    width: int | None
+    height: int | None
+    orientation: int | None
+    taken_at: datetime | None
+    camera_make: str | None
+    camera_model: str | None
+    gps_lat: float | None
+    gps_lon: float | None
+    keywords: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+_NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_NS_DC = "http://purl.org/dc/elements/1.1/"
+_NS_LR = "http://ns.adobe.com/lightroom/1.0/"
+_NS_DIGIKAM = "http://www.digikam.org/ns/1.0/"
+_NS_TIFF = "http://ns.adobe.com/tiff/1.0/"
+_NS_EXIF = "http://ns.adobe.com/exif/1.0/"
+_NS_XMP = "http://ns.adobe.com/xap/1.0/"
+_NS_PHOTOSHOP = "http://ns.adobe.com/photoshop/1.0/"
+
+_IPTC_KEYWORDS = (2, 25)
+_IPTC_DATE_CREATED = (2, 55)
+_IPTC_TIME_CREATED = (2, 60)
+_IPTC_CODED_CHARSET = (1, 90)
+_IPTC_UTF8 = b"\x1b%G"
+
+_TIFF_IMAGE_WIDTH, _TIFF_IMAGE_LENGTH = 256, 257
+_ORIENTATIONS = range(1, 9)
+# A HEIF transform as (quarter turns counter-clockwise, mirrored left-right first) -> EXIF orientation.
+_TRANSFORM_TO_ORIENTATION = {
+    (0, False): 1, (0, True): 2, (2, False): 3, (2, True): 4,
+    (1, True): 5, (3, False): 6, (3, True): 7, (1, False): 8,
+}
+_SIDEWAYS = frozenset({5, 6, 7, 8})
+
+# HEIF metadata boxes are kilobytes; a larger 'meta' box is not read for the size/orientation.
+_MAX_HEIF_META_BYTES = 16 << 20
+# XMP sidecars are kilobytes; anything larger is not a sidecar worth reading.
+_MAX_SIDECAR_BYTES = 16 << 20
+_SIDECAR_SUFFIXES = (".xmp", ".XMP")
+_PNG_LATE_CHUNKS = frozenset({b"eXIf", b"iTXt", b"tEXt", b"zTXt"})
+
+_EXIF_DATE = re.compile(
+    r"(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?"
+)
+_OFFSET = re.compile(r"(Z)|([+-])(\d{2}):?(\d{2})")
+_XMP_GPS = re.compile(r"(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)(?:,(\d+(?:\.\d+)?))?([NSEW])", re.IGNORECASE)
+_XMP_PARTIAL_DATE = re.compile(r"\d{4}(-\d{2})?")
+_IPTC_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_IPTC_TIME = re.compile(r"(\d{2})(\d{2})(\d{2})([+-]\d{4})?")
+
+# catch_warnings() swaps process-wide state: keep our own readers from interleaving it.
+_warnings_lock = threading.Lock()
+
+
+def read_photo_info(path: str | os.PathLike[str]) -> PhotoInfo:
+    """Read a photo's size, orientation, capture time, camera, GPS position and keywords.
+
+    Only headers and metadata blocks are read (Pillow's lazy ``Image.open``); pixel data is never
+    decoded. An XMP sidecar next to the file (``IMG.jpg.xmp`` or ``IMG.xmp``) adds its keywords.
+    Malformed EXIF, XMP, IPTC or sidecars are ignored and listed in ``warnings``.
+
+    The capture time is EXIF ``DateTimeOriginal``, then ``DateTimeDigitized`` (each with its
+    ``OffsetTime…`` as ``tzinfo`` and ``SubsecTime…`` where valid), then XMP
+    ``exif:DateTimeOriginal``/``photoshop:DateCreated``, IPTC date/time created, XMP
+    ``xmp:CreateDate``, and last EXIF ``DateTime``. Camera, GPS and orientation come from EXIF,
+    else from XMP (``tiff:Make``, ``exif:GPSLatitude``, ``tiff:Orientation``, ...).
+
+    Raises:
+        ImageError: the file cannot be opened as an image at all, with ``reason`` one of
+            ``"unreadable"``, ``"empty"``, ``"not_an_image"``, ``"decompression_bomb"``, ``"corrupt"``.
+    """
+    path = Path(path)
+    register_formats()
+    notes: list[str] = []
+    with _warnings_lock, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = _open_lazily(path)
+        with image:
+            facts = _read_facts(path, image, notes)
+        notes.extend(_pillow_warnings(caught))
+    for other in caught:  # not about this file's metadata: let them through as usual
+        if not issubclass(other.category, UserWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    keywords = list(facts.pop("keywords"))
+    for sidecar in _sidecars(path):
+        keywords.extend(_sidecar_keywords(sidecar, notes))
+    return PhotoInfo(**facts, keywords=tuple(_clean_keywords(keywords)), warnings=tuple(dict.fromkeys(notes)))
+
+
+def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
+    """The keywords in an XMP packet or sidecar, cleaned and de-duplicated, in order.
+
+    Reads ``dc:subject``, the leaf of each Lightroom ``lr:hierarchicalSubject`` (after the last
+    ``|``) and of each digiKam ``digiKam:TagsList`` path (after the last ``/``).
+
+    Raises:
+        ValueError: the packet is not well-formed XML, or declares a DTD (never in XMP).
+    """
+    return _clean_keywords(_xmp_keywords(_parse_xmp(xml_bytes)))
+
+
+# --- opening -----------------------------------------------------------------------------------
+
+
+def _open_lazily(path: Path) -> Image.Image:
+    """``Image.open`` with ``open_image``'s classification of failures; nothing is decoded."""
+    try:
+        file_size = path.stat().st_size
+    except OSError as exc:
+        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
+    if file_size == 0:
+        raise _error(path, "empty", "empty file (0 bytes)")
+    try:
+        image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb_error(path, exc) from None
+    except UnidentifiedImageError:
+        raise _unidentified_error(path) from None
+    except OSError as exc:
+        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
+    if Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS:
+        image.close()
+        raise _bomb_error(path, None, image.size)
+    return image
+
+
+def _pillow_warnings(caught: Iterable[warnings.WarningMessage]) -> Iterator[str]:
+    for message in caught:
+        if not issubclass(message.category, UserWarning):
+            continue
+        text = " ".join(str(message.message).split())
+        if text.lower().startswith("corrupt exif"):
+            yield f"corrupt EXIF data partly ignored ({text})"
+        else:
+            yield f"metadata problem ignored ({text})"
+
+
+# --- the facts ---------------------------------------------------------------------------------
+
+
+def _read_facts(path: Path, image: Image.Image, notes: list[str]) -> dict[str, Any]:
+    info = dict(image.info)
+    if image.format == "PNG":
+        info = _png_late_info(path, notes) | info
+    exif = _Exif.read(image, info, notes)
+    xmp = _embedded_xmp(info, notes)
+    iptc = _read_iptc(image, notes)
+
+    width, height = image.size
+    tiff_tags = getattr(image, "tag_v2", None)
+    if image.format == "TIFF" and tiff_tags is not None:
+        # Pillow reports a TIFF's size already turned by its orientation; the tags hold it as stored.
+        stored = tiff_tags.get(_TIFF_IMAGE_WIDTH), tiff_tags.get(_TIFF_IMAGE_LENGTH)
+        if all(isinstance(side, int) for side in stored):
+            width, height = stored
+    orientation = exif.orientation(notes)
+    if orientation is None and xmp is not None:
+        orientation = _valid_orientation(_xmp_first(xmp, _NS_TIFF, "Orientation"), "XMP tiff:Orientation", notes)
+    if image.format in {"HEIF", "AVIF"}:
+        try:
+            overrun = _isobmff_overrun(path, path.stat().st_size)
+        except OSError as exc:
+            overrun = exc.strerror or str(exc)
+        if overrun is not None:
+            notes.append(f"damaged {image.format} container, the image may not decode: {overrun}")
+        if type(image).__module__.startswith("pillow_heif"):
+            # libheif hands out the picture already turned; report it as stored plus the turn.
+            layout = _heif_layout(path, image.size, notes)
+            if layout is not None:
+                (width, height), orientation = layout
+
+    make = exif.text(ExifTags.Base.Make, notes) or _xmp_text(xmp, _NS_TIFF, "Make")
+    model = exif.text(ExifTags.Base.Model, notes) or _xmp_text(xmp, _NS_TIFF, "Model")
+    gps = exif.gps(notes)
+    if gps is None and xmp is not None:
+        gps = _xmp_gps(xmp, notes)
+
+    keywords: list[str] = []
+    if xmp is not None:
+        keywords += _xmp_keywords(xmp)
+    if iptc:
+        keywords += _iptc_keywords(iptc, notes)
+    keywords += exif.xp_keywords(notes)
+
+    return {
+        "format": image.format.lower() if image.format else None,
+        "width": width,
+        "height": height,
+        "orientation": orientation,
+        "taken_at": _taken_at(exif, xmp, iptc, notes),
+        "camera_make": make,
+        "camera_model": model,
+        "gps_lat": gps[0] if gps else None,
+        "gps_lon": gps[1] if gps else None,
+        "keywords": keywords,
+    }
+
+
+def _taken_at(exif: _Exif, xmp: ElementTree.Element | None, iptc: dict | None, notes: list[str]) -> datetime | None:
+    base = ExifTags.Base
+    sources: list[Callable[[], datetime | None]] = [
+        lambda: exif.datetime(base.DateTimeOriginal, base.OffsetTimeOriginal, base.SubsecTimeOriginal, notes),
+        lambda: exif.datetime(base.DateTimeDigitized, base.OffsetTimeDigitized, base.SubsecTimeDigitized, notes),
+        lambda: _xmp_datetime(xmp, _NS_EXIF, "DateTimeOriginal", notes),
+        lambda: _xmp_datetime(xmp, _NS_PHOTOSHOP, "DateCreated", notes),
+        lambda: _iptc_datetime(iptc, notes),
+        lambda: _xmp_datetime(xmp, _NS_XMP, "CreateDate", notes),
+        lambda: exif.datetime(base.DateTime, base.OffsetTime, base.SubsecTime, notes),
+    ]
+    for source in sources:
+        if (taken := source()) is not None:
+            return taken
+    return None
+
+
+# --- EXIF --------------------------------------------------------------------------------------
+
+
+class _Exif:
+    """IFD0, the Exif sub-IFD and the GPS sub-IFD of one file; empty where unreadable."""
+
+    def __init__(self, ifd0: dict, sub: dict, gps: dict, gps_broken: bool) -> None:
+        self.ifd0, self.sub, self.gps_ifd, self.gps_broken = ifd0, sub, gps, gps_broken
+
+    @classmethod
+    def read(cls, image: Image.Image, info: dict, notes: list[str]) -> _Exif:
+        raw = info.get("exif")
+        if raw is None and "Raw profile type exif" in info:
+            try:
+                raw = bytes.fromhex("".join(str(info["Raw profile type exif"]).split("\n")[3:]))
+            except ValueError:
+                notes.append("unreadable EXIF text chunk ignored")
+        try:
+            if image.format == "PNG" or raw is not None:
+                # PngImageFile.getexif() decodes the whole image when it has no eXIf chunk.
+                exif = Image.Exif()
+                if raw:
+                    exif.load(raw)
+            else:
+                exif = image.getexif()
+            ifd0 = dict(exif)
+        except Exception as exc:  # noqa: BLE001 - a malformed EXIF block raises anything
+            notes.append(f"unreadable EXIF block ignored ({_first_line(exc)})")
+            return cls({}, {}, {}, False)
+        if raw and len(raw.removeprefix(b"Exif\x00\x00")) > 8 and not ifd0:
+            notes.append("unreadable EXIF block ignored (no valid TIFF header or first directory)")
+        sub = cls._sub_ifd(exif, ifd0, ExifTags.IFD.Exif, "EXIF sub-directory", notes)
+        gps = cls._sub_ifd(exif, ifd0, ExifTags.IFD.GPSInfo, "GPS", notes)
+        return cls(ifd0, sub or {}, gps or {}, gps is None)
+
+    @staticmethod
+    def _sub_ifd(exif: Image.Exif, ifd0: dict, tag: int, what: str, notes: list[str]) -> dict | None:
+        """The sub-directory as a dict ({} when absent); None, with a warning, when it is malformed."""
+        pointer = ifd0.get(tag)
+        if pointer is None:
+            return {}
+        if not isinstance(pointer, int):
+            notes.append(f"malformed {what} ignored (its pointer is not a number)")
+            return None
+        try:
+            return dict(exif.get_ifd(tag))
+        except Exception as exc:  # noqa: BLE001 - a bad offset raises anything
+            notes.append(f"malformed {what} ignored ({_first_line(exc)})")
+            return None
+
+    def _get(self, tag: int) -> Any:
+        # Some writers put the Exif sub-IFD's tags into IFD0.
+        value = self.sub.get(tag)
+        return self.ifd0.get(tag) if value is None else value
+
+    def text(self, tag: int, notes: list[str]) -> str | None:
+        value = self._get(tag)
+        if value is None:
+            return None
+        text = _as_text(value)
+        if text is None:
+            notes.append(f"malformed EXIF {_tag_name(tag)} ignored")
+        return text or None
+
+    def orientation(self, notes: list[str]) -> int | None:
+        return _valid_orientation(self.ifd0.get(ExifTags.Base.Orientation), "EXIF orientation", notes)
+
+    def datetime(self, tag: int, offset_tag: int, subsec_tag: int, notes: list[str]) -> datetime | None:
+        name = _tag_name(tag)
+        value = self._get(tag)
+        if value is None:
+            return None
+        text = _as_text(value)
+        taken = _parse_exif_datetime(text) if text is not None else None
+        if taken is None:
+            if text is None or text.strip(" :0-T"):  # all blanks or zeros: the standard's "unknown"
+                notes.append(f"unreadable EXIF {name} {_shown(value)} ignored")
+            return None
+        subsec = _as_text(self._get(subsec_tag))
+        if subsec and subsec.isdigit() and taken.microsecond == 0:
+            taken = taken.replace(microsecond=int(subsec[:6].ljust(6, "0")))
+        offset = _as_text(self._get(offset_tag))
+        if offset and offset.strip(" :") and taken.tzinfo is None:
+            tz = _parse_offset(offset)
+            if tz is None:
+                notes.append(f"invalid EXIF {_tag_name(offset_tag)} {offset!r} ignored")
+            else:
+                taken = taken.replace(tzinfo=tz)
+        return taken
+
+    def gps(self, notes: list[str]) -> tuple[float, float] | None:
+        if self.gps_broken:
+            return None
+        gps = ExifTags.GPS
+        lat_value, lon_value = self.gps_ifd.get(gps.GPSLatitude), self.gps_ifd.get(gps.GPSLongitude)
+        if lat_value is None and lon_value is None:
+            return None
+        try:
+            lat = _gps_coordinate(lat_value, self.gps_ifd.get(gps.GPSLatitudeRef), "NS", 90.0)
+            lon = _gps_coordinate(lon_value, self.gps_ifd.get(gps.GPSLongitudeRef), "EW", 180.0)
+        except (TypeError, ValueError, ZeroDivisionError, IndexError) as exc:
+            notes.append(f"malformed GPS ignored ({exc})")
+            return None
+        return lat, lon
+
+    def xp_keywords(self, notes: list[str]) -> list[str]:
+        value = self.ifd0.get(ExifTags.Base.XPKeywords)
+        if value is None:
+            return []
+        try:
+            raw = bytes(value) if not isinstance(value, str) else value.encode("latin-1")
+            text = raw.decode("utf-16-le")
+        except (TypeError, ValueError) as exc:
+            notes.append(f"malformed EXIF XPKeywords ignored ({_first_line(exc)})")
+            return []
+        return text.replace("\x00", "").split(";")
+
+
+def _tag_name(tag: int) -> str:
+    try:
+        return ExifTags.Base(tag).name
+    except ValueError:
+        return hex(tag)
+
+
+def _as_text(value: Any) -> str | None:
+    """An ASCII EXIF value as clean text; None when it is not text at all."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    return value.replace("\x00", " ").strip()
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _valid_orientation(value: Any, what: str, notes: list[str]) -> int | None:
+    if value is None:
+        return None
+    try:
+        orientation = int(value)
+    except (TypeError, ValueError):
+        orientation = None
+    if orientation not in _ORIENTATIONS:
+        notes.append(f"invalid {what} {_shown(value)} ignored")
+        return None
+    return orientation
+
+
+def _parse_exif_datetime(text: str) -> datetime | None:
+    """'YYYY:MM:DD HH:MM:SS' and the variants cameras and tools write; None when unreadable."""
+    match = _EXIF_DATE.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        taken = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+            int(fraction[:6].ljust(6, "0")) if fraction else 0,
+        )
+    except ValueError:
+        return None
+    if offset:
+        tz = _parse_offset(offset)
+        if tz is None:
+            return None
+        taken = taken.replace(tzinfo=tz)
+    return taken
+
+
+def _parse_offset(text: str) -> timezone | None:
+    """'+03:00', '-0500' or 'Z' as a timezone; None when it is not a real UTC offset."""
+    match = _OFFSET.fullmatch(text.strip())
+    if match is None:
+        return None
+    if match.group(1):
+        return UTC
+    sign, hours, minutes = match.group(2), int(match.group(3)), int(match.group(4))
+    if hours > 14 or minutes >= 60:
+        return None
+    delta = timedelta(hours=hours, minutes=minutes)
+    return timezone(-delta if sign == "-" else delta)
+
+
+def _gps_coordinate(value: Any, ref: Any, refs: str, limit: float) -> float:
+    """Degrees, minutes, seconds and N/S (E/W) as signed decimal degrees; ValueError when malformed."""
+    if value is None:
+        raise ValueError("latitude or longitude missing")
+    parts = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if not 1 <= len(parts) <= 3 or isinstance(value, (str, bytes)):
+        raise ValueError(f"not degrees, minutes, seconds: {_shown(value)}")
+    numbers = [float(part) for part in parts]
+    if not all(math.isfinite(number) and number >= 0 for number in numbers):
+        raise ValueError(f"not degrees, minutes, seconds: {_shown(value)}")
+    degrees = sum(number / 60**index for index, number in enumerate(numbers))
+    if degrees > limit:
+        raise ValueError(f"{degrees} degrees is out of range")
+    hemisphere = _as_text(ref) if ref is not None else ""
+    if hemisphere is None or hemisphere.upper() not in ("", *refs):
+        raise ValueError(f"reference {_shown(ref)} is not {' or '.join(refs)}")
+    return -degrees if hemisphere.upper() == refs[1] else degrees
+
+
+# --- XMP ---------------------------------------------------------------------------------------
+
+
+def _parse_xmp(data: bytes | str) -> ElementTree.Element:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    data = bytes(data).strip(b"\x00 \t\r\n")
+    start = data.find(b"<")
+    if start < 0:
+        raise ValueError("not XML")
+    data = data[start:]
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise ValueError("declares a DTD, which XMP never does")
+    try:
+        return ElementTree.fromstring(data)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"not well-formed XML: {exc}") from None
+
+
+def _embedded_xmp(info: dict, notes: list[str]) -> ElementTree.Element | None:
+    packet = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if not packet:
+        return None
+    try:
+        return _parse_xmp(packet)
+    except ValueError as exc:
+        notes.append(f"malformed XMP ignored ({exc})")
+        return None
+
+
+def _xmp_values(root: ElementTree.Element, namespace: str, name: str) -> list[str]:
+    """Every value of one property: attribute form, simple element, or rdf:Bag/Seq/Alt items."""
+    tag = f"{{{namespace}}}{name}"
+    values: list[str] = []
+    for description in root.iter(f"{{{_NS_RDF}}}Description"):
+        if (attribute := description.get(tag)) is not None:
+            values.append(attribute)
+        for prop in description.findall(tag):
+            items = prop.findall(f"./*/{{{_NS_RDF}}}li")
+            if items:
+                values.extend(_li_text(item) for item in items)
+            elif len(prop) == 0 and prop.text:
+                values.append(prop.text)
+    return [value for value in values if value]
+
+
+def _li_text(item: ElementTree.Element) -> str:
+    if item.text and item.text.strip():
+        return item.text
+    value = item.find(f".//{{{_NS_RDF}}}value")  # a qualified value
+    return (value.text or "") if value is not None else ""
+
+
+def _xmp_first(root: ElementTree.Element | None, namespace: str, name: str) -> str | None:
+    if root is None:
+        return None
+    values = _xmp_values(root, namespace, name)
+    return values[0].strip() if values else None
+
+
+def _xmp_text(root: ElementTree.Element | None, namespace: str, name: str) -> str | None:
+    value = _xmp_first(root, namespace, name)
+    if value is None:
+        return None
+    return value.replace("\x00", "").strip() or None
+
+
+def _xmp_keywords(root: ElementTree.Element) -> list[str]:
+    keywords = _xmp_values(root, _NS_DC, "subject")
+    keywords += [path.rsplit("|", 1)[-1] for path in _xmp_values(root, _NS_LR, "hierarchicalSubject")]
+    keywords += [path.rsplit("/", 1)[-1] for path in _xmp_values(root, _NS_DIGIKAM, "TagsList")]
+    return keywords
+
+
+def _xmp_datetime(root: ElementTree.Element | None, namespace: str, name: str, notes: list[str]) -> datetime | None:
+    value = _xmp_first(root, namespace, name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        if not _XMP_PARTIAL_DATE.fullmatch(value):  # a year or month alone is valid XMP, too vague to keep
+            notes.append(f"unreadable XMP {name} {value!r} ignored")
+        return None
+
+
+def _xmp_gps(root: ElementTree.Element, notes: list[str]) -> tuple[float, float] | None:
+    lat, lon = _xmp_first(root, _NS_EXIF, "GPSLatitude"), _xmp_first(root, _NS_EXIF, "GPSLongitude")
+    if lat is None and lon is None:
+        return None
+    try:
+        return _xmp_coordinate(lat, "NS", 90.0), _xmp_coordinate(lon, "EW", 180.0)
+    except ValueError as exc:
+        notes.append(f"malformed XMP GPS ignored ({exc})")
+        return None
+
+
+def _xmp_coordinate(text: str | None, refs: str, limit: float) -> float:
+    """XMP's 'DDD,MM,SSk' or 'DDD,MM.mmk' as signed decimal degrees."""
+    match = _XMP_GPS.fullmatch(text.strip()) if text else None
+    if match is None:
+        raise ValueError(f"{text!r} is not 'degrees,minutes[,seconds]{refs[0]}'")
+    degrees, minutes, seconds, ref = match.groups()
+    value = float(degrees) + float(minutes) / 60 + float(seconds or 0) / 3600
+    if ref.upper() not in refs or value > limit:
+        raise ValueError(f"{text!r} is out of range")
+    return -value if ref.upper() == refs[1] else value
+
+
+# --- IPTC --------------------------------------------------------------------------------------
+
+
+def _read_iptc(image: Image.Image, notes: list[str]) -> dict | None:
+    try:
+        return IptcImagePlugin.getiptcinfo(image)
+    except Exception as exc:  # noqa: BLE001 - a malformed IPTC block raises anything
+        notes.append(f"malformed IPTC block ignored ({_first_line(exc)})")
+        return None
+
+
+def _iptc_strings(iptc: dict, key: tuple[int, int]) -> list[str]:
+    values = iptc.get(key)
+    if values is None:
+        return []
+    utf8 = iptc.get(_IPTC_CODED_CHARSET) == _IPTC_UTF8
+    strings = []
+    for value in values if isinstance(values, list) else [values]:
+        try:
+            strings.append(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            # Without the UTF-8 marker, IPTC text is usually Latin-1 (or its Windows cousin).
+            strings.append(value.decode("utf-8" if utf8 else "latin-1", "replace"))
+    return strings
+
+
+def _iptc_keywords(iptc: dict, notes: list[str]) -> list[str]:
+    try:
+        return _iptc_strings(iptc, _IPTC_KEYWORDS)
+    except (AttributeError, TypeError) as exc:
+        notes.append(f"malformed IPTC keywords ignored ({_first_line(exc)})")
+        return []
+
+
+def _iptc_datetime(iptc: dict | None, notes: list[str]) -> datetime | None:
+    """IPTC Date Created (2:55, 'YYYYMMDD') with Time Created (2:60, 'HHMMSS±HHMM') where present."""
+    if not iptc:
+        return None
+    try:
+        dates, times = _iptc_strings(iptc, _IPTC_DATE_CREATED), _iptc_strings(iptc, _IPTC_TIME_CREATED)
+    except (AttributeError, TypeError) as exc:
+        notes.append(f"malformed IPTC date created ignored ({_first_line(exc)})")
+        return None
+    if not dates:
+        return None
+    date, time = dates[0].strip(), (times[0].strip() if times else "")
+    date_match = _IPTC_DATE.fullmatch(date)
+    time_match = _IPTC_TIME.fullmatch(time or "000000")
+    tz = _parse_offset(time_match.group(4)) if time_match and time_match.group(4) else None
+    try:
+        if date_match is None or time_match is None or (time_match.group(4) and tz is None):
+            raise ValueError
+        taken = datetime(*map(int, date_match.groups()), *map(int, time_match.group(1, 2, 3)))
+    except ValueError:
+        notes.append(f"unreadable IPTC date created {date!r} {time!r} ignored")
+        return None
+    return taken.replace(tzinfo=tz) if tz else taken
+
+
+# --- PNG chunks after the image data ----------------------------------------------------------
+
+
+def _png_late_info(path: Path, notes: list[str]) -> dict:
+    """The text and eXIf chunks that follow the image data, read without decoding it."""
+    try:
+        with path.open("rb") as stream:
+            stream.seek(8)  # the signature
+            png = PngImagePlugin.PngStream(stream)
+            after_image = False
+            while True:
+                chunk, position, length = png.read()
+                if chunk == b"IEND":
+                    break
+                if after_image and chunk in _PNG_LATE_CHUNKS:
+                    png.call(chunk, position, length)
+                    stream.seek(4, os.SEEK_CUR)  # CRC
+                    continue
+                after_image = after_image or chunk in (b"IDAT", b"fdAT")
+                stream.seek(length + 4, os.SEEK_CUR)
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        notes.append(f"PNG chunks after the image data unreadable ({_first_line(exc)})")
+        return {}
+    return dict(png.im_info)
+
+
+# --- HEIF item properties ----------------------------------------------------------------------
+
+
+def _heif_layout(path: Path, decoded_size: tuple[int, int], notes: list[str]) -> tuple[tuple[int, int], int] | None:
+    """The primary item's stored size (``ispe``, cropped by ``clap``) and its ``irot``/``imir`` as an
+    EXIF orientation, in the order the item lists them (libheif's reading of ``imir``).
+
+    None (the decoded, upright size is then reported with no turn) when the boxes cannot be read
+    or do not explain the size libheif decoded.
+    """
+    try:
+        meta = _heif_meta(path)
+        if meta is None:
+            return None
+        properties, associations, primary = _heif_properties(meta)
+        size, quarter_turns, mirrored = None, 0, False
+        for index in associations.get(primary, []):
+            if not 1 <= index <= len(properties):
+                raise ValueError(f"property index {index} out of range")
+            kind, payload = properties[index - 1]
+            if kind == b"ispe":
+                size = struct.unpack(">II", payload[4:12])
+            elif kind == b"clap" and size is not None:
+                # The coded size is padded to whole blocks; the clean aperture crops it (before any turn).
+                width_n, width_d, height_n, height_d = struct.unpack(">IIII", payload[:16])
+                size = (round(width_n / width_d), round(height_n / height_d))
+            elif kind == b"irot":
+                quarter_turns = (quarter_turns + (payload[0] & 3)) % 4
+            elif kind == b"imir":
+                # libheif: axis 0 flips top-bottom, 1 flips left-right.
+                flip_top_bottom = (payload[0] & 1) == 0
+                quarter_turns = ((2 if flip_top_bottom else 0) - quarter_turns) % 4
+                mirrored = not mirrored
+    except (OSError, ValueError, IndexError, ZeroDivisionError, struct.error) as exc:
+        notes.append(f"HEIF item properties unreadable, size reported as decoded ({_first_line(exc)})")
+        return None
+    if size is None:
+        return None
+    orientation = _TRANSFORM_TO_ORIENTATION[quarter_turns, mirrored]
+    upright = (size[1], size[0]) if orientation in _SIDEWAYS else size
+    return (size, orientation) if upright == tuple(decoded_size) else None
+
+
+def _heif_meta(path: Path) -> bytes | None:
+    """The payload of the top-level 'meta' box."""
+    with path.open("rb") as stream:
+        file_size = os.fstat(stream.fileno()).st_size
+        offset = 0
+        while offset + 8 <= file_size:
+            stream.seek(offset)
+            header = stream.read(16)
+            size, kind = struct.unpack(">I4s", header[:8])
+            header_size = 8
+            if size == 1:
+                size, header_size = struct.unpack(">Q", header[8:16])[0], 16
+            elif size == 0:
+                size = file_size - offset
+            if size < header_size:
+                raise ValueError(f"box {kind!r} declares {size} bytes")
+            if kind == b"meta":
+                if size > _MAX_HEIF_META_BYTES:
+                    return None
+                stream.seek(offset + header_size)
+                return stream.read(size - header_size)
+            offset += size
+    return None
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", data[start + 8 : start + 16])[0], 16
+        elif size == 0:
+            size = end - start
+        if size < header or start + size > end:
+            raise ValueError(f"box {kind!r} at {start} does not fit")
+        yield kind, data[start + header : start + size]
+        start += size
+
+
+def _heif_properties(meta: bytes) -> tuple[list[tuple[bytes, bytes]], dict[int, list[int]], int]:
+    """(ipco's properties in order, item id -> 1-based property indexes, primary item id)."""
+    properties: list[tuple[bytes, bytes]] = []
+    associations: dict[int, list[int]] = {}
+    primary = None
+    for kind, payload in _boxes(meta, 4):  # 'meta' is a full box: version and flags first
+        if kind == b"pitm":
+            id_format = ">H" if payload[0] == 0 else ">I"
+            (primary,) = struct.unpack(id_format, payload[4 : 4 + struct.calcsize(id_format)])
+        elif kind == b"iprp":
+            for child, body in _boxes(payload):
+                if child == b"ipco":
+                    properties.extend(_boxes(body))
+                elif child == b"ipma":
+                    _read_ipma(body, associations)
+    if primary is None:
+        raise ValueError("no primary item")
+    return properties, associations, primary
+
+
+def _read_ipma(body: bytes, associations: dict[int, list[int]]) -> None:
+    version, flags = body[0], int.from_bytes(body[1:4], "big")
+    (count,) = struct.unpack(">I", body[4:8])
+    position = 8
+    for _ in range(count):
+        id_format = ">H" if version < 1 else ">I"
+        (item,) = struct.unpack(id_format, body[position : position + struct.calcsize(id_format)])
+        position += struct.calcsize(id_format)
+        n = body[position]
+        position += 1
+        indexes = associations.setdefault(item, [])
+        for _ in range(n):
+            if flags & 1:
+                (value,) = struct.unpack(">H", body[position : position + 2])
+                indexes.append(value & 0x7FFF)
+                position += 2
+            else:
+                indexes.append(body[position] & 0x7F)
+                position += 1
+
+
+# --- sidecars and keywords ---------------------------------------------------------------------
+
+
+def _sidecars(path: Path) -> list[Path]:
+    """'IMG.jpg.xmp' and 'IMG.xmp' (darktable's and Lightroom's naming), those that exist."""
+    names = [path.name + suffix for suffix in _SIDECAR_SUFFIXES]
+    names += [path.stem + suffix for suffix in _SIDECAR_SUFFIXES if path.suffix.lower() != ".xmp"]
+    found: list[Path] = []
+    for name in dict.fromkeys(names):
+        candidate = path.with_name(name)
+        try:
+            if candidate.is_file() and not any(candidate.samefile(other) for other in found):
+                found.append(candidate)
+        except OSError:
+            continue
+    return found
+
+
+def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
+    try:
+        if sidecar.stat().st_size > _MAX_SIDECAR_BYTES:
+            notes.append(f"XMP sidecar {sidecar.name} ignored (larger than {_MAX_SIDECAR_BYTES >> 20} MiB)")
+            return []
+        data = sidecar.read_bytes()
+    except OSError as exc:
+        notes.append(f"XMP sidecar {sidecar.name} unreadable ({exc.strerror or exc})")
+        return []
+    try:
+        return _xmp_keywords(_parse_xmp(data))
+    except ValueError as exc:
+        notes.append(f"malformed XMP sidecar {sidecar.name} ignored ({exc})")
+        return []
+
+
+def _clean_keywords(keywords: Iterable[str]) -> list[str]:
+    """Trimmed, NFC-normalised, empty ones dropped, de-duplicated case-insensitively in order."""
+    kept: dict[str, str] = {}
+    for keyword in keywords:
+        text = unicodedata.normalize("NFC", keyword.replace("\x00", "")).strip()
+        if text:
+            kept.setdefault(text.casefold(), text)
+    return list(kept.values())

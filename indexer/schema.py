@@ -1,0 +1,133 @@
+"""The catalog's tables (SQLAlchemy 2.x declarative models).
+
+One row per photo *file* (``photos``): a moved file keeps its row, and with it its tags,
+embedding and every correction. ``content_hash`` ties identical files together so their model
+work is done once. The schema itself changes only through Alembic revisions in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# Photo status: what the indexer knows about a file.
+PENDING, INDEXED, FAILED, MISSING = "pending", "indexed", "failed", "missing"
+PHOTO_STATUSES = (PENDING, INDEXED, FAILED, MISSING)
+# Where a photo-tag row came from, and what a person made of it.
+SOURCE_MODEL, SOURCE_USER, SOURCE_FILE = "model", "user", "file"
+SUGGESTED, ACCEPTED, REJECTED = "suggested", "accepted", "rejected"
+# Tag kinds.
+BUILTIN, CUSTOM, KEYWORD = "builtin", "custom", "keyword"
+
+
+class Meta(Base):
+    """Small key/value facts about the catalog (e.g. the embeddings generation the FAISS file reflects)."""
+
+    __tablename__ = "catalog_meta"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Photo(Base):
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute; prefix queries serve folder: filters
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # blake2b-256 of the bytes, hex
+    format: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    orientation: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column(index=True)
+    camera_make: Mapped[str | None] = mapped_column(String(128))
+    camera_model: Mapped[str | None] = mapped_column(String(128))
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+
+    status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    error_reason: Mapped[str | None] = mapped_column(String(32))  # ImageError.reason, e.g. "truncated"
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts since the content last changed
+    tagger_version: Mapped[str | None] = mapped_column(String(128))  # the model that produced its model tags
+    embedder_version: Mapped[str | None] = mapped_column(String(128))
+
+    first_seen: Mapped[datetime] = mapped_column()
+    last_seen: Mapped[datetime] = mapped_column()
+    indexed_at: Mapped[datetime | None] = mapped_column()
+    missing_since: Mapped[datetime | None] = mapped_column()
+
+    tags: Mapped[list[PhotoTag]] = relationship(back_populates="photo", cascade="all, delete-orphan")
+
+
+class Tag(Base):
+    """The vocabulary: built-in RAM tags, a user's custom tags, and keywords read from files."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    name_zh: Mapped[str | None] = mapped_column(Text, index=True)
+    kind: Mapped[str] = mapped_column(String(16), default=BUILTIN)
+    threshold: Mapped[float | None] = mapped_column(Float)
+
+
+class PhotoTag(Base):
+    """One tag on one photo: its score, who put it there, and what a person decided about it."""
+
+    __tablename__ = "photo_tags"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float)  # the model's probability (None for user/file tags)
+    source: Mapped[str] = mapped_column(String(8))  # model, user or file
+    state: Mapped[str] = mapped_column(String(12))  # suggested, accepted or rejected
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column()
+
+    photo: Mapped[Photo] = relationship(back_populates="tags")
+    tag: Mapped[Tag] = relationship()
+
+    __table_args__ = (Index("ix_photo_tags_tag_state", "tag_id", "state"),)
+
+
+class Embedding(Base):
+    """A photo's image embedding (float32 unit vector); the FAISS index is rebuilt from these."""
+
+    __tablename__ = "embeddings"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Run(Base):
+    """One index pass: when, over what, and what it found (``phototag status`` shows the last ones)."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    roots: Mapped[str] = mapped_column(Text)  # JSON list
+    tagger_version: Mapped[str | None] = mapped_column(String(128))
+    embedder_version: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16), default="running")  # running, completed, interrupted, crashed
+    summary: Mapped[str | None] = mapped_column(Text)  # JSON counts

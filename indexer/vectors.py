@@ -1,0 +1,377 @@
+"""The FAISS index of photo embeddings: a cache rebuilt from the catalog whenever it is in doubt.
+
+The catalog (SQLite) holds every embedding with its photo id and is the source of truth. This
+module keeps the same vectors in an exact inner-product index (``IndexIDMap2`` over
+``IndexFlatIP``) so that "photos like this one" and free-text search do not scan SQLite. The
+vectors are unit vectors, so the inner product is the cosine similarity.
+
+On disk an index is two files: ``NAME.faiss`` (``faiss.write_index``) and ``NAME.json``
+(``dim``, ``count``, ``state``, ``bytes``, ``faiss_version``, ``format``). ``state`` is an opaque
+fingerprint of the catalog's embeddings chosen by the caller (for example
+``"clip_vit_b16@1:42"``, embedder, version and generation). Each file is written to a temporary
+file in the same folder, fsynced and renamed into place; the json is removed before the index is
+replaced and written last, so a save interrupted at any point leaves no json, and :meth:`load`
+treats the pair as stale. :meth:`load` returns ``None`` instead of raising for any file that is
+missing, unreadable, of another dimension, of another count or of another state, and
+:meth:`open` then rebuilds from the catalog and saves.
+
+Exact or approximate search
+---------------------------
+Exact flat search reads every vector for every query: 512 float32 = 2 KiB per photo, 200 MB at
+100k photos, 2 GB at 1M, 20 GB at 10M. One query runs on one core (FAISS splits work across
+queries, not across the database), so latency grows linearly with the library; the measured
+numbers are in ``indexer/VECTORS.md`` (``bench/bench_vectors.py``). Flat search stays the right
+choice up to about 1M photos on a desktop: results are exact, adds and removes are instant and
+nothing needs training. Beyond that:
+
+* ``IndexScalarQuantizer(d, QT_fp16, METRIC_INNER_PRODUCT)`` halves memory (1 GB at 1M) with
+  scores equal to about 1e-3; still exact search over all vectors, no faster.
+* ``IndexHNSWFlat(d, 32, METRIC_INNER_PRODUCT)`` (M=32, efConstruction 40-200, ``efSearch``
+  64-256 per query) answers in about a millisecond at any size, at the cost of the vectors plus
+  about 2*M*8 = 512 bytes per vector of graph, slow builds (minutes per million on a few cores)
+  and no true removal (``remove_ids`` is unsupported: rebuild, or filter removed ids).
+* ``IndexIVFFlat`` (nlist about 4*sqrt(N), e.g. 4000 at 1M and 12000 at 10M, trained on
+  30-256 vectors per list; ``nprobe`` 16-64 per query) scans only nprobe/nlist of the data and
+  supports ``remove_ids``; ``IndexIVFPQ`` (e.g. PQ64 = 64 bytes per 512-d vector, 32x smaller)
+  is the way to fit 10M+ vectors in memory (640 MB at 10M), with recall that needs a re-rank of
+  the top candidates against the exact vectors from the catalog.
+
+Both approximate indexes trade recall for speed; their defaults should be chosen on the user's
+real CLIP embeddings (clustered, unlike random vectors), measuring recall@50 against this flat
+index. A GPU (``faiss-gpu-cu12``) helps only for batched queries over millions of vectors; the
+flat index on GPU supports neither ``remove_ids`` nor, in all versions, ID selectors, so it is not
+offered here.
+
+Threads: FAISS uses OpenMP with as many threads as cores. A process that also runs PyTorch
+inference should cap it (``faiss.omp_set_num_threads``) so the two pools do not oversubscribe the
+CPU; single-query flat search is single-threaded anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+"""Version of the json written next to the index; a different one is stale."""
+
+
+class VectorIndex:
+    """Exact inner-product search (``IndexIDMap2`` over ``IndexFlatIP``) of unit vectors keyed by int64 ids.
+
+    Ids are the catalog's photo ids (non-negative; FAISS uses -1 for "no result"). Every method
+    is safe to call from several threads: one lock serialises them.
+    """
+
+    def __init__(self, dim: int) -> None:
+        if dim <= 0:
+            raise ValueError(f"vector dimension must be positive, got {dim}")
+        self.dim = int(dim)
+        self._index = faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __repr__(self) -> str:
+        return f"VectorIndex(dim={self.dim}, count={len(self)})"
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add ``vectors`` [n, dim] under ``ids`` [n]; an id already present is replaced.
+
+        When an id appears twice in one call, its last vector wins.
+        """
+        ids = _as_ids(ids)
+        vectors = self._as_vectors(vectors, "vectors")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(ids) == 0:
+            return
+        ids, vectors = _last_of_duplicates(ids, vectors)
+        with self._lock:
+            present = ids[self._contains(ids)]
+            if len(present):
+                # IndexIDMap2.remove_ids rebuilds its reverse map: only call it when needed.
+                self._index.remove_ids(faiss.IDSelectorBatch(present))
+            self._index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids``; returns how many were in the index (unknown ids are ignored)."""
+        ids = np.unique(_as_ids(ids))
+        with self._lock:
+            present = ids[self._contains(ids)]
+            if len(present) == 0:
+                return 0
+            return int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best matches of each query: scores [n, k'] float32 and ids [n, k'] int64.
+
+        ``queries`` is [n, dim] (or one [dim] vector). ``k' = min(k, len(self))``; rows are sorted
+        by descending score.
+        """
+        return self._search(queries, k, None)
+
+    def search_ids(
+        self, queries: np.ndarray, k: int, ids_subset: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search`, restricted to the ids in ``ids_subset`` (a filtered query).
+
+        ``k' = min(k, len(self), len(set(ids_subset)))``; when fewer subset ids are in the index,
+        the missing places hold id -1 and score -inf.
+        """
+        subset = np.unique(_as_ids(ids_subset))
+        return self._search(queries, k, subset)
+
+    def reconstruct(self, id_: int) -> np.ndarray:
+        """The stored vector of ``id_`` (a copy); ``KeyError`` when the id is not in the index."""
+        with self._lock:
+            try:
+                return self._index.reconstruct(int(id_))
+            except RuntimeError:
+                raise KeyError(id_) from None
+
+    def ids(self) -> np.ndarray:
+        """Every id in the index (int64, in storage order)."""
+        with self._lock:
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+
+    def save(self, path: Path, state: str) -> None:
+        """Write the index to ``path`` and its description to ``path.with_suffix(".json")``, atomically.
+
+        ``state`` is the catalog fingerprint :meth:`load` will be asked for. Concurrent saves
+        and loads of the same path (other processes included) are serialised by ``PATH.lock``.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(path), self._lock:
+            _save(self._index, path, state)
+
+    @classmethod
+    def load(cls, path: Path, dim: int, state: str) -> VectorIndex | None:
+        """The index saved at ``path`` for ``state``, or ``None`` when it is missing or stale.
+
+        Stale means: no json (never saved, or a save that did not finish), json or index
+        unreadable, another format, dimension, count or state. Never raises for a bad file.
+        """
+        path = Path(path)
+        if not _meta_path(path).exists():  # the common miss, without creating a lock file
+            log.debug("no vector index at %s", path)
+            return None
+        with _file_lock(path):
+            return _load(cls, path, dim, state)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        dim: int,
+        state: str,
+        rows: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    ) -> tuple[VectorIndex, bool]:
+        """Load the index saved for ``state``, or rebuild it from ``rows()`` and save it.
+
+        ``rows`` returns batches of (ids [n] int64, vectors [n, dim] float32) read from the
+        catalog; it is called only on a rebuild. Returns ``(index, rebuilt)``.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(path):
+            index = _load(cls, path, dim, state)
+            if index is not None:
+                return index, False
+            index = cls(dim)
+            for ids, vectors in rows():
+                index.add(ids, vectors)
+            with index._lock:
+                _save(index._index, path, state)
+            log.info("rebuilt vector index %s: %d vectors of %d dimensions", path, len(index), dim)
+            return index, True
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _search(self, queries: np.ndarray, k: int, subset: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if int(k) <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        queries = self._as_vectors(queries, "queries")
+        with self._lock:
+            k = min(int(k), len(self))
+            if subset is not None:
+                k = min(k, len(subset))
+            if k == 0 or len(queries) == 0:
+                return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
+            if subset is None:
+                scores, ids = self._index.search(queries, k)
+            else:
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(subset))
+                scores, ids = self._index.search(queries, k, params=params)
+        scores[ids < 0] = -np.inf
+        return scores, ids
+
+    def _contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` are in the index (call with the lock held)."""
+        n = len(self)
+        if n == 0:
+            return np.zeros(len(ids), dtype=bool)
+        # A zero-copy view of the id map, used at once: it is invalidated by the next add.
+        stored = faiss.rev_swig_ptr(self._index.id_map.data(), n)
+        return np.isin(ids, stored)
+
+    def _as_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        array = np.asarray(vectors)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[1] != self.dim:
+            raise ValueError(f"{what} must have shape [n, {self.dim}], got {list(np.shape(vectors))}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{what} must be floating point, got {array.dtype}")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{what} contain NaN or infinite values")
+        return array
+
+
+def _as_ids(ids: np.ndarray) -> np.ndarray:
+    array = np.asarray(ids)
+    if array.ndim == 0:
+        array = array[None]
+    if array.ndim != 1:
+        raise ValueError(f"ids must be one-dimensional, got shape {list(array.shape)}")
+    if len(array) == 0:
+        return np.empty(0, np.int64)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"ids must be integers, got {array.dtype}")
+    if array.min() < 0:
+        raise ValueError("ids must be non-negative (FAISS uses -1 for 'no result')")
+    if array.dtype == np.uint64 and array.max() > np.iinfo(np.int64).max:
+        raise ValueError("ids must fit in int64")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _last_of_duplicates(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    unique, last_from_end = np.unique(ids[::-1], return_index=True)
+    if len(unique) == len(ids):
+        return ids, vectors
+    keep = np.sort(len(ids) - 1 - last_from_end)
+    return ids[keep], np.ascontiguousarray(vectors[keep])
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _file_lock(path: Path) -> FileLock:
+    return FileLock(str(path) + ".lock")
+
+
+def _save(index: faiss.Index, path: Path, state: str) -> None:
+    """Write index then json, each atomically; the old json goes first so no crash leaves a lie."""
+    meta = _meta_path(path)
+    meta.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    with _temporary(path) as tmp:
+        faiss.write_index(index, str(tmp))
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    _write_meta(meta, {
+        "dim": int(index.d),
+        "count": int(index.ntotal),
+        "state": state,
+        "bytes": path.stat().st_size,
+        "faiss_version": faiss.__version__,
+        "format": FORMAT,
+    })
+
+
+def _write_meta(meta: Path, content: dict) -> None:
+    with _temporary(meta) as tmp:
+        tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        _fsync_file(tmp)
+        os.replace(tmp, meta)
+    _fsync_dir(meta.parent)
+
+
+def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorIndex | None:
+    meta_path = _meta_path(path)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.debug("no vector index at %s", path)
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        log.warning("vector index description %s is unreadable (%s); it will be rebuilt", meta_path, error)
+        return None
+    if not isinstance(meta, dict):
+        log.warning("vector index description %s is not an object; it will be rebuilt", meta_path)
+        return None
+    expected = {"format": FORMAT, "dim": dim, "state": state}
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            log.info("vector index %s is stale: %s is %r, wanted %r", path, key, meta.get(key), value)
+            return None
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        log.warning("vector index %s is unreadable (%s); it will be rebuilt", path, error)
+        return None
+    if meta.get("bytes") != size:
+        log.warning("vector index %s has %d bytes, its description says %r; it will be rebuilt",
+                    path, size, meta.get("bytes"))
+        return None
+    try:
+        index = faiss.read_index(str(path))
+    except Exception as error:  # FAISS reports every read problem as RuntimeError; be generous.
+        log.warning("vector index %s is unreadable (%s); it will be rebuilt", path, error)
+        return None
+    if not (isinstance(index, faiss.IndexIDMap2)
+            and isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
+            and index.metric_type == faiss.METRIC_INNER_PRODUCT
+            and index.d == dim
+            and index.ntotal == meta.get("count")):
+        log.warning("vector index %s does not match its description; it will be rebuilt", path)
+        return None
+    loaded = cls(dim)
+    loaded._index = index
+    return loaded
+
+
+@contextlib.contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
+    """A fresh name next to ``path`` (same folder, so ``os.replace`` is atomic), removed on failure."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the renames durable on POSIX; Windows cannot open a folder and needs no such call.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
