@@ -140,6 +140,7 @@ class Catalog:
             destination = sqlite3.connect(target)
             with destination:
                 source.backup(destination)
+            destination.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
             destination.close()
         finally:
             source.close()
