@@ -291,6 +291,8 @@ class Indexer:
                 **facts, status=PENDING, attempts=0, error_reason=None, error_message=None, tagger_version=None,
                 embedder_version=None, last_seen=stamp, missing_since=None))
             photo_id = row.id
+            # Keywords are read again from the new bytes: the file's old keywords go, a person's tags stay.
+            session.execute(delete(PhotoTag).where(PhotoTag.photo_id == photo_id, PhotoTag.source == SOURCE_FILE))
             summary.changed += 1
         else:
             donor = self._moved_from(session, result.content_hash, found)

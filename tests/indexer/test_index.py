@@ -230,3 +230,10 @@ def test_keywords_in_files_become_file_tags(home, photos, capsys) -> None:  # no
     index(capsys, photo)
     tags = tags_of(home, photo)
     assert tags["harbour"] == ("file", ACCEPTED, None) and tags["老照片"] == ("file", ACCEPTED, None)
+    # New keywords in the file replace the old ones it carried (a person's tags would stay).
+    exif = piexif.dump({"0th": {piexif.ImageIFD.XPKeywords: "lighthouse".encode("utf-16le") + b"\0\0"}})
+    piexif.insert(exif, str(photo))
+    summary = index(capsys, photo)
+    assert summary["changed"] == 1
+    tags = tags_of(home, photo)
+    assert "harbour" not in tags and tags["lighthouse"] == ("file", ACCEPTED, None)

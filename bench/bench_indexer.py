@@ -1,0 +1,431 @@
+"""Indexer benchmarks on CPU: decode speed, end-to-end photos/s, a no-op re-scan of 100k files, catalog size.
+
+    .venv/bin/python bench/bench_indexer.py                         # every section (about 15 minutes, 2 cores)
+    .venv/bin/python bench/bench_indexer.py --only rescan,size      # some sections; the others stay in the file
+    .venv/bin/python bench/bench_indexer.py --only e2e --repeat 1 --e2e-photos 8
+
+decode   12 MP JPEGs (4000x3000, quality 90, made once under bench/.cache from ../shared/photos,
+         upscaled with sensor-like noise so they weigh what a camera's do, about 3.5 MB; every
+         fourth has EXIF orientation 6), in one process with one torch thread, as a decode worker
+         runs: full vs reduced (draft) decode, the whole decode stage (``indexer.pipeline.decode``:
+         decode, the tagger's 384 preprocess and CLIP's 224 transform) with and without the reduced
+         decode, and the identify stage (blake2b + metadata).
+e2e      a first pass over those JPEGs with the full-size random RAM++ Swin-L/384 and CLIP ViT-B/16
+         bundles (made once under bench/.cache), through ``Indexer.run`` in this process, its time
+         split by step, and through ``phototag index`` (wall time, start-up and model loading
+         included); ``--workers`` 0 and 1, precision ``auto``, batch 8.
+rescan   a no-op pass over 100k unchanged 100-byte .jpg files in 1000 folders whose rows were put
+         straight into a catalog (status indexed, the versions of the models passed), with tiny
+         random models: first with photo rows only, then on the full catalog of the size section
+         (a 100k-vector FAISS file is loaded and saved by every pass). ``Indexer.run`` split by step,
+         and ``phototag index``.
+size     that full catalog: the 4585 built-in tags, 20 model tags and one 512-d float32 embedding
+         per photo; the database after a WAL checkpoint and after VACUUM, by table, and the FAISS file.
+
+Random weights: the speeds are real, the tags meaningless. Every timing is taken ``--repeat``
+times (default 3) and the tables give the median and the best, since the machine is shared.
+The step split comes from wrappers put on one ``Indexer`` instance; no indexer code is changed.
+Results go to bench/results/indexer_cpu.md, one section per benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from bench_tagger import BUNDLE as TAGGER_BUNDLE  # noqa: E402
+from bench_tagger import CACHE, ensure_bundle  # noqa: E402
+
+EMBEDDER_BUNDLE = "bench_clip_random"
+# Tiny random models for the re-scan; the tagger's name makes its version string as long as the
+# real RAM++'s ("ram_plus_swin_l_384@497c1788e87d"), which every photo_tags row repeats.
+TINY_TAGGER, TINY_EMBEDDER = "bench_ram_plus_tiny_random", "bench_clip_tiny_random"
+LIBRARY = REPO.parent / "shared" / "photos" / "library"
+PHOTOS_12MP = CACHE / "photos_12mp_v1"
+OUT = HERE / "results" / "indexer_cpu.md"
+SECTIONS = ("decode", "e2e", "rescan", "size")
+TITLE = "# Indexer on CPU (random weights)"
+
+PHOTO_SIZE = (4000, 3000)
+JPEG_QUALITY = 90
+DRAFT_SIZE = 384
+BATCH_SIZE = 8
+RESCAN_AIM_SECONDS = 15.0  # the issue's aim for a no-op pass over 100k files on this machine
+TAGS_PER_PHOTO = 20
+EMBED_DIM = 512
+STAMP = "2024-05-01 03:00:00.000000"  # SQLAlchemy's DATETIME text format on SQLite
+PER = 100_000  # sizes are given per this many photos
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def median_best(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.median(values), min(values)
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def header(key: str, title: str, repeat: int) -> list[str]:
+    command = " ".join(["bench/bench_indexer.py", *sys.argv[1:]])
+    return [f"## {key}: {title}", "",
+            f"Machine: {machine()}. Command: `.venv/bin/python {command}` ({date.today().isoformat()}). "
+            f"Timings: median and best of {repeat} runs.", ""]
+
+
+def ensure_models(*names: tuple[str, str]) -> None:
+    """Random-weight bundles under bench/.cache, made once: (arch, name) pairs."""
+    from ram_model.store import ModelStore
+
+    store = ModelStore(CACHE)
+    for arch, name in names:
+        if arch == "ram_plus_swin_l_384" and name == TAGGER_BUNDLE:
+            ensure_bundle()
+        elif not store.exists(name):
+            print(f"writing random-weight {arch} bundle {name} to {CACHE} (once)", file=sys.stderr)
+            store.create_random(arch, name, seed=0)
+
+
+def phototag(home: Path, *args: Any) -> tuple[float, dict]:
+    """Run ``phototag index ARGS --json`` as a user would; returns (wall seconds, summary)."""
+    script = Path(sys.executable).with_name("phototag")
+    launcher = [str(script)] if script.exists() else [sys.executable, str(REPO / "main.py")]
+    command = [*launcher, "index", *map(str, args), "--json"]
+    env = os.environ | {"PHOTOTAG_HOME": str(home), "PHOTOTAG_DEVICE": "cpu", "PHOTOTAG_AUTO_DOWNLOAD": "false"}
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return seconds, json.loads(done.stdout)
+
+
+def bench_home(tmp: Path) -> Path:
+    """A PHOTOTAG_HOME whose model store is bench/.cache."""
+    home = tmp / "home"
+    home.mkdir()
+    (home / "models").symlink_to(CACHE, target_is_directory=True)
+    return home
+
+
+def expect(summary: dict, **counts: int) -> None:
+    wrong = {key: (summary[key], value) for key, value in counts.items() if summary[key] != value}
+    if wrong:
+        raise RuntimeError(f"unexpected pass summary (got, wanted): {wrong}; full summary: {summary}")
+
+
+def seconds_share(seconds: float, total: float) -> str:
+    return f"{seconds:.2f} ({100 * seconds / total:.0f}%)" if total > 0 else f"{seconds:.2f}"
+
+
+# --- timing one Indexer pass by step ----------------------------------------------------------------
+STEPS = ("_start_run", "_sync_vocabulary", "_open_vectors", "_scan", "_known", "_reconcile", "_identify",
+         "_model_work", "_save_vectors", "_finish_run")
+
+
+@dataclass
+class PassTimes:
+    """Seconds spent in each step of one ``Indexer.run`` (``wait:FUNCTION``: waiting on a stage's results)."""
+
+    wall: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def add(self, key: str, seconds: float) -> None:
+        self.steps[key] = self.steps.get(key, 0.0) + seconds
+
+    def get(self, key: str) -> float:
+        return self.steps.get(key, 0.0)
+
+
+@contextmanager
+def timed_pass(indexer: Any) -> Iterator[PassTimes]:
+    """Time the steps of ``indexer``'s next run, the waits on its stage workers and each model call."""
+    import indexer.index as index_module
+
+    times = PassTimes()
+
+    def timed(key: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                times.add(key, time.perf_counter() - start)
+
+        return wrapper
+
+    original_stages = index_module.Stages
+
+    class TimedStages(original_stages):  # type: ignore[misc, valid-type]
+        def map(self, function: Callable[[Any], Any], items: Any, lookahead: int = 64) -> Iterator[Any]:
+            results = super().map(function, items, lookahead)
+            while True:
+                start = time.perf_counter()
+                try:
+                    result = next(results)
+                except StopIteration:
+                    return
+                finally:
+                    times.add(f"wait:{function.__name__}", time.perf_counter() - start)
+                yield result
+
+    models = [(indexer.tagger, "predict"), (indexer.embedder, "embed_image_tensors")]
+    index_module.Stages = TimedStages
+    for name in STEPS:
+        setattr(indexer, name, timed(name, getattr(indexer, name)))
+    for model, method in models:
+        setattr(model, method, timed(method, getattr(model, method)))
+    try:
+        yield times
+    finally:
+        index_module.Stages = original_stages
+        for name in STEPS:
+            delattr(indexer, name)
+        for model, method in models:
+            delattr(model, method)
+
+
+def timed_run(indexer: Any, roots: list[Path]) -> tuple[PassTimes, dict]:
+    with timed_pass(indexer) as times:
+        start = time.perf_counter()
+        summary = indexer.run(roots)
+        times.wall = time.perf_counter() - start
+    return times, summary.counts()
+
+
+def median_pass(passes: list[PassTimes]) -> PassTimes:
+    return sorted(passes, key=lambda p: p.wall)[(len(passes) - 1) // 2]
+
+
+# --- 12 MP photos -----------------------------------------------------------------------------------
+def twelve_mp_photos(count: int) -> list[Path]:
+    """``count`` distinct camera-like 12 MP JPEGs, made once under bench/.cache."""
+    sources = sorted(p for p in LIBRARY.rglob("*") if p.is_file() and p.parent.name != "orientation")
+    PHOTOS_12MP.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(count):
+        path = PHOTOS_12MP / f"IMG_{number:04d}.jpg"
+        if not path.exists():
+            print(f"writing {path.name} (12 MP, from {sources[number % len(sources)].name})", file=sys.stderr)
+            _synthesise(sources[number % len(sources)], path, number)
+        paths.append(path)
+    return paths
+
+
+def _synthesise(source: Path, target: Path, seed: int) -> None:
+    import numpy as np
+    from PIL import ExifTags, Image
+
+    from ram_model.preprocess import open_image
+
+    image = open_image(source)
+    width, height = image.size
+    if width * 3 > height * 4:  # centre crop to 4:3, then up to 4000x3000
+        side = height * 4 // 3
+        image = image.crop(((width - side) // 2, 0, (width - side) // 2 + side, height))
+    else:
+        side = width * 3 // 4
+        image = image.crop((0, (height - side) // 2, width, (height - side) // 2 + side))
+    pixels = np.asarray(image.resize(PHOTO_SIZE, Image.Resampling.BICUBIC), dtype=np.float32)
+    # An upscaled picture is smooth and compresses to 1.5 MB; sensor-like noise (mostly luminance)
+    # brings it to the 3-4 MB of a camera's 12 MP JPEG, and gives every file distinct bytes.
+    rng = np.random.default_rng(seed)
+    pixels += rng.standard_normal(pixels.shape[:2], dtype=np.float32)[..., None] * 6
+    pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * 2
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = "Phototag", "Bench 12MP"
+    exif[ExifTags.Base.Orientation] = 6 if seed % 4 == 3 else 1
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = f"2023:07:{1 + seed % 28:02d} 12:00:00"
+    temporary = target.with_suffix(".tmp")
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(temporary, "JPEG", quality=JPEG_QUALITY,
+                                                                    exif=exif)
+    os.replace(temporary, target)
+
+
+# --- decode -----------------------------------------------------------------------------------------
+def bench_decode(photos: list[Path], repeat: int) -> list[str]:
+    import torch
+    from PIL import Image
+
+    from indexer.pipeline import Decoded, DecodeJob, DecodeSettings, Identified, decode, identify
+    from ram_model.preprocess import open_image
+    from ram_model.store import ModelStore
+
+    ensure_models(("clip_vit_b16", EMBEDDER_BUNDLE))
+    transform = ModelStore(CACHE).load_embedder(EMBEDDER_BUNDLE).transform
+    jobs = [DecodeJob(number, str(path), True, True) for number, path in enumerate(photos)]
+
+    def stage(draft: bool) -> Callable[[DecodeJob], None]:
+        settings = DecodeSettings(DRAFT_SIZE, transform, draft)
+
+        def run(job: DecodeJob) -> None:
+            result = decode(job, settings)
+            if not isinstance(result, Decoded):
+                raise RuntimeError(f"decode failed: {result}")
+
+        return run
+
+    def identify_one(job: DecodeJob) -> None:
+        result = identify(job.path)
+        if not isinstance(result, Identified) or result.error is not None:
+            raise RuntimeError(f"identify failed: {result}")
+
+    modes: list[tuple[str, Callable[[DecodeJob], Any]]] = [
+        ("full decode: `open_image(path, draft_size=None)`", lambda job: open_image(job.path, draft_size=None)),
+        (f"reduced decode: `open_image(path, draft_size={DRAFT_SIZE})`",
+         lambda job: open_image(job.path, draft_size=DRAFT_SIZE)),
+        ("decode stage, reduced (default): `pipeline.decode`, decode + 384 preprocess + CLIP 224", stage(True)),
+        ("decode stage, full decode (`PHOTOTAG_DRAFT_DECODE=false`)", stage(False)),
+        ("identify stage: `pipeline.identify`, blake2b + metadata (no pixels)", identify_one),
+    ]
+    sizes = {draft: open_image(photos[0], draft_size=draft).size for draft in (None, DRAFT_SIZE)}
+    megabytes = statistics.mean(p.stat().st_size for p in photos) / 1e6
+    rotated = sum(Image.open(p).getexif().get(0x0112, 1) != 1 for p in photos)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a decode worker (pipeline._init_worker)
+    results = []
+    try:
+        for path in photos:
+            path.read_bytes()  # into the page cache: this times decoding, not the disk
+        for label, function in modes:
+            per_photo = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                for job in jobs:
+                    function(job)
+                per_photo.append((time.perf_counter() - start) / len(jobs))
+            results.append((label, *median_best(per_photo)))
+            print(f"decode: {label}: {results[-1][1] * 1000:.0f} ms/photo", file=sys.stderr)
+    finally:
+        torch.set_num_threads(threads)
+    full = results[0][1]
+    lines = header("decode", "12 MP JPEG decode, one process, one core", repeat) + [
+        f"{len(photos)} distinct 4000x3000 JPEGs, quality {JPEG_QUALITY}, {megabytes:.1f} MB on average, "
+        f"{rotated} with EXIF orientation 6 (decoded upright); files in the page cache; one torch thread. "
+        f"The reduced decode gives {sizes[DRAFT_SIZE][0]}x{sizes[DRAFT_SIZE][1]} instead of "
+        f"{sizes[None][0]}x{sizes[None][1]} (JPEG scale 1/4: 1/8 would fall under 384 px).",
+        "",
+        "| step | ms/photo (median) | best | photos/s per core (median) | vs full decode |",
+        "|---|---|---|---|---|",
+    ]
+    for label, median, best in results:
+        lines.append(f"| {label} | {median * 1000:.0f} | {best * 1000:.0f} | {1 / median:.1f} | "
+                     f"{full / median:.2f}x |")
+    return lines
+
+
+# --- end to end -------------------------------------------------------------------------------------
+def e2e_table(count: int, repeat: int, passes: dict[int, list[PassTimes]], cli: dict[int, list[float]],
+              loads: tuple[float, float], dtype: str, threads: int) -> list[str]:
+    lines = header("e2e", f"first pass over {count} 12 MP JPEGs, full-size RAM++ and CLIP (random)", repeat) + [
+        f"{count} distinct 12 MP JPEGs (those of the decode section) into a new catalog: identify (hash, "
+        f"metadata), decode, RAM++ Swin-L/384 ({dtype}, precision auto) and CLIP ViT-B/16 (fp32) in batches of "
+        f"{BATCH_SIZE}, {threads} torch threads, persist. Model loading (not in the Indexer.run rows): RAM++ "
+        f"{loads[0]:.1f} s, CLIP {loads[1]:.1f} s. The split is that of the median Indexer.run; decode is the "
+        "time the main process waited for decoded photos (with a worker: only what the model work did not hide, "
+        "plus the worker's start); persist is the rest of the model stage (transactions, tags, embeddings, FAISS "
+        "adds); identify includes its worker's start; other is setup, scan, reconcile and the FAISS save. The "
+        "`phototag index` rows are wall times of the command: start-up, imports and model loading included.",
+        "",
+        "| run | wall s (median) | best | photos/s (median) | s/photo | decode | RAM++ | CLIP | persist | identify "
+        "| other |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for workers, runs in passes.items():
+        median, best = median_best([p.wall for p in runs])
+        split = median_pass(runs)
+        decode_wait, tagging, embedding = split.get("wait:decode"), split.get("predict"), split.get(
+            "embed_image_tensors")
+        persist = split.get("_model_work") - decode_wait - tagging - embedding
+        identify = split.get("_identify")
+        other = split.wall - split.get("_model_work") - identify
+        cells = [seconds_share(s, split.wall) for s in (decode_wait, tagging, embedding, persist, identify, other)]
+        lines.append(f"| `Indexer.run`, workers {workers} | {median:.1f} | {best:.1f} | {count / median:.2f} | "
+                     f"{median / count:.2f} | " + " | ".join(cells) + " |")
+    for workers, walls in cli.items():
+        median, best = median_best(walls)
+        lines.append(f"| `phototag index --workers {workers}` | {median:.1f} | {best:.1f} | {count / median:.2f} | "
+                     f"{median / count:.2f} | | | | | | |")
+    return lines
+
+
+def run_e2e(photos: list[Path], repeat: int) -> list[str]:
+    import torch
+
+    from indexer.catalog import Catalog
+    from indexer.index import Indexer
+    from ram_model.store import ModelStore
+
+    ensure_models(("ram_plus_swin_l_384", TAGGER_BUNDLE), ("clip_vit_b16", EMBEDDER_BUNDLE))
+    store = ModelStore(CACHE)
+    start = time.perf_counter()
+    tagger = store.load_tagger(TAGGER_BUNDLE, device="cpu", dtype="auto")
+    tagger_load = time.perf_counter() - start
+    start = time.perf_counter()
+    embedder = store.load_embedder(EMBEDDER_BUNDLE)
+    embedder_load = time.perf_counter() - start
+    dtype = str(tagger.dtype).removeprefix("torch.")
+    count = len(photos)
+    wanted = {"new": count, "tagged": count, "embedded": count, "failed": 0}
+    passes: dict[int, list[PassTimes]] = {}
+    cli: dict[int, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="phototag-bench-") as name:
+        tmp = Path(name)
+        library = tmp / "library"
+        library.mkdir()
+        for path in photos:
+            try:
+                os.link(path, library / path.name)
+            except OSError:
+                shutil.copy2(path, library / path.name)
+        for workers in (0, 1):
+            for number in range(repeat):
+                folder = tmp / f"catalog-{workers}-{number}"
+                with Catalog.open(folder) as catalog, catalog.writer():
+                    indexer = Indexer(catalog, tagger, embedder, workers=workers, batch_size=BATCH_SIZE)
+                    times, summary = timed_run(indexer, [library])
+                expect(summary, **wanted)
+                shutil.rmtree(folder)
+                passes.setdefault(workers, []).append(times)
+                print(f"e2e: Indexer.run, workers {workers}: {times.wall:.1f} s", file=sys.stderr)
+        del tagger, embedder, indexer
+        home = bench_home(tmp)
+        for workers in (0, 1):
+            for number in range(repeat):
+                folder = tmp / f"cli-catalog-{workers}-{number}"
+                seconds, summary = phototag(home, library, "--catalog", folder, "--workers", workers,
+                                            "--tagger", TAGGER_BUNDLE, "--embedder", EMBEDDER_BUNDLE)
+                expect(summary, **wanted)
+                shutil.rmtree(folder)
+                cli.setdefault(workers, []).append(seconds)
+                print(f"e2e: phototag index --workers {workers}: {seconds:.1f} s", file=sys.stderr)
+    return e2e_table(count, repeat, passes, cli, (tagger_load, embedder_load), dtype, torch.get_num_threads())
