@@ -34,6 +34,7 @@ def _store(settings):  # noqa: ANN001, ANN202
 
 
 def _say(message: str) -> None:
+    sys.stdout.flush()  # keep results and messages in order on a terminal
     print(message, file=sys.stderr, flush=True)
 
 
@@ -350,6 +351,48 @@ def cmd_tags(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if missing else EXIT_OK
 
 
+# --- phototag search ---------------------------------------------------------------------------
+def cmd_search(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.search.engine import Searcher
+
+    settings = _settings(args)
+    store = _store(settings)
+    version = store.get(settings.embedder).version if store.exists(settings.embedder) else None
+    text = " ".join(args.query)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        searcher = Searcher(catalog, lambda: _load_embedder(settings, settings.embedder), embedder_version=version)
+        if args.list:
+            for name, saved in searcher.saved().items():
+                print(f"@{name}\t{saved}")
+            return EXIT_OK
+        if args.delete:
+            searcher.delete_saved(args.delete)
+            _say(f"deleted the saved search @{args.delete}")
+            return EXIT_OK
+        if not text:
+            _say("phototag search: give a query, e.g. phototag search tag:dog beach (see the README)")
+            return EXIT_ERROR
+        if args.save:
+            searcher.save(args.save, text)
+            _say(f"saved as @{args.save}: {text}")
+            return EXIT_OK
+        found = searcher.search(text, limit=args.limit, min_score=args.min_score, sort=args.sort)
+    for result in found.results:
+        if args.json:
+            print(json.dumps({"path": result.path, "score": round(result.score, 4), "tags": result.tags,
+                              "taken_at": result.taken_at.isoformat() if result.taken_at else None},
+                             ensure_ascii=False))
+        else:
+            tags = f"  [{', '.join(result.tags)}]" if result.tags else ""
+            print(f"{result.score:.3f}  {result.path}{tags}")
+    if not args.json:
+        shown = len(found.results)
+        more = f", {shown} shown" if shown < found.total else ""
+        _say(f"{found.total} match{'es' if found.total != 1 else ''}{more}")
+    return EXIT_OK
+
+
 # --- the parser --------------------------------------------------------------------------------
 def _add(commands, name: str, text: str) -> argparse.ArgumentParser:  # noqa: ANN001
     return commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
@@ -448,6 +491,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_failures)
 
+    p = _add(commands, "search", "find photos by tags, free text, example photos, date, place and camera")
+    p.add_argument("query", nargs="*", metavar="QUERY",
+                   help='e.g. tag:dog beach, "a dog on the beach", similar:IMG.jpg, date:2023 camera:sony, @saved')
+    catalog_option(p)
+    p.add_argument("--limit", type=int, default=50, help="at most this many results (default 50)")
+    p.add_argument("--min-score", type=float, metavar="S",
+                   help="relevance cutoff for free-text and similar: terms (CLIP cosine; default 0.2)")
+    p.add_argument("--sort", choices=("relevance", "date"), default="relevance")
+    p.add_argument("--json", action="store_true", help="one JSON object per result: path, score, tags, taken_at")
+    p.add_argument("--save", metavar="NAME", help="save the query as @NAME instead of running it")
+    p.add_argument("--list", action="store_true", help="list saved searches")
+    p.add_argument("--delete", metavar="NAME", help="delete the saved search @NAME")
+    p.add_argument("--embedder", help="embedder bundle for text and image queries (default: clip_vit_b16)")
+    p.epilog = "Query language: see 'Search' in the README. Exit status 0, or 2 for a malformed query."
+    p.set_defaults(func=cmd_search)
+
     p = _add(commands, "tags", "the tags the catalog holds for photos")
     p.add_argument("photos", nargs="+", metavar="PHOTO")
     catalog_option(p)
@@ -457,10 +516,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SEARCH_OPTIONS_WITH_VALUE = {"--catalog", "--limit", "--min-score", "--sort", "--save", "--delete", "--embedder"}
+_SEARCH_FLAGS = {"--json", "--list", "-h", "--help"}
+
+
+def _search_argv(argv: list[str]) -> list[str]:
+    """Let a search query contain ``-tag:cat`` or ``-"fog"``: everything after ``search`` that is not one
+    of its options goes after a ``--``, so argparse does not take it for an unknown option."""
+    if "search" not in argv or "--" in argv:
+        return argv
+    at = argv.index("search") + 1
+    options, query, rest = [], [], argv[at:]
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        name = token.split("=", 1)[0]
+        if name in _SEARCH_OPTIONS_WITH_VALUE:
+            options += rest[i : i + (1 if "=" in token else 2)]
+            i += 1 if "=" in token else 2
+            continue
+        (options if token in _SEARCH_FLAGS else query).append(token)
+        i += 1
+    return argv[:at] + options + ["--"] + query
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ram_model.errors import PhototagError
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_search_argv(list(sys.argv[1:] if argv is None else argv)))
     try:
         return args.func(args)
     except PhototagError as exc:

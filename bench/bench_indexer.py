@@ -95,11 +95,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, Python {platform.python_version()}"
 
 
-def header(key: str, title: str, repeat: int) -> list[str]:
+def header(key: str, title: str, repeat: int | None) -> list[str]:
     command = " ".join(["bench/bench_indexer.py", *sys.argv[1:]])
+    timings = f" Timings: median and best of {repeat} runs." if repeat else ""
     return [f"## {key}: {title}", "",
-            f"Machine: {machine()}. Command: `.venv/bin/python {command}` ({date.today().isoformat()}). "
-            f"Timings: median and best of {repeat} runs.", ""]
+            f"Machine: {machine()}. Command: `.venv/bin/python {command}` ({date.today().isoformat()}).{timings}",
+            ""]
 
 
 def ensure_models(*names: tuple[str, str]) -> None:
@@ -167,8 +168,8 @@ class PassTimes:
 
 
 @contextmanager
-def timed_pass(indexer: Any) -> Iterator[PassTimes]:
-    """Time the steps of ``indexer``'s next run, the waits on its stage workers and each model call."""
+def timed_pass(runner: Any) -> Iterator[PassTimes]:
+    """Time the steps of the Indexer ``runner``'s next run, the waits on its stage workers and each model call."""
     import indexer.index as index_module
 
     times = PassTimes()
@@ -186,7 +187,10 @@ def timed_pass(indexer: Any) -> Iterator[PassTimes]:
     original_stages = index_module.Stages
 
     class TimedStages(original_stages):  # type: ignore[misc, valid-type]
+        stage = "?"
+
         def map(self, function: Callable[[Any], Any], items: Any, lookahead: int = 64) -> Iterator[Any]:
+            self.stage = function.__name__
             results = super().map(function, items, lookahead)
             while True:
                 start = time.perf_counter()
@@ -198,10 +202,17 @@ def timed_pass(indexer: Any) -> Iterator[PassTimes]:
                     times.add(f"wait:{function.__name__}", time.perf_counter() - start)
                 yield result
 
-    models = [(indexer.tagger, "predict"), (indexer.embedder, "embed_image_tensors")]
+        def close(self) -> None:
+            start = time.perf_counter()
+            try:
+                super().close()
+            finally:
+                times.add(f"close:{self.stage}", time.perf_counter() - start)
+
+    models = [(runner.tagger, "predict"), (runner.embedder, "embed_image_tensors")]
     index_module.Stages = TimedStages
     for name in STEPS:
-        setattr(indexer, name, timed(name, getattr(indexer, name)))
+        setattr(runner, name, timed(name, getattr(runner, name)))
     for model, method in models:
         setattr(model, method, timed(method, getattr(model, method)))
     try:
@@ -209,15 +220,15 @@ def timed_pass(indexer: Any) -> Iterator[PassTimes]:
     finally:
         index_module.Stages = original_stages
         for name in STEPS:
-            delattr(indexer, name)
+            delattr(runner, name)
         for model, method in models:
             delattr(model, method)
 
 
-def timed_run(indexer: Any, roots: list[Path]) -> tuple[PassTimes, dict]:
-    with timed_pass(indexer) as times:
+def timed_run(runner: Any, roots: list[Path]) -> tuple[PassTimes, dict]:
+    with timed_pass(runner) as times:
         start = time.perf_counter()
-        summary = indexer.run(roots)
+        summary = runner.run(roots)
         times.wall = time.perf_counter() - start
     return times, summary.counts()
 
@@ -351,34 +362,37 @@ def e2e_table(count: int, repeat: int, passes: dict[int, list[PassTimes]], cli: 
         f"metadata), decode, RAM++ Swin-L/384 ({dtype}, precision auto) and CLIP ViT-B/16 (fp32) in batches of "
         f"{BATCH_SIZE}, {threads} torch threads, persist. Model loading (not in the Indexer.run rows): RAM++ "
         f"{loads[0]:.1f} s, CLIP {loads[1]:.1f} s. The split is that of the median Indexer.run; decode is the "
-        "time the main process waited for decoded photos (with a worker: only what the model work did not hide, "
-        "plus the worker's start); persist is the rest of the model stage (transactions, tags, embeddings, FAISS "
-        "adds); identify includes its worker's start; other is setup, scan, reconcile and the FAISS save. The "
+        "time the main process waited for decoded photos (with a worker: what the model work did not hide, "
+        "plus the start of the worker process); identify (hash, metadata, rows) likewise includes the start of its "
+        "own worker; persist is the rest of the model stage (transactions, tags, embeddings, FAISS adds); pool stop "
+        "is the shutdown of the two worker pools; other is setup, scan, reconcile and the FAISS save. The "
         "`phototag index` rows are wall times of the command: start-up, imports and model loading included.",
         "",
-        "| run | wall s (median) | best | photos/s (median) | s/photo | decode | RAM++ | CLIP | persist | identify "
-        "| other |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | wall s (median) | best | photos/s (median) | s/photo | identify | decode | RAM++ | CLIP | persist "
+        "| pool stop | other |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for workers, runs in passes.items():
         median, best = median_best([p.wall for p in runs])
         split = median_pass(runs)
         decode_wait, tagging, embedding = split.get("wait:decode"), split.get("predict"), split.get(
             "embed_image_tensors")
-        persist = split.get("_model_work") - decode_wait - tagging - embedding
-        identify = split.get("_identify")
-        other = split.wall - split.get("_model_work") - identify
-        cells = [seconds_share(s, split.wall) for s in (decode_wait, tagging, embedding, persist, identify, other)]
+        persist = split.get("_model_work") - decode_wait - tagging - embedding - split.get("close:decode")
+        identify = split.get("_identify") - split.get("close:identify")
+        stop = split.get("close:decode") + split.get("close:identify")
+        other = split.wall - split.get("_model_work") - split.get("_identify")
+        cells = [seconds_share(s, split.wall)
+                 for s in (identify, decode_wait, tagging, embedding, persist, stop, other)]
         lines.append(f"| `Indexer.run`, workers {workers} | {median:.1f} | {best:.1f} | {count / median:.2f} | "
                      f"{median / count:.2f} | " + " | ".join(cells) + " |")
     for workers, walls in cli.items():
         median, best = median_best(walls)
         lines.append(f"| `phototag index --workers {workers}` | {median:.1f} | {best:.1f} | {count / median:.2f} | "
-                     f"{median / count:.2f} | | | | | | |")
+                     f"{median / count:.2f} |" + " |" * 7)
     return lines
 
 
-def run_e2e(photos: list[Path], repeat: int) -> list[str]:
+def bench_e2e(photos: list[Path], repeat: int) -> list[str]:
     import torch
 
     from indexer.catalog import Catalog
@@ -411,13 +425,13 @@ def run_e2e(photos: list[Path], repeat: int) -> list[str]:
             for number in range(repeat):
                 folder = tmp / f"catalog-{workers}-{number}"
                 with Catalog.open(folder) as catalog, catalog.writer():
-                    indexer = Indexer(catalog, tagger, embedder, workers=workers, batch_size=BATCH_SIZE)
-                    times, summary = timed_run(indexer, [library])
+                    runner = Indexer(catalog, tagger, embedder, workers=workers, batch_size=BATCH_SIZE)
+                    times, summary = timed_run(runner, [library])
                 expect(summary, **wanted)
                 shutil.rmtree(folder)
                 passes.setdefault(workers, []).append(times)
                 print(f"e2e: Indexer.run, workers {workers}: {times.wall:.1f} s", file=sys.stderr)
-        del tagger, embedder, indexer
+        del tagger, embedder, runner  # the commands load their own
         home = bench_home(tmp)
         for workers in (0, 1):
             for number in range(repeat):
@@ -429,3 +443,304 @@ def run_e2e(photos: list[Path], repeat: int) -> list[str]:
                 cli.setdefault(workers, []).append(seconds)
                 print(f"e2e: phototag index --workers {workers}: {seconds:.1f} s", file=sys.stderr)
     return e2e_table(count, repeat, passes, cli, (tagger_load, embedder_load), dtype, torch.get_num_threads())
+
+
+# --- a 100k-file library whose catalog already knows every file ---------------------------------------
+PHOTO_COLUMNS = ("path", "size", "mtime_ns", "content_hash", "format", "width", "height", "orientation", "taken_at",
+                 "camera_make", "camera_model", "gps_lat", "gps_lon", "status", "attempts", "tagger_version",
+                 "embedder_version", "first_seen", "last_seen", "indexed_at")
+
+
+@dataclass
+class BigLibrary:
+    """Small files on disk and a catalog holding a current, indexed row for each (no model ever ran)."""
+
+    root: Path
+    catalog: Path
+    count: int
+    folders: int
+    tagger_version: str
+    embedder_version: str
+    notes: list[str] = field(default_factory=list)
+
+
+def make_library(tmp: Path, count: int, folders: int, tagger_version: str, embedder_version: str) -> BigLibrary:
+    from indexer.catalog import Catalog
+    from indexer.scan import scan
+    from ram_model.vocab import builtin_vocabulary
+
+    root, catalog = tmp / "library", tmp / "catalog"
+    start = time.perf_counter()
+    payload = bytes(range(100))  # the scanner only stats: content does not matter
+    per_folder = -(-count // folders)
+    for number in range(count):
+        event = number // per_folder
+        folder = root / f"{2000 + event * 25 // folders}" / f"{event:04d} event"
+        if number % per_folder == 0:
+            folder.mkdir(parents=True)
+        (folder / f"IMG_{number:06d}.jpg").write_bytes(payload)
+    found = list(scan([root]))  # the paths, sizes and mtimes exactly as a pass will see them
+    made = time.perf_counter() - start
+    start = time.perf_counter()
+    Catalog.open(catalog).close()  # the schema, through the migrations
+    vocabulary = builtin_vocabulary()
+    rng = random.Random(0)
+    with closing(sqlite3.connect(catalog / "catalog.db")) as db, db:
+        db.executemany("INSERT INTO tags (name, name_zh, kind, threshold) VALUES (?, ?, 'builtin', ?)",
+                       zip(vocabulary.names, [zh or None for zh in vocabulary.names_zh], vocabulary.thresholds,
+                           strict=True))
+        placeholders = ", ".join("?" * len(PHOTO_COLUMNS))
+        db.executemany(f"INSERT INTO photos ({', '.join(PHOTO_COLUMNS)}) VALUES ({placeholders})",
+                       (_photo_row(item.path, item.size, item.mtime_ns, number, rng, tagger_version, embedder_version)
+                        for number, item in enumerate(found)))
+    library = BigLibrary(root, catalog, len(found), folders, tagger_version, embedder_version)
+    library.notes.append(f"{len(found):,} files made in {made:.0f} s, their rows inserted in "
+                         f"{time.perf_counter() - start:.0f} s")
+    if len(found) != count:
+        raise RuntimeError(f"made {count} files but the scanner found {len(found)}")
+    return library
+
+
+def _photo_row(path: str, size: int, mtime_ns: int, number: int, rng: random.Random, tagger_version: str,
+               embedder_version: str) -> tuple:
+    """A photos row as a pass over a camera JPEG leaves it (metadata filled, a third with GPS)."""
+    gps = (rng.uniform(-60, 70), rng.uniform(-180, 180)) if number % 3 == 0 else (None, None)
+    taken = (f"20{10 + number % 14:02d}-{1 + number % 12:02d}-{1 + number % 28:02d} "
+             f"{number % 24:02d}:{number % 60:02d}:{number * 7 % 60:02d}.000000")
+    return (path, size, mtime_ns, rng.randbytes(32).hex(), "JPEG", 4000, 3000, 1, taken, "Canon", "Canon EOS 80D",
+            *gps, "indexed", 0, tagger_version, embedder_version, STAMP, STAMP, STAMP)
+
+
+def add_model_results(library: BigLibrary) -> None:
+    """What the models would have left: TAGS_PER_PHOTO model tags and one unit embedding per photo."""
+    import numpy as np
+
+    from indexer.index import GENERATION_KEY
+    from indexer.pipeline import batched
+
+    start = time.perf_counter()
+    rng = random.Random(1)
+    vector_rng = np.random.default_rng(1)
+    with closing(sqlite3.connect(library.catalog / "catalog.db")) as db, db:
+        tag_ids = [row[0] for row in db.execute("SELECT id FROM tags WHERE kind = 'builtin' ORDER BY id")]
+        photo_ids = [row[0] for row in db.execute("SELECT id FROM photos ORDER BY id")]
+        for chunk in batched(photo_ids, 10_000):
+            vectors = vector_rng.standard_normal((len(chunk), EMBED_DIM), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            # Photo by photo, tags in vocabulary order, as Indexer._store_results writes them.
+            db.executemany(
+                "INSERT INTO photo_tags (photo_id, tag_id, score, source, state, model_version, updated_at) "
+                "VALUES (?, ?, ?, 'model', 'suggested', ?, ?)",
+                [(photo_id, tag_id, rng.uniform(0.65, 1.0), library.tagger_version, STAMP)
+                 for photo_id in chunk for tag_id in sorted(rng.sample(tag_ids, TAGS_PER_PHOTO))])
+            db.executemany("INSERT INTO embeddings (photo_id, model_version, dim, vector) VALUES (?, ?, ?, ?)",
+                           [(photo_id, library.embedder_version, EMBED_DIM, vector.tobytes())
+                            for photo_id, vector in zip(chunk, vectors, strict=True)])
+        # New embeddings make the FAISS file stale, as Indexer._bump_generation records.
+        generation = int((db.execute("SELECT value FROM catalog_meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
+                          or ("0",))[0])
+        db.execute("INSERT INTO catalog_meta (key, value) VALUES (?, ?) "
+                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (GENERATION_KEY, str(generation + 1)))
+    library.notes.append(f"{len(photo_ids) * TAGS_PER_PHOTO:,} photo tags and {len(photo_ids):,} embeddings "
+                         f"inserted in {time.perf_counter() - start:.0f} s")
+
+
+# --- rescan -----------------------------------------------------------------------------------------
+@dataclass
+class RescanRuns:
+    first: PassTimes  # the first pass on this catalog state (it may build the FAISS file)
+    passes: list[PassTimes]
+    cli: list[float]
+
+
+def rescan_runs(library: BigLibrary, tagger: Any, embedder: Any, repeat: int, home: Path | None) -> RescanRuns:
+    """No-op passes: ``Indexer.run`` once to settle, ``repeat`` times timed, then ``phototag index``."""
+    from indexer.catalog import Catalog
+    from indexer.index import Indexer
+
+    wanted = {"unchanged": library.count, "new": 0, "changed": 0, "moved": 0, "missing": 0, "failed": 0,
+              "tagged": 0, "embedded": 0}
+    passes = []
+    for _ in range(repeat + 1):
+        with Catalog.open(library.catalog) as catalog, catalog.writer():
+            times, summary = timed_run(Indexer(catalog, tagger, embedder, workers=0), [library.root])
+        expect(summary, **wanted)
+        passes.append(times)
+        print(f"rescan: Indexer.run {times.wall:.1f} s", file=sys.stderr)
+    walls = []
+    for _ in range(repeat if home is not None else 0):
+        seconds, summary = phototag(home, library.root, "--catalog", library.catalog, "--tagger", TINY_TAGGER,
+                                    "--embedder", TINY_EMBEDDER)
+        expect(summary, **wanted)
+        walls.append(seconds)
+        print(f"rescan: phototag index {seconds:.1f} s", file=sys.stderr)
+    return RescanRuns(passes[0], passes[1:], walls)
+
+
+RESCAN_COLUMNS = (("scan", "_scan"), ("load rows", "_known"), ("reconcile", "_reconcile"),
+                  ("pending query", "_model_work"), ("FAISS load", "_open_vectors"), ("FAISS save", "_save_vectors"))
+
+
+def rescan_table(library: BigLibrary, results: dict[str, RescanRuns], repeat: int) -> list[str]:
+    lines = header("rescan", f"no-op pass over {library.count:,} unchanged files", repeat) + [
+        f"{library.count:,} files of 100 bytes named .jpg in {library.folders:,} folders"
+        " (the scanner only stats them) under a temporary folder, on local disk with their metadata in the "
+        "page cache; a catalog with an indexed, current row for each (inserted directly: "
+        f"{'; '.join(library.notes)}). Tiny random models ({TINY_TAGGER}, {TINY_EMBEDDER}: the pass does no model "
+        "work). `Indexer.run` after one settling pass (shown as 'first pass'), split by step; `phototag index ROOT` "
+        "is the command's wall time (start-up, imports, catalog open and model loading included). 'photo rows "
+        "only': the catalog has no tags or embeddings; 'full': the catalog of the size section (20 tags and a "
+        f"512-d embedding per photo, so every pass loads and saves a {library.count:,}-vector FAISS file). "
+        f"Aim: under {RESCAN_AIM_SECONDS:.0f} s.",
+        "",
+        "| catalog | run | wall s (median) | best | " + " | ".join(name for name, _ in RESCAN_COLUMNS) + " | other |",
+        "|---|---|---|---|" + "---|" * (len(RESCAN_COLUMNS) + 1),
+    ]
+
+    def split(times: PassTimes) -> list[str]:
+        steps = [times.get(step) for _, step in RESCAN_COLUMNS]
+        return [f"{s:.2f}" for s in [*steps, times.wall - sum(steps)]]
+
+    def row(*cells: str) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    for state, runs in results.items():
+        lines.append(row(state, "`Indexer.run`, first pass", f"{runs.first.wall:.2f}", "", *split(runs.first)))
+        median, best = median_best([p.wall for p in runs.passes])
+        lines.append(row(state, "`Indexer.run`", f"{median:.2f}", f"{best:.2f}", *split(median_pass(runs.passes))))
+        if runs.cli:
+            median, best = median_best(runs.cli)
+            verdict = "under" if median < RESCAN_AIM_SECONDS else "OVER"
+            lines.append(row(state, f"`phototag index ROOT` ({verdict} the aim)", f"{median:.2f}", f"{best:.2f}",
+                             *[""] * (len(RESCAN_COLUMNS) + 1)))
+    return lines
+
+
+# --- size -------------------------------------------------------------------------------------------
+def size_table(library: BigLibrary) -> list[str]:
+    database = library.catalog / "catalog.db"
+    with closing(sqlite3.connect(database)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        written = database.stat().st_size
+        counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                  for table in ("photos", "photo_tags", "tags", "embeddings")}
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        vacuumed = database.stat().st_size
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        parts = db.execute(
+            "SELECT m.tbl_name, m.type, group_concat(m.name, ', '), SUM(d.pgsize), SUM(d.payload) FROM "
+            "(SELECT name, SUM(pgsize) AS pgsize, SUM(payload) AS payload FROM dbstat GROUP BY name) AS d "
+            "JOIN sqlite_master AS m ON m.name = d.name GROUP BY m.tbl_name, m.type ORDER BY 4 DESC").fetchall()
+    vectors = library.catalog / "vectors.faiss"
+    faiss_bytes = vectors.stat().st_size
+    scale = PER / library.count
+
+    def mb(size: float) -> str:
+        return f"{size / 1e6:.1f}"
+
+    lines = header("size", f"catalog size per {PER:,} photos", None) + [
+        f"The full catalog of the rescan section: {counts['photos']:,} photos (paths like "
+        f"`/tmp/…/library/2012/0498 event/IMG_049800.jpg`, a content hash, camera metadata, a third with GPS), "
+        f"{counts['tags']:,} built-in tags, {counts['photo_tags']:,} photo tags ({TAGS_PER_PHOTO} model tags per "
+        f"photo, with a {len(library.tagger_version)}-character model version each, as the real RAM++'s), "
+        f"{counts['embeddings']:,} embeddings ({EMBED_DIM}-d float32, {EMBED_DIM * 4}-byte blobs). "
+        f"SQLite page size {page_size}. 'Pages' is what dbstat counts after VACUUM, 'payload' the bytes of the rows "
+        "in them.",
+        "",
+        f"| part | rows | MB (pages) | MB payload | fill | MB per {PER:,} photos |",
+        "|---|---|---|---|---|---|",
+    ]
+    small = [part for part in parts if part[0] not in counts]
+    small_pages, small_payload = sum(p[3] for p in small), sum(p[4] for p in small)
+    for table, kind, names, pages, payload in [p for p in parts if p[0] in counts] + [
+            (", ".join(sorted({p[0] for p in small})), "other", "", small_pages, small_payload)]:
+        label = f"{table} ({'rows' if kind == 'table' else 'indexes: ' + names})" if kind != "other" else table
+        rows = f"{counts[table]:,}" if kind == "table" else ""
+        lines.append(f"| {label} | {rows} | {mb(pages)} | {mb(payload)} | {payload / pages:.0%} | "
+                     f"{mb(pages * scale)} |")
+    lines += [
+        f"| **catalog.db** after `PRAGMA wal_checkpoint(TRUNCATE)`, as written | | {mb(written)} | | | "
+        f"{mb(written * scale)} |",
+        f"| **catalog.db** after `VACUUM` | | {mb(vacuumed)} | | | {mb(vacuumed * scale)} |",
+        f"| **vectors.faiss** | {counts['embeddings']:,} | {mb(faiss_bytes)} | | | {mb(faiss_bytes * scale)} |",
+        f"| **total** (catalog.db after VACUUM + vectors.faiss) | | {mb(vacuumed + faiss_bytes)} | | | "
+        f"**{mb((vacuumed + faiss_bytes) * scale)}** |",
+    ]
+    return lines
+
+
+# --- results file -----------------------------------------------------------------------------------
+def read_sections(out: Path) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    if out.exists():
+        for line in out.read_text(encoding="utf-8").splitlines():
+            if line.startswith("## "):
+                current = line[3:].split(":", 1)[0].strip()
+                sections[current] = []
+            if current is not None:
+                sections[current].append(line)
+    for lines in sections.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return sections
+
+
+def write_results(out: Path, sections: dict[str, list[str]]) -> None:
+    """Replace these sections of ``out``, keep its others."""
+    kept = read_sections(out) | sections
+    lines = [TITLE, "",
+             "Written by `bench/bench_indexer.py` (what each section measures: its docstring); `--only` reruns "
+             "some sections and keeps the others. Random-weight models: the speeds are real, the tags meaningless."]
+    for key in SECTIONS:
+        if key in kept:
+            lines += ["", *kept[key]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({','.join(SECTIONS)})")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each timing (median and best reported)")
+    parser.add_argument("--decode-photos", type=int, default=16, help="12 MP JPEGs decoded per run")
+    parser.add_argument("--e2e-photos", type=int, default=16, help="12 MP JPEGs indexed per end-to-end run")
+    parser.add_argument("--files", type=int, default=100_000, help="files of the re-scan library")
+    parser.add_argument("--folders", type=int, default=1000, help="folders they are spread over")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if unknown := sorted(set(only) - set(SECTIONS)):
+        parser.error(f"unknown section {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
+    if "decode" in only:
+        write_results(args.out, {"decode": bench_decode(twelve_mp_photos(args.decode_photos), args.repeat)})
+    if "e2e" in only:
+        write_results(args.out, {"e2e": bench_e2e(twelve_mp_photos(args.e2e_photos), args.repeat)})
+    if "rescan" in only or "size" in only:
+        from ram_model.store import ModelStore
+
+        ensure_models(("ram_plus_tiny", TINY_TAGGER), ("clip_tiny", TINY_EMBEDDER))
+        store = ModelStore(CACHE)
+        tagger = store.load_tagger(TINY_TAGGER, device="cpu", dtype="auto")
+        embedder = store.load_embedder(TINY_EMBEDDER)
+        with tempfile.TemporaryDirectory(prefix="phototag-bench-") as name:
+            tmp = Path(name)
+            library = make_library(tmp, args.files, args.folders, tagger.bundle.version, embedder.bundle.version)
+            home = bench_home(tmp) if "rescan" in only else None
+            results = {}
+            if "rescan" in only:
+                results["photo rows only"] = rescan_runs(library, tagger, embedder, args.repeat, home)
+            add_model_results(library)
+            # Without the rescan section, one pass still writes the FAISS file the size section measures.
+            full = rescan_runs(library, tagger, embedder, args.repeat if "rescan" in only else 0, home)
+            if "rescan" in only:
+                results["full"] = full
+                write_results(args.out, {"rescan": rescan_table(library, results, args.repeat)})
+            if "size" in only:
+                write_results(args.out, {"size": size_table(library)})
+    print(args.out.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()

@@ -131,3 +131,13 @@ class Run(Base):
     embedder_version: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16), default="running")  # running, completed, interrupted, crashed
     summary: Mapped[str | None] = mapped_column(Text)  # JSON counts
+
+
+class SavedSearch(Base):
+    """A query saved under a name (``phototag search --save NAME QUERY``; ``@NAME`` in a query)."""
+
+    __tablename__ = "saved_searches"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()

@@ -73,12 +73,19 @@ class VectorIndex:
 
     Ids are the catalog's photo ids (non-negative; FAISS uses -1 for "no result"). Every method
     is safe to call from several threads: one lock serialises them.
+
+    ``query_threads`` caps the OpenMP threads of a search with fewer queries than FAISS has
+    threads (set for the calling thread only, and restored); ``None`` leaves FAISS's setting.
+    A single query is memory-bound: on the 2-core benchmark machine one thread answered it 2-4x
+    faster than two, and it leaves the other cores to the tagger. Larger batches are split
+    across threads by query, which does pay.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, query_threads: int | None = 1) -> None:
         if dim <= 0:
             raise ValueError(f"vector dimension must be positive, got {dim}")
         self.dim = int(dim)
+        self.query_threads = query_threads
         self._index = faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
         self._lock = threading.Lock()
 
@@ -212,11 +219,15 @@ class VectorIndex:
                 k = min(k, len(subset))
             if k == 0 or len(queries) == 0:
                 return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
-            if subset is None:
-                scores, ids = self._index.search(queries, k)
-            else:
-                params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(subset))
-                scores, ids = self._index.search(queries, k, params=params)
+            # FAISS >= 1.14 splits the database across threads when there are fewer queries than
+            # threads (an sgemm per block); a SIMD scan on one thread beat it 2-4x (VECTORS.md).
+            threads = self.query_threads if len(queries) < faiss.omp_get_max_threads() else None
+            with _omp_threads(threads):
+                if subset is None:
+                    scores, ids = self._index.search(queries, k)
+                else:
+                    selector = faiss.IDSelectorBatch(subset)
+                    scores, ids = self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
         scores[ids < 0] = -np.inf
         return scores, ids
 
@@ -266,6 +277,20 @@ def _last_of_duplicates(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarra
         return ids, vectors
     keep = np.sort(len(ids) - 1 - last_from_end)
     return ids[keep], np.ascontiguousarray(vectors[keep])
+
+
+@contextlib.contextmanager
+def _omp_threads(threads: int | None) -> Iterator[None]:
+    """Run FAISS with at most ``threads`` OpenMP threads; OpenMP keeps this per calling thread."""
+    before = faiss.omp_get_max_threads()
+    if threads is None or threads >= before:
+        yield
+        return
+    faiss.omp_set_num_threads(max(1, threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _meta_path(path: Path) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, select
 
-from indexer.catalog import Catalog
+from indexer.catalog import Catalog, head_revision
 from indexer.schema import ACCEPTED, REJECTED, SOURCE_USER, Embedding, Photo, PhotoTag, Run, Tag
 from main import main
 from tests.conftest import PHOTOS
@@ -201,7 +201,7 @@ def test_status_failures_and_tags_commands(home, photos, capsys) -> None:  # noq
     index(capsys, photos)
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["photos"]["failed"] == sum(1 for r in EDGE.values() if r) and status["schema"] == "0002"
+    assert status["photos"]["failed"] == sum(1 for r in EDGE.values() if r) and status["schema"] == head_revision()
     assert status["last_run"]["outcome"] == "completed"
     assert main(["failures", "--json"]) == 0
     failures = json.loads(capsys.readouterr().out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -99,6 +100,19 @@ def test_k_larger_than_the_index_is_clipped() -> None:
     assert found.shape == (2, 0) and scores.shape == (2, 0)
     with pytest.raises(ValueError):
         index.search(x[:1], 0)
+
+
+def test_query_threads_change_nothing_but_speed() -> None:
+    x = unit(12_000, seed=4)  # large enough for FAISS to split one query across threads
+    index = VectorIndex(DIM, query_threads=1)
+    index.add(np.arange(len(x)), x)
+    before = faiss.omp_get_max_threads()
+    one = index.search(x[:1], 10)
+    assert faiss.omp_get_max_threads() == before
+    index.query_threads = None
+    default = index.search(x[:1], 10)
+    np.testing.assert_array_equal(one[1], default[1])
+    np.testing.assert_allclose(one[0], default[0], rtol=1e-5)
 
 
 def test_search_within_a_subset() -> None:
