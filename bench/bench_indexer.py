@@ -1,6 +1,6 @@
 """Indexer benchmarks on CPU: decode speed, end-to-end photos/s, a no-op re-scan of 100k files, catalog size.
 
-    .venv/bin/python bench/bench_indexer.py                         # every section (about 15 minutes, 2 cores)
+    .venv/bin/python bench/bench_indexer.py                         # every section (about 10 minutes on 2 cores)
     .venv/bin/python bench/bench_indexer.py --only rescan,size      # some sections; the others stay in the file
     .venv/bin/python bench/bench_indexer.py --only e2e --repeat 1 --e2e-photos 8
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ram_model.errors import ImageError
+from ram_model.raw import is_raw
 
 HASH_CHUNK = 1 << 20
 T = TypeVar("T")
@@ -71,7 +72,8 @@ def identify(path: str) -> Identified | Failure:
     try:
         info, error = read_photo_info(path), None
     except ImageError as exc:
-        info, error = None, Failure(path, exc.reason or "corrupt", str(exc))
+        # A RAW file Pillow cannot read may still hold a preview the decode stage can use.
+        info, error = None, None if is_raw(path) else Failure(path, exc.reason or "corrupt", str(exc))
     except Exception as exc:  # noqa: BLE001 - a metadata bug must not stop the run; the decode stage decides
         info, error = None, None
         del exc

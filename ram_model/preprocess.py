@@ -24,6 +24,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
 
 from ram_model.errors import ImageError
+from ram_model.raw import is_raw, open_raw_preview
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -88,8 +89,12 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         # "Corrupt EXIF data" and the like: the file is still used, and a batch run should not spam stderr.
         warnings.simplefilter("ignore", UserWarning)
+        raw_orientation = None
         try:
-            image = Image.open(path)
+            if is_raw(path):
+                image, raw_orientation = open_raw_preview(path)
+            else:
+                image = Image.open(path)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _bomb_error(path, exc) from None
         except UnidentifiedImageError:
@@ -119,7 +124,7 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
                 if image.format in _ISOBMFF_FORMATS:
                     raise _error(path, "corrupt", f"corrupt {image.format}: {_first_line(exc)}") from exc
                 raise _error(path, "truncated", f"truncated or corrupt image data: {_first_line(exc)}") from exc
-            image = _upright(image)
+            image = _upright(image) if raw_orientation is None else _oriented(image, raw_orientation)
             try:
                 return _to_rgb(image)
             except ValueError as exc:  # a pixel layout Pillow decodes but cannot convert
@@ -151,6 +156,14 @@ def _resized_uint8(image: Image.Image, image_size: int) -> torch.Tensor:
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     # The same operations, in the same order and dtype, as ToTensor() and Normalize(): keep them so.
     return pixels.to(torch.float32).div(255).sub_(_MEAN).div_(_STD)
+
+
+def _oriented(image: Image.Image, orientation: int) -> Image.Image:
+    """Apply an EXIF orientation value given from elsewhere (a RAW file's, for its preview)."""
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def _upright(image: Image.Image) -> Image.Image:

@@ -237,3 +237,14 @@ def test_keywords_in_files_become_file_tags(home, photos, capsys) -> None:  # no
     assert summary["changed"] == 1
     tags = tags_of(home, photo)
     assert "harbour" not in tags and tags["lighthouse"] == ("file", ACCEPTED, None)
+
+
+def test_raw_files_go_through_the_decoder_and_are_recorded(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    folder = tmp_path / "raws"
+    folder.mkdir()
+    (folder / "IMG_0001.CR2").write_bytes(b"not really a raw file" * 50)
+    (folder / "ok.jpg").write_bytes((PHOTOS / "library/space/rocket.jpg").read_bytes())
+    summary = index(capsys, folder)
+    assert (summary["new"], summary["failed"], summary["tagged"]) == (2, 1, 1)
+    [failure] = summary["failures"]
+    assert failure["path"].endswith("IMG_0001.CR2") and failure["reason"] in {"unsupported", "corrupt"}
