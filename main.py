@@ -220,6 +220,7 @@ def _indexer(settings, catalog, stop, progress, args, on_failure=None):  # noqa:
         workers=settings.workers, batch_size=settings.batch_size, draft=settings.draft_decode,
         max_attempts=settings.max_attempts, on_progress=progress, stop=stop, on_failure=on_failure,
         rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
+        vector_index=settings.vector_index,
     )
 
 
@@ -361,7 +362,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     version = store.get(settings.embedder).version if store.exists(settings.embedder) else None
     text = " ".join(args.query)
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
-        searcher = Searcher(catalog, lambda: _load_embedder(settings, settings.embedder), embedder_version=version)
+        searcher = Searcher(catalog, lambda: _load_embedder(settings, settings.embedder), embedder_version=version,
+                            vector_index=settings.vector_index)
         if args.list:
             for name, saved in searcher.saved().items():
                 print(f"@{name}\t{saved}")
@@ -377,7 +379,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             searcher.save(args.save, text)
             _say(f"saved as @{args.save}: {text}")
             return EXIT_OK
-        found = searcher.search(text, limit=args.limit, min_score=args.min_score, sort=args.sort)
+        min_score = settings.search_min_score if args.min_score is None else args.min_score
+        found = searcher.search(text, limit=args.limit, min_score=min_score, sort=args.sort)
     for result in found.results:
         if args.json:
             print(json.dumps({"path": result.path, "score": round(result.score, 4), "tags": result.tags,

@@ -145,6 +145,7 @@ class Indexer:
         on_progress: Progress | None = None,
         on_failure: Callable[[Failure], None] | None = None,
         stop: threading.Event | None = None,
+        vector_index: str = "auto",
     ) -> None:
         self.catalog = catalog
         self.tagger = tagger
@@ -157,6 +158,7 @@ class Indexer:
         self.on_progress = on_progress or (lambda stage, done, total: None)
         self.on_failure = on_failure or (lambda failure: None)
         self.stop = stop or threading.Event()
+        self.vector_index = vector_index
         self.tagger_version: str = tagger.bundle.version
         self.embedder_version: str = embedder.bundle.version
         self._tag_ids: np.ndarray | None = None
@@ -532,7 +534,8 @@ class Indexer:
         def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             yield from embedding_rows(self.catalog, self.embedder_version, dim)
 
-        self._vectors, _rebuilt = VectorIndex.open(self.catalog.vectors_path, dim, self._vector_state(), rows)
+        self._vectors, _rebuilt = VectorIndex.open(self.catalog.vectors_path, dim, self._vector_state(), rows,
+                                                   kind=self.vector_index)
 
     def _vector_state(self) -> str:
         return f"{self.embedder_version}:{self._generation}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import Field, PositiveInt
@@ -39,6 +39,9 @@ class Settings(BaseSettings):
                          description="decode worker processes (0: decode in the main process)")
     max_attempts: PositiveInt = Field(3, description="passes that retry a failed file before it waits for a change")
     lock_wait: float = Field(0.0, ge=0, description="seconds a second writer waits for the catalog lock")
+    vector_index: Literal["auto", "flat", "ivf"] = Field(
+        "auto", description="exact (flat) or approximate (ivf) vector search; auto: ivf from 250,000 photos")
+    search_min_score: float = Field(0.2, description="relevance cutoff of free-text and similar: search terms")
 
     @property
     def models_dir(self) -> Path:

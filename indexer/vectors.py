@@ -67,6 +67,14 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 """Version of the json written next to the index; a different one is stale."""
 
+KINDS = ("auto", "flat", "ivf")
+APPROXIMATE_FROM = 250_000
+"""With ``kind="auto"``, libraries of this many vectors or more get the approximate IVF index
+(exact flat search costs ~10 ms per 100k vectors per query on one core); below half of it, an
+IVF index goes back to flat. In between nothing changes, so a library near the line does not
+flip back and forth."""
+IVF_NPROBE_SHARE = 0.02  # share of the inverted lists one query visits (at least 32)
+
 
 class VectorIndex:
     """Exact inner-product search (``IndexIDMap2`` over ``IndexFlatIP``) of unit vectors keyed by int64 ids.
@@ -88,6 +96,54 @@ class VectorIndex:
         self.query_threads = query_threads
         self._index = faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
         self._lock = threading.Lock()
+        self._ivf_ids: np.ndarray | None = None  # the ids of an IVF index (it has no id map to look in)
+        self._quantizer: faiss.Index | None = None  # an IVF index's cell centres (kept alive with it)
+
+    @property
+    def kind(self) -> str:
+        """``"flat"`` (exact) or ``"ivf"`` (approximate: inverted lists over k-means cells)."""
+        return "ivf" if self._ivf_ids is not None else "flat"
+
+    @classmethod
+    def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto",
+              current: str | None = None) -> VectorIndex:
+        """A new index over ``vectors``; ``kind="auto"`` picks IVF from ``APPROXIMATE_FROM`` vectors on.
+
+        An IVF index is trained here (k-means on a sample: about a minute per million vectors on
+        two cores); it then takes adds and removes like the flat one, assigning new vectors to
+        the trained cells.
+        """
+        index = cls(dim)
+        ids, vectors = _as_ids(ids), index._as_vectors(vectors, "vectors")
+        if _resolve_kind(kind, len(ids), current) == "ivf":
+            index._make_ivf(vectors)
+        index.add(ids, vectors)
+        return index
+
+    def _remove_present(self, present: np.ndarray) -> int:
+        """Remove ids known to be in the index (call with the lock held)."""
+        if self._ivf_ids is None:
+            return int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+        # An IVF index with a hashtable direct map removes by an explicit id array only.
+        removed = int(self._index.remove_ids(faiss.IDSelectorArray(present)))
+        self._ivf_ids = np.setdiff1d(self._ivf_ids, present, assume_unique=True)
+        return removed
+
+    def _make_ivf(self, train_on: np.ndarray) -> None:
+        count = len(train_on)
+        nlist = int(min(65536, max(16, 4 * np.sqrt(max(count, 1)))))
+        if count < 4 * nlist:
+            raise ValueError(f"an IVF index of {nlist} cells needs at least {4 * nlist} vectors, got {count}")
+        rng = np.random.default_rng(0)
+        sample = train_on[rng.choice(count, size=min(count, 40 * nlist), replace=False)]
+        quantizer = faiss.IndexFlatIP(self.dim)
+        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.niter = 10
+        ivf.train(sample)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
+        ivf.nprobe = min(nlist, max(32, int(nlist * IVF_NPROBE_SHARE)))
+        self._index, self._quantizer = ivf, quantizer
+        self._ivf_ids = np.empty(0, np.int64)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -111,8 +167,10 @@ class VectorIndex:
             present = ids[self._contains(ids)]
             if len(present):
                 # IndexIDMap2.remove_ids rebuilds its reverse map: only call it when needed.
-                self._index.remove_ids(faiss.IDSelectorBatch(present))
+                self._remove_present(present)
             self._index.add_with_ids(vectors, ids)
+            if self._ivf_ids is not None:
+                self._ivf_ids = np.union1d(self._ivf_ids, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids``; returns how many were in the index (unknown ids are ignored)."""
@@ -121,7 +179,7 @@ class VectorIndex:
             present = ids[self._contains(ids)]
             if len(present) == 0:
                 return 0
-            return int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+            return self._remove_present(present)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best matches of each query: scores [n, k'] float32 and ids [n, k'] int64.
@@ -153,6 +211,8 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         """Every id in the index (int64, in storage order)."""
         with self._lock:
+            if self._ivf_ids is not None:
+                return self._ivf_ids.copy()
             return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
     def save(self, path: Path, state: str) -> None:
@@ -187,6 +247,7 @@ class VectorIndex:
         dim: int,
         state: str,
         rows: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+        kind: str = "auto",
     ) -> tuple[VectorIndex, bool]:
         """Load the index saved for ``state``, or rebuild it from ``rows()`` and save it.
 
@@ -196,12 +257,14 @@ class VectorIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(path):
+            previous = _saved_kind(path)
             index = _load(cls, path, dim, state)
-            if index is not None:
+            if index is not None and _resolve_kind(kind, len(index), index.kind) == index.kind:
                 return index, False
-            index = cls(dim)
-            for ids, vectors in rows():
-                index.add(ids, vectors)
+            batches = list(rows())
+            ids = np.concatenate([b[0] for b in batches]) if batches else np.empty(0, np.int64)
+            vectors = np.concatenate([b[1] for b in batches]) if batches else np.empty((0, dim), np.float32)
+            index = cls.build(dim, ids, vectors, kind, current=previous)
             with index._lock:
                 _save(index._index, path, state)
             log.info("rebuilt vector index %s: %d vectors of %d dimensions", path, len(index), dim)
@@ -227,7 +290,9 @@ class VectorIndex:
                     scores, ids = self._index.search(queries, k)
                 else:
                     selector = faiss.IDSelectorBatch(subset)
-                    scores, ids = self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+                    params = (faiss.SearchParametersIVF(sel=selector, nprobe=self._index.nprobe)
+                              if self._ivf_ids is not None else faiss.SearchParameters(sel=selector))
+                    scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores, ids
 
@@ -236,6 +301,8 @@ class VectorIndex:
         n = len(self)
         if n == 0:
             return np.zeros(len(ids), dtype=bool)
+        if self._ivf_ids is not None:
+            return np.isin(ids, self._ivf_ids)
         # A zero-copy view of the id map, used at once: it is invalidated by the next add.
         stored = faiss.rev_swig_ptr(self._index.id_map.data(), n)
         return np.isin(ids, stored)
@@ -317,6 +384,7 @@ def _save(index: faiss.Index, path: Path, state: str) -> None:
         "state": state,
         "bytes": path.stat().st_size,
         "faiss_version": faiss.__version__,
+        "kind": "ivf" if isinstance(index, faiss.IndexIVF) else "flat",
         "format": FORMAT,
     })
 
@@ -361,8 +429,9 @@ def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorInd
     except Exception as error:  # FAISS reports every read problem as RuntimeError; be generous.
         log.warning("vector index %s is unreadable (%s); it will be rebuilt", path, error)
         return None
-    if not (isinstance(index, faiss.IndexIDMap2)
-            and isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
+    flat = isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
+    ivf = isinstance(index, faiss.IndexIVFFlat)
+    if not ((flat or ivf)
             and index.metric_type == faiss.METRIC_INNER_PRODUCT
             and index.d == dim
             and index.ntotal == meta.get("count")):
@@ -370,7 +439,32 @@ def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorInd
         return None
     loaded = cls(dim)
     loaded._index = index
+    if ivf:
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        lists = index.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(index.nlist) if lists.list_size(i)]
+        loaded._ivf_ids = np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.empty(0, np.int64)
     return loaded
+
+
+def _saved_kind(path: Path) -> str | None:
+    """The kind of the index last saved at ``path``, stale or not (for the hysteresis of ``auto``)."""
+    try:
+        return json.loads(_meta_path(path).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _resolve_kind(kind: str, count: int, current: str | None) -> str:
+    """The index kind for ``count`` vectors (``current``: the kind in hand, for the hysteresis)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown vector index kind {kind!r}: use one of {', '.join(KINDS)}")
+    if kind != "auto":
+        return kind
+    if count >= APPROXIMATE_FROM or (current == "ivf" and count >= APPROXIMATE_FROM // 2):
+        return "ivf"
+    return "flat"
 
 
 @contextlib.contextmanager

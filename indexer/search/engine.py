@@ -72,10 +72,13 @@ class SearchResults:
 class Searcher:
     """Runs queries on one catalog. ``embedder`` is a CLIP embedder, or a zero-argument function
     returning one (loaded only when a query needs it); ``embedder_version`` names the embeddings
-    to search (default: the embedder's bundle version)."""
+    to search (default: the embedder's bundle version). ``vector_index`` chooses exact or approximate
+    vector search ("auto": approximate from ``indexer.vectors.APPROXIMATE_FROM`` photos on)."""
 
-    def __init__(self, catalog: Catalog, embedder: Any = None, *, embedder_version: str | None = None) -> None:
+    def __init__(self, catalog: Catalog, embedder: Any = None, *, embedder_version: str | None = None,
+                 vector_index: str = "auto") -> None:
         self.catalog = catalog
+        self.vector_index = vector_index  # "auto", "flat" (exact) or "ivf" (approximate): see indexer.vectors
         self._embedder = embedder
         self._embedder_version = embedder_version
         self._vectors: Any = None
@@ -178,7 +181,8 @@ class Searcher:
             def rows() -> Any:
                 return embedding_rows(self.catalog, version, int(dim))
 
-            self._vectors, _ = VectorIndex.open(self.catalog.vectors_path, int(dim), state, rows)
+            self._vectors, _ = VectorIndex.open(self.catalog.vectors_path, int(dim), state, rows,
+                                                kind=self.vector_index)
             self._vectors_state = state
         return self._vectors
 

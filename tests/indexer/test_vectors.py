@@ -137,7 +137,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta | {"faiss_version": None} == {
         "dim": DIM, "count": 100, "state": STATE, "bytes": path.stat().st_size,
-        "faiss_version": None, "format": 1}
+        "faiss_version": None, "format": 1, "kind": "flat"}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     loaded = VectorIndex.load(path, DIM, STATE)
     assert loaded is not None and len(loaded) == 100 and loaded.dim == DIM
@@ -236,3 +236,60 @@ def test_a_save_interrupted_after_the_index_is_stale(tmp_path: Path, monkeypatch
     index, rebuilt = VectorIndex.open(path, DIM, "clip_tiny@1:2", rows)
     assert rebuilt and len(index) == 10
     assert VectorIndex.load(path, DIM, "clip_tiny@1:2") is not None
+
+
+# --- the approximate (IVF) kind ----------------------------------------------------------------------
+def clustered(count: int, dim: int = 32, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Unit vectors around cluster centres, like real image embeddings (random ones have no neighbours)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, clusters, count)] + 0.3 * rng.standard_normal((count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_ivf_index_finds_what_exact_search_finds(tmp_path) -> None:  # noqa: ANN001
+    vectors = clustered(6000)
+    ids = np.arange(10, 6010, dtype=np.int64)
+    exact = VectorIndex.build(32, ids, vectors, kind="flat")
+    approximate = VectorIndex.build(32, ids, vectors, kind="ivf")
+    assert (exact.kind, approximate.kind, len(approximate)) == ("flat", "ivf", 6000)
+    queries = clustered(20, seed=1)
+    _, want = exact.search(queries, 50)
+    _, got = approximate.search(queries, 50)
+    recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(want, got, strict=True)])
+    assert recall >= 0.9
+    # Adds, replaces and removes work as on the flat index.
+    approximate.add(np.array([10]), -vectors[0])
+    assert np.allclose(approximate.reconstruct(10), -vectors[0])
+    assert approximate.remove(np.array([11, 99999])) == 1 and len(approximate) == 5999
+    assert 11 not in set(approximate.ids().tolist())
+    # Saved and loaded, it stays IVF with the same answers.
+    approximate.save(tmp_path / "v.faiss", "s")
+    loaded = VectorIndex.load(tmp_path / "v.faiss", 32, "s")
+    assert loaded is not None and loaded.kind == "ivf" and sorted(loaded.ids()) == sorted(approximate.ids())
+    assert np.array_equal(loaded.search(queries, 10)[1], approximate.search(queries, 10)[1])
+    subset = ids[::7]
+    _, inside = loaded.search_ids(queries[:1], 5, subset)
+    assert set(inside[0].tolist()) <= set(subset.tolist())
+
+
+def test_auto_kind_follows_the_library_size_with_hysteresis(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import indexer.vectors as vectors_module
+
+    monkeypatch.setattr(vectors_module, "APPROXIMATE_FROM", 4000)
+    data = clustered(5000)
+    path = tmp_path / "v.faiss"
+
+    def rows_of(n: int):  # noqa: ANN202
+        return lambda: [(np.arange(n, dtype=np.int64), data[:n])]
+
+    index, rebuilt = VectorIndex.open(path, 32, "a", rows_of(3000))
+    assert rebuilt and index.kind == "flat"
+    index, rebuilt = VectorIndex.open(path, 32, "b", rows_of(5000))
+    assert rebuilt and index.kind == "ivf"
+    index, rebuilt = VectorIndex.open(path, 32, "b", rows_of(5000))
+    assert not rebuilt and index.kind == "ivf"
+    index, _ = VectorIndex.open(path, 32, "c", rows_of(3000))  # above half the line: stays IVF
+    assert index.kind == "ivf"
+    index, rebuilt = VectorIndex.open(path, 32, "c", rows_of(3000), kind="flat")  # forced
+    assert rebuilt and index.kind == "flat"
