@@ -171,7 +171,7 @@ def write_table(rows: list[dict], reference: dict, out: Path) -> None:
         "",
         "Peak RSS counts the memory-mapped weights (1.3 GB of page cache, shared and reclaimable) and the "
         "torch/CUDA libraries; private memory is the peak of the process's anonymous resident memory. "
-        "Agreement with fp32 batch 1: F1 of the tags that fire (random weights fire few: see 'fired'), "
+        "Agreement with fp32 batch 1: F1 of the tags that fire ('fired': how many per image), "
         "overlap of the 20 highest-scoring tags per image, and the largest probability difference.",
         "",
         "| precision | batch | s/image | vs reference | peak RSS (MiB) | private (MiB) | fired/image | tag F1 "
