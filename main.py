@@ -352,6 +352,43 @@ def cmd_tags(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if missing else EXIT_OK
 
 
+# --- phototag gui --------------------------------------------------------------------------------
+def cmd_gui(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    folder = None
+    if args.folder is not None:
+        folder = args.folder.expanduser()
+        if not folder.is_dir():
+            _say(f"phototag gui: {folder} is not a folder: give a folder of photos (is the share mounted?)")
+            return EXIT_ERROR
+    from gui import run
+
+    return run(str(folder) if folder is not None else None, settings)
+
+
+# --- phototag tag (corrections) ------------------------------------------------------------------
+def cmd_tag(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.corrections import apply_edits, photo_ids_for
+
+    settings = _settings(args)
+    edits = [item for item in args.items if item[:1] in "+-=" and len(item) > 1]
+    paths = [item for item in args.items if item not in edits]
+    if not edits or not paths:
+        _say("phototag tag: give photos and edits, e.g. phototag tag IMG_1.jpg IMG_2.jpg +dog -cat "
+             "(+ accept or add, - reject, = undo a decision)")
+        return EXIT_ERROR
+    with Catalog.open(settings.catalog_dir, create=False) as catalog, \
+            catalog.writer(settings.lock_wait, task="tag"):
+        changes = apply_edits(catalog, photo_ids_for(catalog, paths), edits)
+    if args.json:
+        print(json.dumps([{"photo_id": c.photo_id, "tag": c.tag, "before": c.before, "after": c.after}
+                          for c in changes], ensure_ascii=False))
+    else:
+        _say(f"{len(changes)} change(s) on {len(paths)} photo(s)" if changes else "nothing to change")
+    return EXIT_OK
+
+
 # --- phototag search ---------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
@@ -394,6 +431,112 @@ def cmd_search(args: argparse.Namespace) -> int:
         more = f", {shown} shown" if shown < found.total else ""
         _say(f"{found.total} match{'es' if found.total != 1 else ''}{more}")
     return EXIT_OK
+
+
+# --- phototag write-metadata / undo-metadata ---------------------------------------------------
+def cmd_write_metadata(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.metadata.write import MetadataSettings, MetadataWriter, WriteOptions, select_photos
+
+    settings = _settings(args)
+    defaults = MetadataSettings()
+    options = WriteOptions(mode=args.mode or defaults.metadata_mode, include=args.include,
+                           lang=args.lang or defaults.metadata_lang,
+                           sidecar_naming=args.sidecar_naming or defaults.sidecar_naming,
+                           keep_mtime=args.keep_mtime, dry_run=args.dry_run)
+    text = " ".join(args.query)
+
+    said: list[str] = []
+
+    def show(report) -> None:  # noqa: ANN001
+        if report.status == "skipped":
+            if report.message not in said[-1:]:  # a photo's two files skipped for one reason: say it once
+                _say(f"skipped: {report.message}")
+                said.append(report.message)
+        elif report.status in ("written", "would_write"):
+            verb = "would write" if report.status == "would_write" else "wrote"
+            new = " (new)" if report.created else ""
+            changes = "  ".join([f"+{name}" for name in report.added] + [f"-{name}" for name in report.removed])
+            changes = changes or "(only Phototag's record of its keywords changed)"
+            print(f"{verb} {report.kind} {report.target}{new}: {changes}", flush=True)
+        for note in report.notes if report.status != "unchanged" else ():
+            print(f"  note: {note}", flush=True)
+
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        searcher = None
+        if text:
+            from indexer.search.engine import Searcher
+
+            store = _store(settings)
+            version = store.get(settings.embedder).version if store.exists(settings.embedder) else None
+            searcher = Searcher(catalog, lambda: _load_embedder(settings, settings.embedder),
+                                embedder_version=version, vector_index=settings.vector_index)
+        photo_ids = select_photos(catalog, text, searcher, min_score=settings.search_min_score)
+        writer = MetadataWriter(catalog, options, on_file=None if args.json else show,
+                                stop=None if args.dry_run else _install_stop())
+        if args.dry_run:
+            summary = writer.run(photo_ids)
+        else:
+            with catalog.writer(settings.lock_wait, task="write-metadata"):
+                summary = writer.run(photo_ids)
+    counts = summary.counts()
+    if args.json:
+        print(json.dumps({"run": summary.run_id, "dry_run": summary.dry_run, "interrupted": summary.interrupted,
+                          "counts": counts, "files": [report.to_dict() for report in summary.files]},
+                         indent=2, ensure_ascii=False))
+    elif args.dry_run:
+        _say(f"dry run: {counts['would_write']} file(s) would be written, {counts['unchanged']} unchanged, "
+             f"{counts['skipped']} skipped; nothing was changed")
+    else:
+        undo = f"; undo with: phototag undo-metadata {summary.run_id}" if summary.run_id else ""
+        _say(f"{'interrupted: ' if summary.interrupted else ''}wrote {counts['written']} file(s), "
+             f"{counts['unchanged']} unchanged, {counts['skipped']} skipped{undo}")
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_PARTIAL if summary.skipped else EXIT_OK
+
+
+def cmd_undo_metadata(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.metadata.journal import list_runs, undo_run
+
+    settings = _settings(args)
+
+    def show(report) -> None:  # noqa: ANN001
+        if report.status == "skipped":
+            _say(f"skipped: {report.message}")
+        elif report.status != "unchanged":
+            print(f"{report.status.replace('_', ' ')} {report.path}", flush=True)
+
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        if args.list:
+            runs = list_runs(catalog.directory)
+            if args.json:
+                print(json.dumps([{"run": r.id, "started_at": r.started_at, "options": r.options, "counts": r.counts,
+                                   "undone": r.undone} for r in runs], indent=2, ensure_ascii=False))
+            elif not runs:
+                _say("no metadata runs in this catalog")
+            for run in runs if not args.json else []:
+                options = ", ".join(f"{key}={run.options.get(key)}" for key in ("mode", "include", "lang"))
+                written = "unfinished" if run.counts is None else f"{run.counts.get('written', 0)} file(s) written"
+                print(f"{run.id}  {run.started_at}  {options}  {written}{'  [undone]' if run.undone else ''}")
+            return EXIT_OK
+        on_file = None if args.json else show
+        if args.dry_run:
+            summary = undo_run(catalog, args.run, force=args.force, dry_run=True, on_file=on_file)
+        else:
+            with catalog.writer(settings.lock_wait, task="undo-metadata"):
+                summary = undo_run(catalog, args.run, force=args.force, on_file=on_file)
+    counts = summary.counts()
+    if args.json:
+        print(json.dumps({"run": summary.run_id, "dry_run": summary.dry_run, "complete": summary.complete,
+                          "counts": counts, "files": [vars(report) for report in summary.files]},
+                         indent=2, ensure_ascii=False))
+    else:
+        done = ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in counts.items()) or "nothing to do"
+        more = "" if summary.complete else " (files changed since the run are kept: --force restores them anyway)"
+        _say(f"{'dry run: ' if summary.dry_run else ''}run {summary.run_id}: {done}{more}")
+    return EXIT_OK if summary.complete else EXIT_PARTIAL
 
 
 # --- the parser --------------------------------------------------------------------------------
@@ -458,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         catalog_option(p)
         p.add_argument("--tagger", help="tagger bundle (default: ram_plus_swin_l_384)")
         p.add_argument("--embedder", help="embedder bundle (default: clip_vit_b16)")
+        # Also accepted before the command; SUPPRESS keeps `phototag --device cpu index` working.
+        p.add_argument("--device", default=argparse.SUPPRESS, help="auto (default), cpu, cuda, cuda:N or mps")
+        p.add_argument("--precision", default=argparse.SUPPRESS, help="auto (default), fp32, bf16, fp16")
         p.add_argument("--batch-size", type=int, help="images per model call (default 8)")
         p.add_argument("--workers", type=int, help="decode worker processes (default: cores - 1, at most 8; 0: none)")
         p.add_argument("--include", action="append", default=[], metavar="GLOB",
@@ -494,6 +640,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_failures)
 
+    p = _add(commands, "gui", "open the desktop app: browse, search and correct tags (FOLDER is added and "
+                              "indexed in the background)")
+    p.add_argument("folder", nargs="?", type=Path, metavar="FOLDER", help="a photo folder to add to the library")
+    catalog_option(p)
+    p.set_defaults(func=cmd_gui)
+
+    p = _add(commands, "tag", "correct tags: +TAG accepts (or adds) a tag, -TAG rejects it, =TAG undoes a decision")
+    p.add_argument("items", nargs="+", metavar="PHOTO|+TAG|-TAG|=TAG",
+                   help="photo files, then edits; a rejected tag is never suggested again for that photo")
+    catalog_option(p)
+    p.add_argument("--json", action="store_true", help="print the changes as JSON")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer to finish")
+    p.set_defaults(func=cmd_tag)
+
     p = _add(commands, "search", "find photos by tags, free text, example photos, date, place and camera")
     p.add_argument("query", nargs="*", metavar="QUERY",
                    help='e.g. tag:dog beach, "a dog on the beach", similar:IMG.jpg, date:2023 camera:sony, @saved')
@@ -510,6 +670,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = "Query language: see 'Search' in the README. Exit status 0, or 2 for a malformed query."
     p.set_defaults(func=cmd_search)
 
+    p = _add(commands, "write-metadata",
+             "write tags as keywords into XMP sidecars or the photos themselves, where other tools read them")
+    p.add_argument("query", nargs="*", metavar="QUERY",
+                   help="which photos, in the search language (default: every indexed photo); "
+                        "put '--' before a query that starts with '-'")
+    catalog_option(p)
+    p.add_argument("--mode", choices=("sidecar", "embed", "both"),
+                   help="sidecar: IMG.jpg.xmp next to the photo (default); embed: into JPEGs (XMP and "
+                        "XPKeywords; other formats get a sidecar); both")
+    p.add_argument("--include", choices=("accepted", "suggested"), default="accepted",
+                   help="accepted: tags a person accepted or added (default); suggested: also the model's suggestions")
+    p.add_argument("--lang", choices=("en", "zh", "both"), help="keyword language (default: en)")
+    p.add_argument("--sidecar-naming", choices=("ext", "replace"),
+                   help="ext: IMG.jpg.xmp (default; darktable, digiKam); replace: IMG.xmp (Lightroom)")
+    p.add_argument("--keep-mtime", action="store_true", help="keep a rewritten photo's modification time")
+    p.add_argument("--dry-run", action="store_true", help="show the keywords to add and remove per file")
+    p.add_argument("--json", action="store_true", help="print the run: run id, counts, and per file what was done")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="if another Phototag process is writing this catalog, wait this long (default: exit)")
+    p.add_argument("--embedder", help="embedder bundle for free-text and similar: queries (default: clip_vit_b16)")
+    p.epilog = ("Every run backs up each file it changes into the catalog folder first: 'phototag undo-metadata' "
+                "restores them. Exit status: 0 done, 1 some files skipped (each reported, with why), 2 fatal error, "
+                "130 interrupted (after the current photo).")
+    p.set_defaults(func=cmd_write_metadata)
+
+    p = _add(commands, "undo-metadata", "restore every file a write-metadata run changed, byte for byte")
+    p.add_argument("run", nargs="?", metavar="RUN", help="the run to undo (default: the last one not yet undone)")
+    catalog_option(p)
+    p.add_argument("--force", action="store_true", help="restore files changed since the run too")
+    p.add_argument("--list", action="store_true", help="list the runs")
+    p.add_argument("--dry-run", action="store_true", help="show what would be restored; change nothing")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="if another Phototag process is writing this catalog, wait this long (default: exit)")
+    p.set_defaults(func=cmd_undo_metadata)
+
     p = _add(commands, "tags", "the tags the catalog holds for photos")
     p.add_argument("photos", nargs="+", metavar="PHOTO")
     catalog_option(p)
@@ -519,26 +715,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SEARCH_OPTIONS_WITH_VALUE = {"--catalog", "--limit", "--min-score", "--sort", "--save", "--delete", "--embedder"}
-_SEARCH_FLAGS = {"--json", "--list", "-h", "--help"}
+# Commands whose free arguments may start with '-' (a query's -tag:cat, a correction's -cat).
+_DASH_COMMANDS = {
+    "search": ({"--catalog", "--limit", "--min-score", "--sort", "--save", "--delete", "--embedder"},
+               {"--json", "--list", "-h", "--help"}),
+    "tag": ({"--catalog", "--wait"}, {"--json", "-h", "--help"}),
+    "write-metadata": ({"--catalog", "--mode", "--include", "--lang", "--sidecar-naming", "--wait", "--embedder"},
+                       {"--keep-mtime", "--dry-run", "--json", "-h", "--help"}),
+}
 
 
 def _search_argv(argv: list[str]) -> list[str]:
-    """Let a search query contain ``-tag:cat`` or ``-"fog"``: everything after ``search`` that is not one
-    of its options goes after a ``--``, so argparse does not take it for an unknown option."""
-    if "search" not in argv or "--" in argv:
+    """Let a search query contain ``-tag:cat`` or ``-"fog"`` (and ``phototag tag`` a ``-cat``): everything
+    after the command that is not one of its options goes after a ``--``, so argparse does not take it
+    for an unknown option."""
+    command = next((a for a in argv if a in _DASH_COMMANDS), None)
+    if command is None or "--" in argv:
         return argv
-    at = argv.index("search") + 1
+    with_value, flags = _DASH_COMMANDS[command]
+    at = argv.index(command) + 1
     options, query, rest = [], [], argv[at:]
     i = 0
     while i < len(rest):
         token = rest[i]
         name = token.split("=", 1)[0]
-        if name in _SEARCH_OPTIONS_WITH_VALUE:
+        if name in with_value:
             options += rest[i : i + (1 if "=" in token else 2)]
             i += 1 if "=" in token else 2
             continue
-        (options if token in _SEARCH_FLAGS else query).append(token)
+        (options if token in flags else query).append(token)
         i += 1
     return argv[:at] + options + ["--"] + query
 

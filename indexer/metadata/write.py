@@ -1,0 +1,594 @@
+"""Writing the catalog's tags into photos' metadata: safely, verifiably and reversibly.
+
+``MetadataWriter(catalog, options).run(photo_ids)`` writes, for each photo, the keywords of its
+tags into an XMP sidecar (the default), into the JPEG itself (``embed``: the XMP packet and EXIF
+``XPKeywords``), or both. Per photo:
+
+1. **Check** it is indexed and unchanged since: same size and mtime as the catalog row (and, when
+   the file itself is rewritten, the same content hash). A changed file is skipped — its tags
+   describe other bytes; ``phototag index`` first.
+2. **Plan** each target file: parse what is there (never overwrite an XMP that cannot be read),
+   merge (:mod:`indexer.metadata.xmp`: keep everything, add ours, remove only ours), and compare.
+   A dry run stops here and reports the keywords to add and remove.
+3. **Stage** the new bytes in a temporary file next to the target (fsynced) and **verify** them:
+   the keywords read back with our own reader; for a JPEG, every other segment, the scan data and
+   the decoded pixels are identical (:func:`indexer.metadata.embed.verify`).
+4. **Journal**: back the target up into the run's folder and record the change, durably, before
+   anything is replaced (:mod:`indexer.metadata.journal`).
+5. **Commit**: rename over the target, fsync the folder. If a photo has two targets and the
+   second fails, the first is put back: a photo is written completely or not at all.
+
+A read-only file or folder, a full disk, an unreadable XMP or a failed verification skips that
+photo with a reason; the run goes on. Which tags become keywords:
+
+- ``include="accepted"`` (default): tags a person accepted or added (state ``accepted``, source
+  ``model`` or ``user``); ``"suggested"`` adds the model's suggestions above their thresholds.
+- Tags read from the file (source ``file``) are never written back: they are there already. A new
+  ``dc:subject`` (a new sidecar, a JPEG's first XMP keywords) starts with the photo's own keywords
+  so tools that read only that list still see them.
+- A keyword Phototag wrote is removed when a person rejected the tag or the photo no longer has
+  it; switching ``include`` or ``lang`` later removes nothing (undo the run for that).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from indexer.catalog import Catalog
+from indexer.metadata import embed as jpeg_embed
+from indexer.metadata._files import Staged, bytes_hash, check_writable, real, skipped_for, stage
+from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
+from indexer.metadata.journal import Journal
+from indexer.metadata.read import read_keywords_from_xmp, read_photo_info
+from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
+from indexer.schema import ACCEPTED, INDEXED, REJECTED, SOURCE_FILE, SOURCE_MODEL, SUGGESTED, Photo, PhotoTag, Tag
+
+Mode = Literal["sidecar", "embed", "both"]
+Include = Literal["accepted", "suggested"]
+Lang = Literal["en", "zh", "both"]
+Naming = Literal["ext", "replace"]
+MODES: tuple[str, ...] = ("sidecar", "embed", "both")
+INCLUDES: tuple[str, ...] = ("accepted", "suggested")
+LANGS: tuple[str, ...] = ("en", "zh", "both")
+NAMINGS: tuple[str, ...] = ("ext", "replace")
+
+EMBEDDABLE_FORMATS = frozenset({"jpeg"})  # MPO, WebP, HEIC, PNG, ...: sidecars
+MAX_SIDECAR_BYTES = 16 << 20  # a larger .xmp is not a sidecar a photo tool wrote: leave it alone
+_PHOTOS_PER_QUERY = 500
+
+
+class MetadataSettings(BaseSettings):
+    """Defaults of ``phototag write-metadata``, overridable by ``PHOTOTAG_…`` variables and flags."""
+
+    model_config = SettingsConfigDict(env_prefix="PHOTOTAG_", extra="ignore")
+
+    metadata_mode: Mode = Field("sidecar", description="where keywords go: sidecar, embed (JPEG) or both")
+    metadata_lang: Lang = Field("en", description="keyword language: en, zh or both")
+    sidecar_naming: Naming = Field("ext", description="ext: IMG.jpg.xmp (darktable, digiKam); replace: IMG.xmp "
+                                                      "(Lightroom, Capture One)")
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """What one run writes, where, and how. ``keep_mtime`` keeps a rewritten photo's modification time
+    (sidecars always get the current time, so that tools watching them notice)."""
+
+    mode: Mode = "sidecar"
+    include: Include = "accepted"
+    lang: Lang = "en"
+    sidecar_naming: Naming = "ext"
+    keep_mtime: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("mode", MODES), ("include", INCLUDES), ("lang", LANGS),
+                              ("sidecar_naming", NAMINGS)):
+            if getattr(self, name) not in allowed:
+                raise MetadataError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One target file of one photo: what was (or, in a dry run, would be) done to it.
+
+    ``status``: ``written``, ``would_write``, ``unchanged`` or ``skipped`` (with ``reason``, a short
+    word, and ``message``). ``kind``: ``sidecar`` or ``embedded``; ``target`` is None when the photo
+    was skipped before a target was chosen. ``notes`` say, e.g., why a photo got a sidecar instead.
+    """
+
+    photo: str
+    target: str | None
+    kind: str | None
+    status: str
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    created: bool = False
+    reason: str | None = None
+    message: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"added": list(self.added), "removed": list(self.removed), "notes": list(self.notes)}
+
+
+@dataclass
+class WriteSummary:
+    run_id: str | None  # None: nothing was written (a dry run, or nothing to change)
+    dry_run: bool
+    files: list[FileReport] = field(default_factory=list)
+    interrupted: bool = False
+
+    def counts(self) -> dict[str, int]:
+        counts = {"written": 0, "would_write": 0, "unchanged": 0, "skipped": 0}
+        for report in self.files:
+            counts[report.status] = counts.get(report.status, 0) + 1
+        return counts
+
+    @property
+    def skipped(self) -> list[FileReport]:
+        return [report for report in self.files if report.status == "skipped"]
+
+
+def select_photos(catalog: Catalog, query: str | None = None, searcher: Any = None,
+                  min_score: float | None = None) -> list[int]:
+    """Photo ids to write: those matching ``query`` (through ``searcher``, an
+    ``indexer.search.engine.Searcher``), or every indexed photo when there is no query."""
+    if not query or not query.strip():
+        with catalog.session() as session:
+            return list(session.scalars(select(Photo.id).where(Photo.status == INDEXED).order_by(Photo.path)))
+    if searcher is None:
+        from indexer.search.engine import Searcher
+
+        searcher = Searcher(catalog)
+    found = searcher.search(query, limit=None, min_score=min_score)
+    return [result.photo_id for result in found.results]
+
+
+@dataclass(frozen=True)
+class _TagRow:
+    name: str
+    name_zh: str | None
+    source: str
+    state: str
+    score: float | None
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class _PhotoRow:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    format: str | None
+    status: str
+    tags: tuple[_TagRow, ...]
+
+
+@dataclass
+class _Plan:
+    """One target file of one photo: its bytes now and after, and how to check what was written."""
+
+    kind: str  # sidecar or embedded
+    target: Path  # the real file (symlinks resolved)
+    shown: Path  # the path as the user knows it
+    old: bytes | None  # None: the file does not exist yet
+    new: bytes
+    change: KeywordChange
+    stat: os.stat_result | None
+    verify: Callable[[bytes], None]
+    photo_id: int | None = None  # embedded: the catalog row to update
+    mtime_ns: int | None = None  # keep this mtime (--keep-mtime)
+
+    @property
+    def changed(self) -> bool:
+        return self.change.changed
+
+
+class MetadataWriter:
+    """Writes tags into photos' metadata for one catalog (see the module docs).
+
+    The caller holds the catalog's writer lock (``catalog.writer(task="write-metadata")``) for a
+    run that writes; a dry run only reads. ``on_file`` is called with each report as it is made;
+    once ``stop`` is set the run ends after the current photo.
+    """
+
+    def __init__(self, catalog: Catalog, options: WriteOptions | None = None, *,
+                 on_file: Callable[[FileReport], None] | None = None, stop: threading.Event | None = None) -> None:
+        self.catalog = catalog
+        self.options = options or WriteOptions()
+        self.on_file = on_file
+        self.stop = stop
+        self._journal: Journal | None = None
+
+    # --- a run ---------------------------------------------------------------------------------
+    def run(self, photo_ids: Sequence[int]) -> WriteSummary:
+        summary = WriteSummary(None, self.options.dry_run)
+        try:
+            for photo in self._photos(photo_ids):
+                if self.stop is not None and self.stop.is_set():
+                    summary.interrupted = True
+                    break
+                for report in self._photo(photo):
+                    summary.files.append(report)
+                    if self.on_file is not None:
+                        self.on_file(report)
+        finally:
+            if self._journal is not None:
+                summary.run_id = self._journal.id
+                self._journal.finish(summary.counts())
+        return summary
+
+    def _photos(self, photo_ids: Sequence[int]) -> Iterator[_PhotoRow]:
+        ids = list(dict.fromkeys(photo_ids))
+        for start in range(0, len(ids), _PHOTOS_PER_QUERY):
+            chunk = ids[start : start + _PHOTOS_PER_QUERY]
+            with self.catalog.session() as session:
+                photos = {row.id: row for row in session.execute(
+                    select(Photo.id, Photo.path, Photo.size, Photo.mtime_ns, Photo.content_hash, Photo.format,
+                           Photo.status).where(Photo.id.in_(chunk)))}
+                tags: dict[int, list[_TagRow]] = {}
+                for row in session.execute(
+                        select(PhotoTag.photo_id, Tag.name, Tag.name_zh, PhotoTag.source, PhotoTag.state,
+                               PhotoTag.score, PhotoTag.model_version)
+                        .join(Tag, Tag.id == PhotoTag.tag_id).where(PhotoTag.photo_id.in_(chunk))):
+                    tags.setdefault(row.photo_id, []).append(_TagRow(*row[1:]))
+            for photo_id in chunk:
+                row = photos.get(photo_id)
+                if row is not None:
+                    yield _PhotoRow(row.id, row.path, row.size, row.mtime_ns, row.content_hash, row.format,
+                                    row.status, tuple(tags.get(photo_id, ())))
+
+    def _photo(self, photo: _PhotoRow) -> list[FileReport]:
+        notes: list[str] = []
+        try:
+            self._check_current(photo)
+            plans = self._plans(photo, notes)
+        except FileSkipped as exc:
+            return [FileReport(photo.path, None, None, "skipped", reason=exc.reason, message=str(exc),
+                               notes=tuple(notes))]
+        except MetadataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops a run; it is reported
+            return [FileReport(photo.path, None, None, "skipped", reason="error", notes=tuple(notes),
+                               message=f"{photo.path}: {type(exc).__name__}: {exc}; left as it is")]
+        changed = [plan for plan in plans if plan.changed]
+        if changed and not self.options.dry_run:
+            try:
+                self._commit(photo, changed)
+            except FileSkipped as exc:
+                return [self._report(photo, plan, "skipped", notes, exc) for plan in plans]
+            except MetadataError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as above; everything already done was put back
+                skipped = FileSkipped("error", f"{photo.path}: {type(exc).__name__}: {exc}; left as it is")
+                return [self._report(photo, plan, "skipped", notes, skipped) for plan in plans]
+        done = "would_write" if self.options.dry_run else "written"
+        return [self._report(photo, plan, done if plan.changed else "unchanged", notes) for plan in plans]
+
+    @staticmethod
+    def _report(photo: _PhotoRow, plan: _Plan, status: str, notes: list[str],
+                exc: FileSkipped | None = None) -> FileReport:
+        return FileReport(
+            photo.path, str(plan.shown), plan.kind, status, tuple(plan.change.added), tuple(plan.change.removed),
+            created=plan.old is None and plan.changed, reason=exc.reason if exc else None,
+            message=str(exc) if exc else None, notes=tuple(notes))
+
+    # --- checking and planning -----------------------------------------------------------------
+    @staticmethod
+    def _check_current(photo: _PhotoRow) -> None:
+        if photo.status != INDEXED:
+            raise FileSkipped("not_indexed", f"{photo.path}: not indexed ({photo.status}); "
+                                             "run 'phototag index' on it first")
+        try:
+            info = os.stat(photo.path)
+        except FileNotFoundError:
+            raise FileSkipped("missing", f"{photo.path}: the file is gone; run 'phototag index' to "
+                                         "record moves and deletions") from None
+        except OSError as exc:
+            raise skipped_for(exc, Path(photo.path), "read it") from None
+        if info.st_size != photo.size or info.st_mtime_ns != photo.mtime_ns:
+            raise FileSkipped("changed", f"{photo.path}: changed since it was indexed; run 'phototag index' "
+                                         "first so that its tags describe the file as it is")
+
+    def _plans(self, photo: _PhotoRow, notes: list[str]) -> list[_Plan]:
+        wanted = self._wanted(photo)
+        mode = self.options.mode
+        plans: list[_Plan] = []
+        sidecar = mode in ("sidecar", "both")
+        if mode in ("embed", "both"):
+            try:
+                plans.append(self._plan_embedded(photo, wanted, notes))
+            except FileSkipped as exc:
+                if exc.reason != "unsupported":
+                    raise
+                notes.append(f"not embedded: {exc}" + (" — a sidecar instead" if mode == "embed" else ""))
+                sidecar = True
+        if sidecar:
+            plans.append(self._plan_sidecar(photo, wanted))
+        return plans
+
+    def _wanted(self, photo: _PhotoRow) -> list[Claim]:
+        claims: list[Claim] = []
+        rows = sorted(photo.tags, key=lambda t: (t.state != ACCEPTED, -(t.score or 0.0), t.name.casefold()))
+        for row in rows:
+            if row.source == SOURCE_FILE:
+                continue  # read from the file: it is there already
+            if row.state == ACCEPTED:
+                confirmed = True
+            elif row.state == SUGGESTED and row.source == SOURCE_MODEL and self.options.include == "suggested":
+                confirmed = False
+            else:
+                continue
+            model, _, version = (row.model_version or "").partition("@")
+            for name in self._names(row):
+                claims.append(Claim(name=name, tag=row.name, source=row.source, model=model or None,
+                                    model_version=version or None, score=row.score, confirmed=confirmed))
+        return claims
+
+    def _names(self, row: _TagRow) -> list[str]:
+        chinese = row.name_zh or row.name  # a custom tag or file keyword has no Chinese name
+        names = {"en": [row.name], "zh": [chinese], "both": [row.name, chinese]}[self.options.lang]
+        return unique_keywords(names)
+
+    @staticmethod
+    def _dropped(photo: _PhotoRow, packet: XmpPacket) -> list[str]:
+        """Claimed keywords to remove: their tag was rejected, or the photo no longer has it (a tag left
+        only as a file keyword is there because we wrote it)."""
+        tags = {row.name: row for row in photo.tags}
+        dropped = []
+        for claim in packet.claims():
+            row = tags.get(claim.tag)
+            if row is None or row.state == REJECTED or row.source == SOURCE_FILE:
+                dropped.append(claim.name)
+        return dropped
+
+    def sidecar_path(self, photo_path: Path) -> Path:
+        """``IMG.jpg.xmp`` (naming ``ext``) or ``IMG.xmp`` (``replace``); an existing ``.XMP`` is used as is."""
+        base = photo_path.name if self.options.sidecar_naming == "ext" else photo_path.stem
+        for suffix in (".xmp", ".XMP"):
+            candidate = photo_path.with_name(base + suffix)
+            if candidate.exists():
+                return candidate
+        return photo_path.with_name(base + ".xmp")
+
+    def _plan_sidecar(self, photo: _PhotoRow, wanted: list[Claim]) -> _Plan:
+        shown = self.sidecar_path(Path(photo.path))
+        target = real(shown)
+        old: bytes | None = None
+        info = None
+        if target.exists():
+            try:
+                info = target.stat()
+                if info.st_size > MAX_SIDECAR_BYTES:
+                    raise FileSkipped("unreadable_xmp", f"{shown}: larger than {MAX_SIDECAR_BYTES >> 20} MiB, "
+                                                        "not an XMP sidecar; left untouched")
+                old = target.read_bytes()
+            except OSError as exc:
+                raise skipped_for(exc, shown, "read the sidecar") from None
+        try:
+            packet = XmpPacket.parse(old) if old is not None else XmpPacket.new()
+        except XmpError as exc:
+            raise FileSkipped("unreadable_xmp", f"{shown}: the sidecar cannot be read ({exc}); left untouched — "
+                                                "fix or move it and run again") from None
+        change = packet.merge(wanted, self._dropped(photo, packet), seed=_lazy(lambda: _own_keywords(photo.path)))
+        new = packet.to_bytes() if change.changed else old or b""
+
+        def verify(written: bytes) -> None:
+            _verify_packet(written, packet, change, shown)
+
+        return _Plan("sidecar", target, shown, old, new, change, info, verify)
+
+    def _plan_embedded(self, photo: _PhotoRow, wanted: list[Claim], notes: list[str]) -> _Plan:
+        shown = Path(photo.path)
+        if (photo.format or "").lower() not in EMBEDDABLE_FORMATS:
+            raise FileSkipped("unsupported", f"{(photo.format or 'this').upper()} files are not embedded into, "
+                                             "only JPEG")
+        target = real(shown)
+        try:
+            info = target.stat()
+            data = target.read_bytes()
+        except OSError as exc:
+            raise skipped_for(exc, shown, "read it") from None
+        if bytes_hash(data) != photo.content_hash:
+            raise FileSkipped("changed", f"{shown}: its content changed since it was indexed; run "
+                                         "'phototag index' first")
+        jpeg = jpeg_embed.JpegFile.parse(data)
+        if (why := jpeg_embed.embeddable(jpeg)) is not None:
+            raise FileSkipped("unsupported", why)
+        old_xmp = jpeg.xmp()
+        try:
+            packet = XmpPacket.parse(old_xmp) if old_xmp is not None else XmpPacket.new()
+        except XmpError as exc:
+            raise FileSkipped("unreadable_xmp", f"{shown}: its XMP packet cannot be read ({exc}); left untouched "
+                                                "(--mode sidecar writes a sidecar instead)") from None
+        own = jpeg.own_keywords()
+        change = packet.merge(wanted, self._dropped(photo, packet), seed=own, elsewhere=own)
+        if not change.changed:
+            return _Plan("embedded", target, shown, data, data, change, info, lambda _written: None, photo.id)
+        body = packet.to_bytes()
+        room = jpeg_embed.MAX_XMP_BYTES - len(body)
+        if room < 0:
+            raise FileSkipped("unsupported", "its XMP would exceed a JPEG segment (64 KB)")
+        xmp = packet.to_bytes(padding=min(jpeg_embed.XMP_PADDING, room))
+        xp_keywords, tiff = self._xp_keywords(jpeg, change)
+        new = jpeg.with_metadata(xmp, tiff).to_bytes()
+        try:
+            pixels = jpeg_embed.pixel_digest(data)
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder raises
+            raise FileSkipped("unsupported", f"it does not decode completely ({exc}), so the pixels "
+                                             "cannot be verified") from None
+
+        def verify(written: bytes) -> None:
+            jpeg_embed.verify(jpeg, written, xmp=xmp, xp_keywords=xp_keywords if tiff is not None else None,
+                              original_pixels=pixels)
+            _verify_packet(xmp, packet, change, shown)
+
+        if info.st_nlink > 1:
+            notes.append(f"it had {info.st_nlink} hard links: this path now has its own copy, the others keep "
+                         "the old bytes")
+        mtime = info.st_mtime_ns if self.options.keep_mtime else None
+        return _Plan("embedded", target, shown, data, new, change, info, verify, photo.id, mtime)
+
+    @staticmethod
+    def _xp_keywords(jpeg: jpeg_embed.JpegFile, change: KeywordChange) -> tuple[list[str], bytes | None]:
+        """XPKeywords after the change, and the EXIF data holding them (None: left as it is — no EXIF
+        block, or one that cannot be edited safely; Windows reads the XMP keywords too)."""
+        tiff = jpeg.exif()
+        if tiff is None or not (change.added or change.removed) or not jpeg_embed.exif_readable(tiff):
+            return [], None
+        before = jpeg.xp_keywords()
+        removed = {name.casefold() for name in change.removed}
+        after = unique_keywords([*(k for k in before if k.casefold() not in removed), *change.added])
+        if after == before:
+            return before, None
+        try:
+            return after, jpeg_embed.set_xp_keywords(tiff, after)
+        except FileSkipped:
+            return before, None
+
+    # --- committing ----------------------------------------------------------------------------
+    def _commit(self, photo: _PhotoRow, plans: list[_Plan]) -> None:
+        """Stage, verify, journal and rename every changed target of one photo, or none of them.
+
+        Raises:
+            FileSkipped: why the photo was left as it was (everything already done is put back).
+        """
+        staged: list[tuple[_Plan, Staged]] = []
+        committed: list[_Plan] = []
+        try:
+            for plan in plans:
+                check_writable(plan.target)
+            for plan in plans:
+                try:
+                    staged.append((plan, stage(plan.target, plan.new, like=plan.stat, mtime_ns=plan.mtime_ns)))
+                except OSError as exc:
+                    raise skipped_for(exc, plan.shown, "write a temporary file next to it") from None
+                written = staged[-1][1].temp.read_bytes()
+                if written != plan.new:
+                    raise FileSkipped("verify_failed", f"{plan.shown}: the temporary file does not read back as "
+                                                       "written; the original is kept")
+                plan.verify(written)
+            journal = self._journal_for_run()
+            for plan, pending in staged:
+                journal.record_change(plan.target, pending.digest, plan.old, photo_id=plan.photo_id)
+            for plan, pending in staged:
+                _ensure_unchanged(plan)
+                try:
+                    pending.commit()
+                except OSError as exc:
+                    raise skipped_for(exc, plan.shown, "replace it") from None
+                committed.append(plan)
+        except BaseException as exc:
+            for _plan, pending in staged:
+                pending.discard()
+            self._roll_back(committed, exc)
+            raise
+        self._update_catalog(photo, plans)
+
+    def _roll_back(self, committed: list[_Plan], cause: BaseException) -> None:
+        """Put back the targets of a photo already replaced when a later one failed."""
+        assert self._journal is not None or not committed
+        for plan in reversed(committed):
+            try:
+                if plan.old is None:
+                    plan.target.unlink()
+                else:
+                    stage(plan.target, plan.old, like=plan.stat,
+                          mtime_ns=plan.stat.st_mtime_ns if plan.stat else None).commit()
+                assert self._journal is not None
+                self._journal.record_change(plan.target, None if plan.old is None else bytes_hash(plan.old), None)
+            except (OSError, FileSkipped) as exc:
+                raise MetadataError(
+                    f"{plan.shown}: written, but putting it back after a later failure ({cause}) failed too "
+                    f"({exc}); restore it with: phototag undo-metadata {self._journal.id if self._journal else ''}"
+                ) from exc
+
+    def _update_catalog(self, photo: _PhotoRow, plans: list[_Plan]) -> None:
+        """The rewritten photo's pixels are verified identical, so its tags and embedding still hold:
+        the row takes the new size, mtime and hash instead of being re-indexed."""
+        for plan in plans:
+            if plan.photo_id is None:
+                continue
+            info = plan.target.stat()
+            try:
+                with self.catalog.session() as session, session.begin():
+                    session.execute(update(Photo).where(Photo.id == plan.photo_id).values(
+                        size=info.st_size, mtime_ns=info.st_mtime_ns, content_hash=bytes_hash(plan.new)))
+            except SQLAlchemyError as exc:
+                raise MetadataError(f"{plan.shown} was written, but the catalog could not record it ({exc}); "
+                                    "run 'phototag index' on it") from exc
+
+    def _journal_for_run(self) -> Journal:
+        if self._journal is None:
+            options = asdict(self.options) | {"catalog": str(self.catalog.directory)}
+            self._journal = Journal.create(self.catalog.directory, options)
+        return self._journal
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+class _lazy:  # noqa: N801 - reads as a function at the call site
+    """An iterable computed on first iteration (the seed is read only when a new dc:subject needs it)."""
+
+    def __init__(self, compute: Callable[[], Iterable[str]]) -> None:
+        self._compute = compute
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._compute())
+
+
+def _own_keywords(path: str) -> list[str]:
+    """The keywords a photo carries itself (embedded XMP, IPTC, XPKeywords, another sidecar)."""
+    try:
+        return list(read_photo_info(path).keywords)
+    except Exception:  # noqa: BLE001 - unreadable: nothing to start a new list with
+        return []
+
+
+def _verify_packet(written: bytes, packet: XmpPacket, change: KeywordChange, shown: Path) -> None:
+    """The packet reads back with Phototag's own readers: the claims as merged, every added keyword
+    present, no removed one left in dc:subject."""
+
+    def fail(what: str) -> FileSkipped:
+        return FileSkipped("verify_failed", f"{shown}: verification failed, the original is kept: {what}")
+
+    try:
+        again = XmpPacket.parse(written)
+        keywords = {keyword.casefold() for keyword in read_keywords_from_xmp(written)}
+    except (XmpError, ValueError) as exc:
+        raise fail(f"the XMP does not parse back ({exc})") from None
+    if again.claims() != packet.claims():
+        raise fail("Phototag's record of its keywords does not read back")
+    if missing := [name for name in change.added if name.casefold() not in keywords]:
+        raise fail(f"keywords missing after writing: {', '.join(missing)}")
+    subject = {keyword.casefold() for keyword in again.subject()}
+    if left := [name for name in change.removed if name.casefold() in subject]:
+        raise fail(f"keywords still present after removing them: {', '.join(left)}")
+
+
+def _ensure_unchanged(plan: _Plan) -> None:
+    """Between reading a target and replacing it, nothing else may have written it."""
+    try:
+        now = plan.target.stat()
+    except FileNotFoundError:
+        now = None
+    if plan.stat is None:
+        if now is not None:
+            raise FileSkipped("changed", f"{plan.shown}: created by something else while writing; left as it is")
+        return
+    if now is None or (now.st_size, now.st_mtime_ns, now.st_ino) != (
+            plan.stat.st_size, plan.stat.st_mtime_ns, plan.stat.st_ino):
+        raise FileSkipped("changed", f"{plan.shown}: changed by something else while writing; left as it is")

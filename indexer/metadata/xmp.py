@@ -1,0 +1,507 @@
+"""XMP packets: merging Phototag's keywords into an existing packet without clobbering anything.
+
+A packet (a sidecar's text or a JPEG's own XMP) is parsed with ``xml.etree``, keeping every
+property it holds, and written back with the namespace prefixes it used. Keywords go into the four
+lists other tools read — ``dc:subject`` (everyone), ``lr:hierarchicalSubject`` (Lightroom),
+``digiKam:TagsList`` (digiKam) and ``MicrosoftPhoto:LastKeywordXMP`` (Windows) — and Phototag's
+own namespace records which keywords it added, with the model, its version, the score and
+whether a person confirmed the tag (:class:`Claim`). That record is what makes removal safe: a
+keyword is only ever removed if the packet says Phototag added it.
+
+Rules of :meth:`XmpPacket.merge`:
+
+- A wanted keyword already present in any of the four lists (case-insensitively; a hierarchical
+  path counts by its leaf) and not claimed is someone else's: it is left alone and never claimed.
+- A wanted keyword present nowhere is added to all four lists and claimed.
+- A claimed keyword is removed (from all four lists, and from the record) only when asked to.
+- When ``dc:subject`` does not exist yet, it starts with the photo's own keywords (``seed``:
+  from IPTC, ``XPKeywords``, an embedded packet), unclaimed: tools that prefer XMP, or a sidecar,
+  then still see them.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from xml.etree import ElementTree
+
+from indexer.metadata.errors import XmpError
+
+__all__ = ["NS_PHOTOTAG", "Claim", "KeywordChange", "XmpPacket", "clean_keyword", "unique_keywords"]
+
+NS_PHOTOTAG = "https://phototag.dev/ns/1.0/"
+_NS_X = "adobe:ns:meta/"
+_NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_NS_DC = "http://purl.org/dc/elements/1.1/"
+_NS_LR = "http://ns.adobe.com/lightroom/1.0/"
+_NS_DIGIKAM = "http://www.digikam.org/ns/1.0/"
+# With the slash, as Windows and exiv2 spell it; exiftool reads it too (with a minor warning: it spells
+# it without one), while exiv2 would not know the slash-less form.
+_NS_MICROSOFT = "http://ns.microsoft.com/photo/1.0/"
+_NS_XML = "http://www.w3.org/XML/1998/namespace"
+
+# The prefixes other tools write; a packet's own declarations win over these.
+_PREFERRED_PREFIXES = {
+    _NS_X: "x", _NS_RDF: "rdf", _NS_DC: "dc", _NS_LR: "lr", _NS_DIGIKAM: "digiKam",
+    _NS_MICROSOFT: "MicrosoftPhoto", NS_PHOTOTAG: "phototag", _NS_XML: "xml",
+}
+# The keyword lists: (namespace, property, array type, how a value names its keyword).
+_SUBJECT = (_NS_DC, "subject", "Bag")
+_KEYWORD_LISTS = (
+    _SUBJECT,
+    (_NS_LR, "hierarchicalSubject", "Bag"),  # "Animals|Dogs|pug": the leaf is the keyword
+    (_NS_DIGIKAM, "TagsList", "Seq"),        # "Animals/Dogs/pug"
+    (_NS_MICROSOFT, "LastKeywordXMP", "Bag"),
+)
+_LEAF_SEPARATORS = {"hierarchicalSubject": "|", "TagsList": "/"}
+_CLAIMS = "Keywords"  # phototag:Keywords, a bag of structures, one per keyword Phototag added
+_CLAIM_FIELDS = ("name", "tag", "source", "model", "modelVersion", "score", "confirmed")
+_SCORE_DIGITS = 4
+
+_PACKET_ID = "W5M0MpCehiHzreSzNTczkc9d"  # the fixed id every XMP packet carries
+_HEADER = f'<?xpacket begin="\ufeff" id="{_PACKET_ID}"?>\n'
+_TRAILER = '<?xpacket end="w"?>'
+_TOOLKIT = "Phototag"
+_INDENT = " "
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML 1.0 (or meaningless)
+_MAX_PACKET_BYTES = 16 << 20  # a packet larger than this is not one a photo tool wrote
+
+
+def clean_keyword(keyword: str) -> str:
+    """A keyword as it is written: NFC, control characters dropped, outer spaces trimmed."""
+    return unicodedata.normalize("NFC", _CONTROL.sub("", keyword)).strip()
+
+
+def unique_keywords(keywords: Iterable[str]) -> list[str]:
+    """Cleaned keywords, empty ones dropped, de-duplicated case-insensitively (first spelling kept)."""
+    kept: dict[str, str] = {}
+    for keyword in keywords:
+        if name := clean_keyword(keyword):
+            kept.setdefault(name.casefold(), name)
+    return list(kept.values())
+
+
+def _key(keyword: str) -> str:
+    return clean_keyword(keyword).casefold()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A keyword Phototag wrote, as its namespace records it.
+
+    ``name`` is the keyword as written (English or Chinese); ``tag`` the catalog tag it stands for;
+    ``source`` ``model`` or ``user``; ``model``/``model_version`` the tagger and its weights (None
+    for a person's own tag); ``score`` the model's probability; ``confirmed`` whether a person
+    accepted or added it.
+    """
+
+    name: str
+    tag: str
+    source: str
+    model: str | None = None
+    model_version: str | None = None
+    score: float | None = None
+    confirmed: bool = False
+
+    @property
+    def key(self) -> str:
+        return _key(self.name)
+
+
+@dataclass
+class KeywordChange:
+    """What a merge did: keywords added and removed, and whether Phototag's record changed."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seeded: list[str] = field(default_factory=list)  # the photo's own keywords copied into a new dc:subject
+    claims_changed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.seeded or self.claims_changed)
+
+
+class XmpPacket:
+    """One parsed XMP packet (or a new, empty one). Not thread-safe; cheap to create."""
+
+    def __init__(self, root: ElementTree.Element, prefixes: dict[str, str]) -> None:
+        self._root = root  # x:xmpmeta
+        self._prefixes = prefixes  # namespace URI -> prefix, as declared in the source
+
+    # --- making one ----------------------------------------------------------------------------
+    @classmethod
+    def new(cls) -> XmpPacket:
+        root = ElementTree.Element(f"{{{_NS_X}}}xmpmeta", {f"{{{_NS_X}}}xmptk": _TOOLKIT})
+        rdf = ElementTree.SubElement(root, f"{{{_NS_RDF}}}RDF")
+        ElementTree.SubElement(rdf, f"{{{_NS_RDF}}}Description", {f"{{{_NS_RDF}}}about": ""})
+        return cls(root, {})
+
+    @classmethod
+    def parse(cls, data: bytes) -> XmpPacket:
+        """Parse a packet: with or without the ``<?xpacket?>`` wrapper, ``x:xmpmeta`` or a bare ``rdf:RDF``.
+
+        Raises:
+            XmpError: not well-formed XML, a DTD (never in XMP), or no ``rdf:RDF`` in it.
+        """
+        data = bytes(data).strip(b"\x00 \t\r\n")
+        if len(data) > _MAX_PACKET_BYTES:
+            raise XmpError(f"the XMP packet is larger than {_MAX_PACKET_BYTES >> 20} MiB")
+        start = data.find(b"<")
+        if start < 0:
+            raise XmpError("not XML")
+        data = data[start:]
+        if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+            raise XmpError("the XMP declares a DTD, which XMP never does")
+        prefixes: dict[str, str] = {}
+        try:
+            root = None
+            for event, item in ElementTree.iterparse(io.BytesIO(data), events=("start-ns", "start")):
+                if event == "start-ns":
+                    prefix, uri = item
+                    if prefix and uri not in prefixes:
+                        prefixes[uri] = prefix
+                elif root is None:
+                    root = item
+        except ElementTree.ParseError as exc:
+            raise XmpError(f"not well-formed XML ({exc})") from None
+        assert root is not None
+        if root.tag == f"{{{_NS_RDF}}}RDF":
+            wrapper = ElementTree.Element(f"{{{_NS_X}}}xmpmeta")
+            wrapper.append(root)
+            root = wrapper
+        if root.find(f"{{{_NS_RDF}}}RDF") is None:
+            raise XmpError(f"no rdf:RDF element under <{root.tag}>: not an XMP packet")
+        return cls(root, prefixes)
+
+    # --- reading -------------------------------------------------------------------------------
+    @property
+    def _rdf(self) -> ElementTree.Element:
+        rdf = self._root.find(f"{{{_NS_RDF}}}RDF")
+        assert rdf is not None
+        return rdf
+
+    def _descriptions(self) -> list[ElementTree.Element]:
+        return self._rdf.findall(f"{{{_NS_RDF}}}Description")
+
+    def values(self, namespace: str, name: str) -> list[str]:
+        """The items of one array property (or its value, for a simple one), in order."""
+        values = []
+        for description in self._descriptions():
+            if (attribute := description.get(f"{{{namespace}}}{name}")) is not None:
+                values.append(attribute)
+            for prop in description.findall(f"{{{namespace}}}{name}"):
+                container = _container(prop)
+                if container is None:
+                    values.append(prop.text or "")
+                else:
+                    values.extend(_item_text(item) for item in container.findall(f"{{{_NS_RDF}}}li"))
+        return [value for value in values if value.strip()]
+
+    def subject(self) -> list[str]:
+        return self.values(_NS_DC, "subject")
+
+    def hierarchical_subject(self) -> list[str]:
+        return self.values(_NS_LR, "hierarchicalSubject")
+
+    def tags_list(self) -> list[str]:
+        return self.values(_NS_DIGIKAM, "TagsList")
+
+    def last_keyword_xmp(self) -> list[str]:
+        return self.values(_NS_MICROSOFT, "LastKeywordXMP")
+
+    def keywords(self) -> list[str]:
+        """Every keyword the packet states (list leaves included), cleaned, de-duplicated, in order."""
+        found: dict[str, str] = {}
+        for namespace, name, _kind in _KEYWORD_LISTS:
+            separator = _LEAF_SEPARATORS.get(name)
+            for value in self.values(namespace, name):
+                keyword = clean_keyword(value.rsplit(separator, 1)[-1] if separator else value)
+                if keyword:
+                    found.setdefault(keyword.casefold(), keyword)
+        return list(found.values())
+
+    def claims(self) -> list[Claim]:
+        """The keywords Phototag's namespace says it added (malformed entries are skipped)."""
+        claims = []
+        for description in self._descriptions():
+            for prop in description.findall(f"{{{NS_PHOTOTAG}}}{_CLAIMS}"):
+                container = _container(prop)
+                for item in container.findall(f"{{{_NS_RDF}}}li") if container is not None else []:
+                    claim = _read_claim(item)
+                    if claim is not None:
+                        claims.append(claim)
+        return claims
+
+    # --- changing ------------------------------------------------------------------------------
+    def merge(self, wanted: Sequence[Claim], drop: Iterable[str] = (), seed: Iterable[str] = (),
+              elsewhere: Iterable[str] = ()) -> KeywordChange:
+        """Add the ``wanted`` keywords, remove the claimed ones whose key (casefolded name) is in
+        ``drop``, and rewrite Phototag's record. ``seed`` starts a ``dc:subject`` that does not exist;
+        ``elsewhere`` are keywords the same file states outside this packet (IPTC, XPKeywords): like
+        the seed, they are someone else's and never claimed. Returns what changed."""
+        seeded = [] if self.subject() else unique_keywords(seed)
+        present = {keyword.casefold() for keyword in [*self.keywords(), *seeded, *unique_keywords(elsewhere)]}
+        old = {claim.key: claim for claim in self.claims()}
+        ours: dict[str, Claim] = {}
+        for claim in wanted:
+            name = clean_keyword(claim.name)
+            if not name or (claim.key in present and claim.key not in old):
+                continue  # someone else's keyword: leave it alone, never claim it
+            score = None if claim.score is None else round(claim.score, _SCORE_DIGITS)  # as it reads back
+            ours.setdefault(claim.key, replace(claim, name=name, score=score))
+        dropped = [key for key in dict.fromkeys(_key(name) for name in drop) if key in old and key not in ours]
+        change = KeywordChange(removed=[old[key].name for key in dropped])
+        for key in dropped:
+            self._remove_everywhere(old[key].name)
+        change.added = [claim.name for key, claim in ours.items() if key not in present]
+        if change.added and seeded:
+            change.seeded = seeded
+            self._add_everywhere(seeded, only=_SUBJECT)
+        self._add_everywhere(change.added)
+        claims = {key: claim for key, claim in old.items() if key not in dropped} | ours
+        if list(claims.values()) != list(old.values()):
+            self._write_claims(list(claims.values()))
+            change.claims_changed = True
+        return change
+
+    def _home(self) -> ElementTree.Element:
+        """The rdf:Description new properties go into: the one holding dc:subject, else the first."""
+        descriptions = self._descriptions()
+        for description in descriptions:
+            if description.find(f"{{{_NS_DC}}}subject") is not None:
+                return description
+        if descriptions:
+            return descriptions[0]
+        return ElementTree.SubElement(self._rdf, f"{{{_NS_RDF}}}Description", {f"{{{_NS_RDF}}}about": ""})
+
+    def _array(self, namespace: str, name: str, kind: str) -> ElementTree.Element:
+        """The array (rdf:Bag/Seq/Alt) of a property, created where it does not exist yet."""
+        tag = f"{{{namespace}}}{name}"
+        for description in self._descriptions():
+            for prop in description.findall(tag):
+                container = _container(prop)
+                if container is not None:
+                    return container
+                # A single value where an array belongs: turn it into a one-item array.
+                value = prop.text or ""
+                prop.text = None
+                container = ElementTree.SubElement(prop, f"{{{_NS_RDF}}}{kind}")
+                if value.strip():
+                    ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = value
+                return container
+            if (value := description.attrib.pop(tag, None)) is not None:
+                prop = ElementTree.SubElement(description, tag)
+                container = ElementTree.SubElement(prop, f"{{{_NS_RDF}}}{kind}")
+                if value.strip():
+                    ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = value
+                return container
+        prop = ElementTree.SubElement(self._home(), tag)
+        return ElementTree.SubElement(prop, f"{{{_NS_RDF}}}{kind}")
+
+    def _add_everywhere(self, names: Sequence[str], only: tuple[str, str, str] | None = None) -> None:
+        if not names:
+            return
+        for namespace, name, kind in (only,) if only else _KEYWORD_LISTS:
+            container = self._array(namespace, name, kind)
+            there = {_key(_item_text(item)) for item in container.findall(f"{{{_NS_RDF}}}li")}
+            for keyword in names:
+                if keyword.casefold() not in there:
+                    ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = keyword
+                    there.add(keyword.casefold())
+
+    def _remove_everywhere(self, keyword: str) -> None:
+        """Remove the items equal to ``keyword`` (a top-level entry: exactly what Phototag writes)."""
+        key = _key(keyword)
+        for namespace, name, _kind in _KEYWORD_LISTS:
+            tag = f"{{{namespace}}}{name}"
+            for description in self._descriptions():
+                if (value := description.get(tag)) is not None and _key(value) == key:
+                    del description.attrib[tag]
+                for prop in description.findall(tag):
+                    container = _container(prop)
+                    if container is None:
+                        if _key(prop.text or "") == key:
+                            description.remove(prop)
+                        continue
+                    items = container.findall(f"{{{_NS_RDF}}}li")
+                    for item in items:
+                        if _key(_item_text(item)) == key:
+                            container.remove(item)
+                    if items and len(container.findall(f"{{{_NS_RDF}}}li")) == 0:
+                        description.remove(prop)  # we emptied it: leave no empty list behind
+
+    def _write_claims(self, claims: list[Claim]) -> None:
+        tag = f"{{{NS_PHOTOTAG}}}{_CLAIMS}"
+        for description in self._descriptions():
+            for prop in description.findall(tag):
+                description.remove(prop)
+        if not claims:
+            return
+        bag = ElementTree.SubElement(ElementTree.SubElement(self._home(), tag), f"{{{_NS_RDF}}}Bag")
+        for claim in claims:
+            item = ElementTree.SubElement(bag, f"{{{_NS_RDF}}}li", {f"{{{_NS_RDF}}}parseType": "Resource"})
+            values = {
+                "name": claim.name, "tag": claim.tag, "source": claim.source, "model": claim.model,
+                "modelVersion": claim.model_version,
+                "score": None if claim.score is None else f"{claim.score:.{_SCORE_DIGITS}f}",
+                "confirmed": "True" if claim.confirmed else "False",
+            }
+            for name in _CLAIM_FIELDS:
+                if values[name] is not None:
+                    ElementTree.SubElement(item, f"{{{NS_PHOTOTAG}}}{name}").text = values[name]
+
+    # --- writing -------------------------------------------------------------------------------
+    def to_bytes(self, padding: int = 0) -> bytes:
+        """The packet, UTF-8, in its ``<?xpacket?>`` wrapper, with ``padding`` bytes of spaces for
+        in-place edits (XMP's convention inside files; sidecars need none)."""
+        prefixes = _prefix_map(self._root, self._prefixes)
+        out = io.StringIO()
+        out.write(_HEADER)
+        _serialize(self._root, prefixes, set(), out, 0)
+        out.write("\n")
+        body = out.getvalue().encode("utf-8")
+        pad = b""
+        if padding > 0:
+            line = b" " * 99 + b"\n"
+            pad = (line * (padding // 100 + 1))[:padding]
+        return body + pad + _TRAILER.encode("ascii")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _container(prop: ElementTree.Element) -> ElementTree.Element | None:
+    for kind in ("Bag", "Seq", "Alt"):
+        container = prop.find(f"{{{_NS_RDF}}}{kind}")
+        if container is not None:
+            return container
+    return None
+
+
+def _item_text(item: ElementTree.Element) -> str:
+    if item.text and item.text.strip():
+        return item.text
+    value = item.find(f".//{{{_NS_RDF}}}value")  # a qualified value
+    return (value.text or "") if value is not None else ""
+
+
+def _read_claim(item: ElementTree.Element) -> Claim | None:
+    """One rdf:li of phototag:Keywords: parseType="Resource", a nested rdf:Description, or attributes."""
+    fields: dict[str, str] = {}
+    holders = [item, *item.findall(f"{{{_NS_RDF}}}Description")]
+    for holder in holders:
+        for name in _CLAIM_FIELDS:
+            tag = f"{{{NS_PHOTOTAG}}}{name}"
+            if (attribute := holder.get(tag)) is not None:
+                fields.setdefault(name, attribute)
+            child = holder.find(tag)
+            if child is not None and child.text is not None:
+                fields.setdefault(name, child.text)
+    name = clean_keyword(fields.get("name", ""))
+    if not name:
+        return None
+    try:
+        score = float(fields["score"]) if fields.get("score") else None
+    except ValueError:
+        score = None
+    return Claim(
+        name=name, tag=fields.get("tag") or name, source=fields.get("source") or "model",
+        model=fields.get("model"), model_version=fields.get("modelVersion"), score=score,
+        confirmed=fields.get("confirmed", "").strip().lower() == "true",
+    )
+
+
+def _namespaces_in(element: ElementTree.Element) -> Iterable[str]:
+    for node in element.iter():
+        if node.tag.startswith("{"):
+            yield node.tag[1:].split("}", 1)[0]
+        for attribute in node.attrib:
+            if attribute.startswith("{"):
+                yield attribute[1:].split("}", 1)[0]
+
+
+def _prefix_map(root: ElementTree.Element, declared: dict[str, str]) -> dict[str, str]:
+    """A prefix per namespace used: the packet's own, then the usual one, then ns1, ns2, ..."""
+    prefixes: dict[str, str] = {}
+    taken: set[str] = set()
+    for uri in dict.fromkeys(_namespaces_in(root)):
+        for candidate in (declared.get(uri), _PREFERRED_PREFIXES.get(uri)):
+            if candidate and candidate not in taken and candidate != "xmlns":
+                break
+        else:
+            number = 1
+            while f"ns{number}" in taken:
+                number += 1
+            candidate = f"ns{number}"
+        prefixes[uri] = candidate
+        taken.add(candidate)
+    prefixes[_NS_XML] = "xml"
+    return prefixes
+
+
+def _qname(name: str, prefixes: dict[str, str]) -> tuple[str, str | None]:
+    if name.startswith("{"):
+        uri, local = name[1:].split("}", 1)
+        return f"{prefixes[uri]}:{local}", uri
+    return name, None
+
+
+def _escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
+
+
+def _escape_attribute(text: str) -> str:
+    return (_escape_text(text).replace('"', "&quot;").replace("\n", "&#xA;").replace("\t", "&#x9;"))
+
+
+def _serialize(element: ElementTree.Element, prefixes: dict[str, str], in_scope: set[str],
+               out: io.StringIO, depth: int) -> None:
+    """Write one element. Namespaces are declared where first needed (on an rdf:Description: all
+    those its properties use, XMP's habit); whitespace between elements is re-indented, values are
+    written exactly as they are."""
+    tag, uri = _qname(element.tag, prefixes)
+    needed = list(dict.fromkeys(
+        _namespaces_in(element) if element.tag == f"{{{_NS_RDF}}}Description"
+        else [u for u in [uri, *(_qname(a, prefixes)[1] for a in element.attrib)] if u]))
+    declare = [u for u in needed if u not in in_scope and u != _NS_XML]
+    scope = in_scope | set(declare)
+    attributes = [f'xmlns:{prefixes[u]}="{_escape_attribute(u)}"' for u in declare]
+    attributes += [f'{_qname(key, prefixes)[0]}="{_escape_attribute(value)}"' for key, value in element.attrib.items()]
+    pad = "\n" + _INDENT * depth
+    opening = f"<{tag}" + "".join(
+        (f"{pad}{_INDENT * 2}" if len(attributes) > 1 else " ") + attribute for attribute in attributes)
+    children = list(element)
+    literal = element.get(f"{{{_NS_RDF}}}parseType") == "Literal"
+    if not children:
+        out.write(f"{opening}/>" if not element.text else f"{opening}>{_escape_text(element.text)}</{tag}>")
+        return
+    if literal or (element.text and element.text.strip()):
+        # Mixed content (an XML literal): keep every character as it is.
+        out.write(f"{opening}>{_escape_text(element.text or '')}")
+        for child in children:
+            _serialize_verbatim(child, prefixes, scope, out)
+        out.write(f"</{tag}>")
+        return
+    out.write(f"{opening}>")
+    for child in children:
+        out.write("\n" + _INDENT * (depth + 1))
+        _serialize(child, prefixes, scope, out, depth + 1)
+    out.write(f"{pad}</{tag}>")
+
+
+def _serialize_verbatim(element: ElementTree.Element, prefixes: dict[str, str], in_scope: set[str],
+                        out: io.StringIO) -> None:
+    tag, uri = _qname(element.tag, prefixes)
+    needed = [u for u in [uri, *(_qname(a, prefixes)[1] for a in element.attrib)] if u]
+    declare = [u for u in dict.fromkeys(needed) if u not in in_scope and u != _NS_XML]
+    scope = in_scope | set(declare)
+    attributes = [f' xmlns:{prefixes[u]}="{_escape_attribute(u)}"' for u in declare]
+    attributes += [f' {_qname(n, prefixes)[0]}="{_escape_attribute(v)}"' for n, v in element.attrib.items()]
+    out.write(f"<{tag}{''.join(attributes)}>{_escape_text(element.text or '')}")
+    for child in element:
+        _serialize_verbatim(child, prefixes, scope, out)
+    out.write(f"</{tag}>{_escape_text(element.tail or '')}")
