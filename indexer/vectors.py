@@ -18,33 +18,30 @@ missing, unreadable, of another dimension, of another count or of another state,
 Exact or approximate search
 ---------------------------
 Exact flat search reads every vector for every query: 512 float32 = 2 KiB per photo, 200 MB at
-100k photos, 2 GB at 1M, 20 GB at 10M. One query runs on one core (FAISS splits work across
-queries, not across the database), so latency grows linearly with the library; the measured
-numbers are in ``indexer/VECTORS.md`` (``bench/bench_vectors.py``). Flat search stays the right
-choice up to about 1M photos on a desktop: results are exact, adds and removes are instant and
-nothing needs training. Beyond that:
+100k photos, 2 GB at 1M, 20 GB at 10M, and a single query is bound by memory bandwidth (about
+10 ms at 100k and 0.1 s at 1M on the 2-core benchmark machine; ``indexer/VECTORS.md`` has the
+numbers, ``bench/bench_vectors.py`` measures them). It stays the right choice up to about 1M
+photos: results are exact, adds and removes are immediate and nothing is trained. Beyond that:
 
-* ``IndexScalarQuantizer(d, QT_fp16, METRIC_INNER_PRODUCT)`` halves memory (1 GB at 1M) with
-  scores equal to about 1e-3; still exact search over all vectors, no faster.
-* ``IndexHNSWFlat(d, 32, METRIC_INNER_PRODUCT)`` (M=32, efConstruction 40-200, ``efSearch``
-  64-256 per query) answers in about a millisecond at any size, at the cost of the vectors plus
-  about 2*M*8 = 512 bytes per vector of graph, slow builds (minutes per million on a few cores)
-  and no true removal (``remove_ids`` is unsupported: rebuild, or filter removed ids).
-* ``IndexIVFFlat`` (nlist about 4*sqrt(N), e.g. 4000 at 1M and 12000 at 10M, trained on
-  30-256 vectors per list; ``nprobe`` 16-64 per query) scans only nprobe/nlist of the data and
-  supports ``remove_ids``; ``IndexIVFPQ`` (e.g. PQ64 = 64 bytes per 512-d vector, 32x smaller)
-  is the way to fit 10M+ vectors in memory (640 MB at 10M), with recall that needs a re-rank of
-  the top candidates against the exact vectors from the catalog.
+* ``IndexScalarQuantizer(d, QT_fp16, METRIC_INNER_PRODUCT)``: still exhaustive, half the memory
+  (1 GB at 1M) and about half the latency, scores within about 1e-3. The first step.
+* ``IndexHNSWFlat(d, 32, METRIC_INNER_PRODUCT)`` (M=32; ``efSearch`` 64-256 per query): about a
+  millisecond per query at any size, for the vectors plus 2*M*4 = 256 bytes of graph each, slow
+  builds (a minute per 100k on 2 cores) and no ``remove_ids``.
+* ``IndexIVFFlat`` (nlist about 4*sqrt(N): 4,000 at 1M, 12,600 at 10M; ``nprobe`` 16-64 per
+  query): scans nprobe/nlist of the data, needs training, supports ``remove_ids``.
+  ``IndexIVFPQ`` (PQ64: 64 bytes a vector plus its id) holds 10M vectors in 720 MB; re-rank its
+  top candidates exactly with the catalog's vectors.
 
-Both approximate indexes trade recall for speed; their defaults should be chosen on the user's
-real CLIP embeddings (clustered, unlike random vectors), measuring recall@50 against this flat
-index. A GPU (``faiss-gpu-cu12``) helps only for batched queries over millions of vectors; the
-flat index on GPU supports neither ``remove_ids`` nor, in all versions, ID selectors, so it is not
-offered here.
+Approximate settings must be chosen on real CLIP embeddings, measuring recall@50 against this
+index; random vectors (the benchmark's) are their worst case. A GPU (``faiss-gpu-cu12``) pays
+off only for large query batches, and the GPU flat index has no ``remove_ids``, so no
+``to_gpu()`` is offered here.
 
-Threads: FAISS uses OpenMP with as many threads as cores. A process that also runs PyTorch
-inference should cap it (``faiss.omp_set_num_threads``) so the two pools do not oversubscribe the
-CPU; single-query flat search is single-threaded anyway.
+Threads: FAISS >= 1.14 splits a single query's scan across all OpenMP threads, which on the
+benchmark machine was 1.5-6x slower than one thread; ``VectorIndex.query_threads`` (default 1)
+caps small searches. A process that also runs PyTorch should cap FAISS's pool too
+(``faiss.omp_set_num_threads``) so the two do not oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -84,7 +81,7 @@ class VectorIndex:
 
     ``query_threads`` caps the OpenMP threads of a search with fewer queries than FAISS has
     threads (set for the calling thread only, and restored); ``None`` leaves FAISS's setting.
-    A single query is memory-bound: on the 2-core benchmark machine one thread answered it 2-4x
+    A single query is memory-bound: on the 2-core benchmark machine one thread answered it 1.5-6x
     faster than two, and it leaves the other cores to the tagger. Larger batches are split
     across threads by query, which does pay.
     """
@@ -283,7 +280,7 @@ class VectorIndex:
             if k == 0 or len(queries) == 0:
                 return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
             # FAISS >= 1.14 splits the database across threads when there are fewer queries than
-            # threads (an sgemm per block); a SIMD scan on one thread beat it 2-4x (VECTORS.md).
+            # threads (an sgemm per block); a SIMD scan on one thread beat it 1.5-6x (VECTORS.md).
             threads = self.query_threads if len(queries) < faiss.omp_get_max_threads() else None
             with _omp_threads(threads):
                 if subset is None:
