@@ -1,0 +1,248 @@
+"""What the app does with one catalog, as plain Python over the ``indexer`` API (no Qt, no SQL).
+
+The windows call these methods; anything slow (a search, an index pass, a metadata run, loading
+the models) is called from a worker thread, never from the UI thread. The library folders, the
+folders the app indexes and shows, are kept in ``library.json`` in the catalog folder; until the app
+first changes them they are the folders past index passes ran over (``phototag index`` included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer import browse
+from indexer.browse import PhotoRow
+from indexer.catalog import Catalog
+from indexer.corrections import Change, apply_edits
+from indexer.errors import IndexerError
+from indexer.index import IndexSummary
+from indexer.pipeline import Failure
+from indexer.report import catalog_status, failures, photo_tags
+from indexer.settings import Settings
+
+LIBRARY_FILE = "library.json"
+
+
+class LibraryError(IndexerError):
+    """Something the app was asked to do with the library cannot be done (the message says why)."""
+
+
+@dataclass
+class SearchOutcome:
+    """A search's photos in result order, their scores, and how many matched in all."""
+
+    query: str
+    total: int
+    rows: list[PhotoRow] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+
+
+def _under(path: str, folders: Sequence[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+class Library:
+    """One open catalog with the app's settings. Use :meth:`open`; :meth:`close` at the end."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._folders: list[str] | None = None
+        self._tagger: Any = None
+        self._embedder: Any = None
+        self._models_lock = threading.Lock()
+        self._searcher: Any = None
+        self._vocabulary: list[tuple[str, str | None, float | None]] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Library:
+        return cls(settings, Catalog.open(settings.catalog_dir))
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def use_settings(self, settings: Settings) -> None:
+        """New settings (the settings dialog): models load again on next use if device or batch changed."""
+        changed = (settings.device, settings.precision, settings.tagger, settings.embedder) != (
+            self.settings.device, self.settings.precision, self.settings.tagger, self.settings.embedder)
+        self.settings = settings
+        if changed:
+            with self._models_lock:
+                self._tagger = self._embedder = None
+            self._searcher = None
+
+    # --- library folders ---------------------------------------------------------------------------
+    @property
+    def _folders_file(self) -> Path:
+        return self.catalog.directory / LIBRARY_FILE
+
+    def folders(self) -> list[str]:
+        if self._folders is None:
+            try:
+                data = json.loads(self._folders_file.read_text(encoding="utf-8"))
+                self._folders = [str(f) for f in data.get("folders", [])]
+            except FileNotFoundError:
+                self._folders = browse.library_roots(self.catalog)
+            except (OSError, ValueError, AttributeError) as exc:
+                raise LibraryError(f"{self._folders_file} is unreadable ({exc}); delete it to start "
+                                   "from the folders indexed so far") from exc
+        return list(self._folders)
+
+    def _save_folders(self, folders: list[str]) -> None:
+        temporary = self._folders_file.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps({"folders": folders}, indent=2, ensure_ascii=False), encoding="utf-8")
+        temporary.replace(self._folders_file)
+        self._folders = folders
+
+    def add_folder(self, folder: str | os.PathLike[str]) -> str:
+        """Add a photo folder (absolute path returned); adding one already listed changes nothing."""
+        path = os.path.abspath(os.path.expanduser(os.fspath(folder)))
+        if not os.path.isdir(path):
+            raise LibraryError(f"{path} is not a folder: choose a folder of photos (is the share mounted?)")
+        folders = self.folders()
+        if _under(path, folders):
+            return path
+        # A parent replaces the folders inside it.
+        self._save_folders([f for f in folders if not _under(f, [path])] + [path])
+        return path
+
+    def remove_folder(self, folder: str) -> None:
+        """Stop showing and indexing a folder. Its photos stay in the catalog with their tags and
+        corrections (as ``phototag index`` keeps missing files): adding it back costs nothing."""
+        self._save_folders([f for f in self.folders() if f != folder])
+
+    # --- reading -----------------------------------------------------------------------------------
+    def photos(self, sort: str = "date") -> list[PhotoRow]:
+        """The photos of the library folders (not missing ones), for the grid."""
+        return browse.list_photos(self.catalog, roots=self.folders(), sort=sort)
+
+    def searcher(self) -> Any:
+        if self._searcher is None:
+            from indexer.search.engine import Searcher
+            from ram_model.store import ModelStore
+
+            store = ModelStore(self.settings.models_dir)
+            name = self.settings.embedder
+            version = store.get(name).version if store.exists(name) else None
+            self._searcher = Searcher(self.catalog, self.embedder, embedder_version=version,
+                                      vector_index=self.settings.vector_index)
+        return self._searcher
+
+    def search(self, text: str, *, sort: str = "relevance", min_score: float | None = None) -> SearchOutcome:
+        """Run a query (the search language) over the photos of the library folders.
+
+        Raises ``QuerySyntaxError`` or ``SearchError``, whose message shows where the query is wrong."""
+        found = self.searcher().search(text, limit=None, sort=sort,
+                                       min_score=self.settings.search_min_score if min_score is None else min_score)
+        folders = self.folders()
+        results = [r for r in found.results if _under(r.path, folders)]
+        rows = browse.photo_rows(self.catalog, [r.photo_id for r in results])
+        return SearchOutcome(text, len(rows), rows, {r.photo_id: r.score for r in results})
+
+    def tags(self, path: str) -> dict[str, Any] | None:
+        return photo_tags(self.catalog, path)
+
+    def details(self, photo_id: int) -> dict[str, Any] | None:
+        return browse.photo_details(self.catalog, photo_id)
+
+    def vocabulary(self, *, refresh: bool = False) -> list[tuple[str, str | None, float | None]]:
+        """(name, Chinese name, threshold) of every tag in the catalog."""
+        if self._vocabulary is None or refresh:
+            self._vocabulary = browse.tag_names(self.catalog)
+        return self._vocabulary
+
+    def failures(self) -> list[dict[str, Any]]:
+        folders = self.folders()
+        return [row for row in failures(self.catalog) if _under(row["path"], folders)]
+
+    def status(self) -> dict[str, Any]:
+        return catalog_status(self.catalog)
+
+    # --- corrections --------------------------------------------------------------------------------
+    def apply_edits(self, photo_ids: Sequence[int], edits: Sequence[str]) -> list[Change]:
+        """``+tag`` accept or add, ``-tag`` reject, ``=tag`` undo, on every photo given; one transaction each.
+
+        No writer lock: a correction is one short SQLite transaction that may run beside an index pass
+        (the app's own included); the pass never undoes it (see ``indexer.corrections``)."""
+        changes = apply_edits(self.catalog, photo_ids, edits)
+        if any(change.before is None for change in changes):
+            self._vocabulary = None  # a new tag may have been created
+        return changes
+
+    # --- saved searches ----------------------------------------------------------------------------
+    def saved_searches(self) -> dict[str, str]:
+        return self.searcher().saved()
+
+    def save_search(self, name: str, text: str) -> None:
+        self.searcher().save(name, text)
+
+    def delete_search(self, name: str) -> None:
+        self.searcher().delete_saved(name)
+
+    # --- models and indexing -----------------------------------------------------------------------
+    def embedder(self) -> Any:
+        """The CLIP embedder, loaded once (a text search needs only this one). Slow the first time."""
+        with self._models_lock:
+            if self._embedder is None:
+                from ram_model.device import resolve_device
+
+                store = self._store(self.settings.embedder)
+                self._embedder = store.load_embedder(self.settings.embedder).to(resolve_device(self.settings.device))
+            return self._embedder
+
+    def models(self) -> tuple[Any, Any]:
+        """The tagger and the embedder, loaded once (downloaded first if missing and allowed). Slow: call
+        it from a worker thread."""
+        embedder = self.embedder()
+        with self._models_lock:
+            if self._tagger is None:
+                settings = self.settings
+                self._tagger = self._store(settings.tagger).load_tagger(
+                    settings.tagger, device=settings.device, dtype=settings.precision, chunk_size=settings.chunk_size)
+            return self._tagger, embedder
+
+    def _store(self, name: str) -> Any:
+        """The model store, with ``name`` in it (downloaded first when it is missing and that is allowed)."""
+        from ram_model.pretrained import weight_sources
+        from ram_model.store import ModelStore
+
+        store = ModelStore(self.settings.models_dir)
+        if not store.exists(name) and self.settings.auto_download and name in weight_sources():
+            store.download(name)
+        return store
+
+    def index(self, roots: Sequence[str], *, on_progress: Callable[[str, int, int | None], None] | None = None,
+              on_failure: Callable[[Failure], None] | None = None,
+              stop: threading.Event | None = None) -> IndexSummary:
+        """One incremental pass over ``roots`` holding the writer lock. Setting ``stop`` ends it after the
+        current batch; running it again continues where it stopped."""
+        from indexer.index import Indexer
+
+        tagger, embedder = self.models()
+        settings = self.settings
+        indexer = Indexer(self.catalog, tagger, embedder, workers=settings.workers, batch_size=settings.batch_size,
+                          draft=settings.draft_decode, max_attempts=settings.max_attempts, on_progress=on_progress,
+                          on_failure=on_failure, stop=stop, vector_index=settings.vector_index)
+        with self.catalog.writer(settings.lock_wait, task="gui"):
+            summary = indexer.run(list(roots))
+        self._vocabulary = None
+        return summary
+
+    # --- metadata ----------------------------------------------------------------------------------
+    def write_metadata(self, photo_ids: Sequence[int], options: Any, *, on_file: Callable[[Any], None] | None = None,
+                       stop: threading.Event | None = None) -> Any:
+        """Write (or, with ``options.dry_run``, show) the keywords of ``photo_ids`` (see
+        ``indexer.metadata.write``). A real run holds the writer lock."""
+        from indexer.metadata.write import MetadataWriter
+
+        writer = MetadataWriter(self.catalog, options, on_file=on_file, stop=stop)
+        if options.dry_run:
+            return writer.run(photo_ids)
+        with self.catalog.writer(self.settings.lock_wait, task="write-metadata"):
+            return writer.run(photo_ids)

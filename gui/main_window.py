@@ -1,0 +1,474 @@
+"""The main window: search bar and thumbnail grid in the middle, the library and saved searches on the
+left, the photo pane on the right. It wires widgets to :class:`gui.library.Library` calls: reads that
+can be slow (a listing, a search) and everything heavy run off the UI thread."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from PySide6.QtCore import QItemSelection, QModelIndex, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.errors import ErrorReporter
+from gui.indexing import IndexingController, IndexingPanel
+from gui.library import Library, SearchOutcome
+from gui.metadata_dialog import MetadataDialog
+from gui.photo_grid import PhotoGrid, PhotoGridModel
+from gui.photo_pane import PhotoPane
+from gui.preferences import Preferences
+from gui.search_bar import SavedSearchesPanel, SearchBar
+from gui.settings_dialog import SettingsDialog
+from gui.tasks import TaskRunner
+from gui.thumbnails import THUMBNAILS_FOLDER, ImageLoader, ThumbnailStore
+from indexer.settings import Settings
+
+PREVIEW_SIZE = 1600
+SHORTCUTS = (
+    ("A", "accept the selected tag(s) on the selected photo(s)"),
+    ("R", "reject the selected tag(s)"),
+    ("U", "undo the decision on the selected tag(s)"),
+    ("T", "add a tag (type, then Enter; several: dog, cat)"),
+    ("Ctrl+F", "go to the search bar"),
+    ("Ctrl+A", "select every photo in the grid (in the grid)"),
+    ("F5", "refresh the grid"),
+    ("Ctrl+O", "add a folder to the library"),
+    ("Ctrl+I", "index the library folders now"),
+    ("Ctrl+,", "settings"),
+)
+
+
+def summary_line(summary: Any) -> str:
+    parts = [f"{summary.new} new", f"{summary.changed} changed", f"{summary.moved} moved",
+             f"{summary.missing} missing", f"{summary.failed} failed"]
+    return ", ".join(parts) + f"; tagged {summary.tagged}"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, library: Library, base_settings: Settings | None = None,
+                 preferences: Preferences | None = None) -> None:
+        super().__init__()
+        self.library = library
+        self.base_settings = base_settings or library.settings
+        self.preferences = preferences or Preferences()
+        self.setWindowTitle(f"Phototag — {library.catalog.directory}")
+        self.resize(1400, 860)
+        self.errors = ErrorReporter(self)
+        self.tasks = TaskRunner(self, name="phototag-search")
+        self.thumbnails = ImageLoader(ThumbnailStore(library.catalog.directory / THUMBNAILS_FOLDER),
+                                      threads=max(1, min(4, (os.cpu_count() or 2) - 1)), parent=self)
+        self.previews = ImageLoader(None, size=PREVIEW_SIZE, threads=1, capacity=2, parent=self)
+        self.grid_model = PhotoGridModel(self.thumbnails, self)
+        self.grid = PhotoGrid(self.grid_model)
+        self.search_bar = SearchBar(library.settings.search_min_score)
+        self.saved_panel = SavedSearchesPanel()
+        self.photo_pane = PhotoPane()
+        self.indexing = IndexingController(library, self)
+        self.indexing_panel = IndexingPanel()
+        self.query = ""  # the query the grid shows ("" the whole library)
+        self._generation = 0  # the latest listing asked for; older answers are dropped
+        self._thresholds: dict[str, float | None] = {}
+        self._show_pending = False
+        self._closed = False
+        self._build()
+        self._connect()
+        self.refresh_library_panel()
+        self.refresh_vocabulary()
+        self.refresh_saved()
+        self.run_search("")
+
+    # --- layout -------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        centre = QWidget()
+        layout = QVBoxLayout(centre)
+        layout.setContentsMargins(6, 6, 6, 0)
+        layout.addWidget(self.search_bar)
+        layout.addWidget(self.grid, 1)
+        self.setCentralWidget(centre)
+        self.library_dock = self._dock("Library", self.indexing_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.saved_dock = self._dock("Saved searches", self.saved_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.photo_dock = self._dock("Photo", self.photo_pane, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.library_dock, self.photo_dock], [330, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.library_dock, self.saved_dock], [560, 200], Qt.Orientation.Vertical)
+        self.catalog_label = QLabel()
+        self.statusBar().addPermanentWidget(self.catalog_label)
+
+        menu = self.menuBar().addMenu("&Library")
+        self._action(menu, "&Add folder…", self.choose_folder, "Ctrl+O")
+        self._action(menu, "&Index now", self.start_indexing, "Ctrl+I")
+        self._action(menu, "&Pause indexing", self.indexing.pause)
+        menu.addSeparator()
+        self._action(menu, "Write metadata for the &selection…", self.write_metadata_for_selection)
+        self._action(menu, "Write metadata for the &search results…", self.write_metadata_for_results)
+        custom = self._action(menu, "New &custom tag…", lambda: None)
+        custom.setEnabled(False)
+        custom.setToolTip("Not available yet: the indexer cannot score custom tags yet")
+        menu.addSeparator()
+        self._action(menu, "Se&ttings…", self.open_settings, "Ctrl+,")
+        self._action(menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        view = self.menuBar().addMenu("&View")
+        self._action(view, "&Refresh", self.refresh, "F5")
+        self._action(view, "&Search", self.focus_search, "Ctrl+F")
+        for dock in (self.library_dock, self.saved_dock, self.photo_dock):
+            view.addAction(dock.toggleViewAction())
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts)
+        # Single keys: a line edit being typed in takes its letters first (Qt's ShortcutOverride).
+        for key, slot in (("A", self.accept_tags), ("R", self.reject_tags), ("U", self.undo_tags),
+                          ("T", self.photo_pane.focus_add)):
+            QShortcut(QKeySequence(key), self, slot)
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, menu: Any, text: str, slot: Any, shortcut: Any = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(self.errors.guard(lambda _checked=False: slot()))
+        menu.addAction(action)
+        return action
+
+    def _connect(self) -> None:
+        guard = self.errors.guard
+        self.search_bar.search_requested.connect(guard(self.run_search))
+        self.saved_panel.run_requested.connect(lambda query: self.search_bar.set_query(query))
+        self.saved_panel.save_requested.connect(guard(self.ask_save_search))
+        self.saved_panel.delete_requested.connect(guard(self.delete_search))
+        self.grid.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.grid.selectionModel().currentChanged.connect(self._current_changed)
+        self.grid_model.modelReset.connect(self._grid_reset)
+        self.photo_pane.edits_requested.connect(guard(self.apply_edits))
+        self.thumbnails.ready.connect(self._thumbnail_ready)
+        self.previews.ready.connect(self._preview_ready)
+        self.previews.failed.connect(lambda path, message: self.photo_pane.image_failed(message, path=path))
+        self.thumbnails.failed.connect(lambda path, message: self.photo_pane.image_failed(message, path=path))
+        panel = self.indexing_panel
+        panel.add_folder_requested.connect(guard(self.choose_folder))
+        panel.remove_folder_requested.connect(guard(self.remove_folder))
+        panel.index_requested.connect(guard(self.start_indexing))
+        panel.pause_requested.connect(self.indexing.pause)
+        panel.resume_requested.connect(guard(self.resume_indexing))
+        self.indexing.progress.connect(self._index_progress)
+        self.indexing.failure_found.connect(panel.add_failure)
+        self.indexing.state_changed.connect(lambda state: panel.set_state(state) if state in ("running", "pausing")
+                                            else None)
+        self.indexing.finished.connect(self._index_finished)
+        self.indexing.error.connect(self._index_failed)
+
+    # --- library panel ------------------------------------------------------------------------------
+    def refresh_library_panel(self) -> None:
+        self.indexing_panel.set_folders(self.library.folders())
+        self.indexing_panel.set_failures(self.library.failures())
+        status = self.library.status()
+        counts = status["photos"]
+        self.catalog_label.setText(f"{counts.get('indexed', 0):,} indexed · {counts.get('pending', 0):,} waiting · "
+                                   f"{counts.get('failed', 0):,} failed   catalog: {status['catalog']}")
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a photo folder to the library")
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str, *, index: bool = True) -> str:
+        """Add ``folder`` to the library, show it, and index it in the background."""
+        path = self.library.add_folder(folder)
+        self.refresh_library_panel()
+        self.run_search(self.search_bar.text())
+        if index:
+            self.start_indexing([path] if not self.indexing.is_running() else None)
+        return path
+
+    def remove_folder(self, folder: str) -> None:
+        if self.indexing.is_running() and folder in self.indexing.roots:
+            self.errors.show("This folder is being indexed: pause indexing first, then remove it.")
+            return
+        self.library.remove_folder(folder)
+        self.refresh_library_panel()
+        self.run_search(self.search_bar.text())
+
+    def start_indexing(self, roots: list[str] | None = None) -> bool:
+        if self.indexing.is_running():
+            self.statusBar().showMessage("Indexing is running already", 4000)
+            return False
+        roots = roots or self.library.folders()
+        if not roots:
+            self.errors.show("The library has no folders yet: add one (Library ▸ Add folder…).")
+            return False
+        self.indexing_panel.set_state("running")
+        return self.indexing.start(roots)
+
+    def resume_indexing(self) -> bool:
+        if self.indexing.is_running() or not self.indexing.roots:
+            return False
+        self.indexing_panel.set_state("running")
+        return self.indexing.resume()
+
+    def _index_progress(self, stage: str, done: int, total: int | None) -> None:
+        self.indexing_panel.show_progress(stage, done, total)
+        if stage == "identify" and total is not None and done >= total and not self.query:
+            self.run_search("", keep_selection=True)  # new photos appear (thumbnails come before tags)
+
+    def _index_finished(self, summary: Any) -> None:
+        self.indexing_panel.set_state("paused" if summary.interrupted else "done", summary_line(summary))
+        self.refresh_library_panel()
+        self.refresh_vocabulary()
+        self.run_search(self.query, keep_selection=True)
+
+    def _index_failed(self, error: BaseException) -> None:
+        self.indexing_panel.set_state("idle", "Indexing stopped: see the message")
+        self.errors.show(error)
+
+    # --- search and the grid ------------------------------------------------------------------------
+    def focus_search(self) -> None:
+        self.search_bar.line.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search_bar.line.selectAll()
+
+    def refresh(self) -> None:
+        self.grid_model.forget_thumbnails()
+        self.refresh_library_panel()
+        self.refresh_vocabulary()
+        self.refresh_saved()
+        self.run_search(self.query, keep_selection=True)
+
+    def run_search(self, text: str | None = None, sort: str | None = None, min_score: float | None = None, *,
+                   keep_selection: bool = False) -> int:
+        """Show ``text``'s results (the whole library for ""), computed off the UI thread; returns a token
+        :meth:`search_done` answers for (tests wait on it)."""
+        text = self.search_bar.text() if text is None else text.strip()
+        sort = sort or self.search_bar.sort.currentData()
+        min_score = self.search_bar.min_score.value() if min_score is None else min_score
+        self._generation += 1
+        generation = self._generation
+        self.search_bar.show_count(0, searching=True)
+        library = self.library
+        if text:
+            def work() -> SearchOutcome:
+                return library.search(text, sort=sort, min_score=min_score)
+        else:
+            def work() -> SearchOutcome:
+                rows = library.photos(sort="date")
+                return SearchOutcome("", len(rows), rows)
+        keep = self._current_photo_id() if keep_selection else None
+        self.tasks.submit(work, lambda outcome: self._show_results(generation, outcome, keep),
+                          lambda error: self._search_failed(generation, text, error))
+        return generation
+
+    def search_done(self) -> bool:
+        """Whether the latest listing or search has been shown."""
+        return not self.tasks.busy()
+
+    def _show_results(self, generation: int, outcome: SearchOutcome, keep: int | None) -> None:
+        if generation != self._generation:
+            return
+        self.query = outcome.query
+        self.grid_model.set_rows(outcome.rows, outcome.scores)
+        self.search_bar.show_count(outcome.total, query=outcome.query)
+        if keep is not None:
+            row = self.grid_model.row_of(keep)
+            if row is not None:
+                self.grid.select_row(row)
+
+    def _search_failed(self, generation: int, text: str, error: BaseException) -> None:
+        if generation != self._generation:
+            return
+        self.search_bar.count.setText("query error")
+        self.errors.show(error, title="Search")
+
+    def _grid_reset(self) -> None:
+        self.photo_pane.clear()
+
+    # --- selection and the photo pane ---------------------------------------------------------------
+    def selected_photo_ids(self) -> list[int]:
+        ids = [self.grid_model.photo(row).id for row in self.grid.selected_rows()]
+        if not ids:
+            current = self._current_photo_id()
+            ids = [current] if current is not None else []
+        return ids
+
+    def _current_photo_id(self) -> int | None:
+        index = self.grid.currentIndex()
+        return self.grid_model.photo(index.row()).id if index.isValid() else None
+
+    def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self._show_soon()
+
+    def _current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+        self._show_soon()
+
+    def _show_soon(self) -> None:
+        """One pane update per burst of selection signals (a click sends two, Shift+End many)."""
+        if not self._show_pending:
+            self._show_pending = True
+            QTimer.singleShot(0, self._show_now)
+
+    def _show_now(self) -> None:
+        self._show_pending = False
+        self.show_current_photo()
+
+    def show_current_photo(self, *, keep_row: bool = False) -> None:
+        index = self.grid.currentIndex()
+        rows = self.grid.selected_rows()
+        if not index.isValid() and rows:
+            index = self.grid_model.index(rows[0])
+        if not index.isValid():
+            self.photo_pane.clear()
+            return
+        photo = self.grid_model.photo(index.row())
+        try:
+            entry = self.library.tags(photo.path)
+            details = self.library.details(photo.id)
+        except Exception as exc:  # noqa: BLE001 - the boundary: a message, and the pane stays usable
+            self.errors.show(exc)
+            return
+        self.photo_pane.show_photo(entry, details, selected=max(1, len(rows)),
+                                   language=self.preferences.tag_language, thresholds=self._thresholds,
+                                   offset=self.preferences.threshold_offset, keep_row=keep_row)
+        self.photo_pane.set_image(self.grid_model.thumbnail(photo.path), path=photo.path)
+        if details is not None and details["status"] != "missing":
+            self.previews.cancel_all()
+            self.previews.request(photo.path)
+
+    def _thumbnail_ready(self, path: str, _image: QImage) -> None:
+        if path == self.photo_pane.path:
+            self.photo_pane.set_image(self.grid_model.thumbnail(path), path=path)
+
+    def _preview_ready(self, path: str, image: QImage) -> None:
+        self.photo_pane.set_image(QPixmap.fromImage(image), path=path)
+
+    # --- corrections --------------------------------------------------------------------------------
+    def apply_edits(self, edits: list[str]) -> int:
+        """Apply ``+tag``/``-tag``/``=tag`` to the selected photos at once; returns the number of changes."""
+        ids = self.selected_photo_ids()
+        if not ids:
+            self.statusBar().showMessage("Select a photo first", 4000)
+            return 0
+        changes = self.library.apply_edits(ids, edits)
+        photos = f"{len(ids)} photo{'s' if len(ids) != 1 else ''}"
+        self.statusBar().showMessage(f"{len(changes)} change{'s' if len(changes) != 1 else ''} on {photos}: "
+                                     f"{' '.join(edits)}" if changes else "Nothing to change", 5000)
+        if any(edit.startswith("+") for edit in edits):
+            self.refresh_vocabulary()
+        self.show_current_photo(keep_row=True)
+        return len(changes)
+
+    def _decide(self, decide: Any) -> None:
+        if self.photo_pane.path is None:
+            self.statusBar().showMessage("Select a photo first", 4000)
+        elif not decide():
+            self.statusBar().showMessage("Select a tag in the photo pane first", 4000)
+
+    def accept_tags(self) -> None:
+        self._decide(self.photo_pane.accept_selected)
+
+    def reject_tags(self) -> None:
+        self._decide(self.photo_pane.reject_selected)
+
+    def undo_tags(self) -> None:
+        self._decide(self.photo_pane.undo_selected)
+
+    def refresh_vocabulary(self) -> None:
+        vocabulary = self.library.vocabulary(refresh=True)
+        names = [name for name, _, _ in vocabulary] + [zh for _, zh, _ in vocabulary if zh]
+        self.search_bar.completer.set_names(names)
+        self.photo_pane.add_completer.set_names(names)
+        self._thresholds = {name: threshold for name, _, threshold in vocabulary}
+
+    # --- saved searches -----------------------------------------------------------------------------
+    def refresh_saved(self) -> None:
+        self.saved_panel.set_saved(self.library.saved_searches())
+
+    def ask_save_search(self) -> None:
+        text = self.search_bar.text()
+        if not text:
+            self.errors.show("Type a query first, then save it under a name.")
+            return
+        name, ok = QInputDialog.getText(self, "Save search", f"Save “{text}” as @")
+        if ok and name.strip():
+            self.save_search(name.strip(), text)
+
+    def save_search(self, name: str, text: str) -> None:
+        self.library.save_search(name, text)
+        self.refresh_saved()
+        self.statusBar().showMessage(f"Saved as @{name}", 4000)
+
+    def delete_search(self, name: str) -> None:
+        self.library.delete_search(name)
+        self.refresh_saved()
+
+    # --- metadata and settings ----------------------------------------------------------------------
+    def write_metadata_for_selection(self) -> MetadataDialog | None:
+        ids = self.selected_photo_ids()
+        if not ids:
+            self.errors.show("Select photos first (or use Write metadata for the search results).")
+            return None
+        return self._metadata_dialog(ids, "the selection")
+
+    def write_metadata_for_results(self) -> MetadataDialog | None:
+        ids = [row.id for row in self.grid_model.photos()]
+        if not ids:
+            self.errors.show("The grid is empty: nothing to write.")
+            return None
+        return self._metadata_dialog(ids, f"the search {self.query!r}" if self.query else "the whole library")
+
+    def _metadata_dialog(self, ids: list[int], scope: str) -> MetadataDialog:
+        dialog = MetadataDialog(self.library, ids, scope, self.preferences, indexing=self.indexing.is_running,
+                                parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        dialog.dry_run()  # the dry run is always shown first
+        return dialog
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.preferences, self.base_settings, self)
+        if dialog.exec() == SettingsDialog.DialogCode.Accepted:
+            self.apply_preferences(dialog.preferences())
+
+    def apply_preferences(self, preferences: Preferences) -> None:
+        preferences.save(self.library.settings.home)
+        self.preferences = preferences
+        self.library.use_settings(preferences.apply(self.base_settings))
+        if self.indexing.is_running():
+            self.statusBar().showMessage("Device and batch size apply from the next index pass", 6000)
+        self.show_current_photo(keep_row=True)
+
+    def show_shortcuts(self) -> None:
+        text = "\n".join(f"{key:8}  {what}" for key, what in SHORTCUTS)
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", "Keyboard shortcuts",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText(f"<pre>{text}</pre>")
+        box.open()
+
+    # --- closing ------------------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 120.0) -> None:
+        """Stop the background work: an index pass ends after its batch in flight (the next resumes)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.indexing.is_running():
+            self.statusBar().showMessage("Finishing the batch in flight…")
+            self.indexing.pause()
+            self.indexing.wait(timeout)
+        self.thumbnails.shutdown()
+        self.previews.shutdown()
+        self.tasks.shutdown()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self.shutdown()
+        super().closeEvent(event)

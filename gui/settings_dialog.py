@@ -1,0 +1,87 @@
+"""The settings dialog: device, batch size, threshold offset, tag language, metadata writing."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.preferences import Preferences
+from indexer.settings import Settings
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class SettingsDialog(QDialog):
+    """Edits a copy of the preferences; ``preferences()`` returns the edited values."""
+
+    def __init__(self, preferences: Preferences, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Phototag settings")
+        self.device = QComboBox()
+        self.device.setEditable(True)  # cuda:1 and the like
+        self.device.addItems(DEVICES)
+        self.device.setCurrentText(preferences.device or settings.device)
+        self.device.setToolTip("auto: CUDA, then MPS, then CPU. Takes effect at the next index pass.")
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 512)
+        self.batch_size.setValue(preferences.batch_size or settings.batch_size)
+        self.batch_size.setToolTip("Images per model call: larger is faster on a GPU, until memory runs out")
+        self.threshold_offset = QDoubleSpinBox()
+        self.threshold_offset.setRange(0.0, 0.5)
+        self.threshold_offset.setDecimals(2)
+        self.threshold_offset.setSingleStep(0.01)
+        self.threshold_offset.setValue(preferences.threshold_offset)
+        self.threshold_offset.setToolTip("Hide model suggestions scoring less than their tag's threshold plus this "
+                                         "while reviewing (0: show every suggestion)")
+        self.tag_language = QComboBox()
+        self.tag_language.addItem("English", "en")
+        self.tag_language.addItem("中文 (Chinese)", "zh")
+        self.tag_language.setCurrentIndex(max(0, self.tag_language.findData(preferences.tag_language)))
+        self.sidecar_naming = QComboBox()
+        self.sidecar_naming.addItem("IMG.jpg.xmp (darktable, digiKam)", "ext")
+        self.sidecar_naming.addItem("IMG.xmp (Lightroom, Capture One)", "replace")
+        self.sidecar_naming.setCurrentIndex(max(0, self.sidecar_naming.findData(preferences.sidecar_naming)))
+        self.metadata_mode = QComboBox()
+        self.metadata_mode.addItem("XMP sidecar next to the photo", "sidecar")
+        self.metadata_mode.addItem("Into the JPEG itself (others get a sidecar)", "embed")
+        self.metadata_mode.addItem("Both", "both")
+        self.metadata_mode.setCurrentIndex(max(0, self.metadata_mode.findData(preferences.metadata_mode)))
+        form = QFormLayout()
+        form.addRow("Device", self.device)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Threshold offset", self.threshold_offset)
+        form.addRow("Tag language", self.tag_language)
+        form.addRow("Sidecar naming", self.sidecar_naming)
+        form.addRow("Write metadata to", self.metadata_mode)
+        where = QLabel(f"Catalog: {settings.catalog_dir}<br>Models: {settings.models_dir}<br>"
+                       f"Tagger: {settings.tagger} · Embedder: {settings.embedder}")
+        where.setStyleSheet("color: gray;")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(where)
+        layout.addWidget(buttons)
+        self._settings = settings
+
+    def preferences(self) -> Preferences:
+        device = self.device.currentText().strip() or "auto"
+        batch = self.batch_size.value()
+        return Preferences(
+            device=None if device == self._settings.device else device,
+            batch_size=None if batch == self._settings.batch_size else batch,
+            threshold_offset=round(self.threshold_offset.value(), 2),
+            tag_language=self.tag_language.currentData(),
+            sidecar_naming=self.sidecar_naming.currentData(),
+            metadata_mode=self.metadata_mode.currentData(),
+        )
