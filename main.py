@@ -389,6 +389,160 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- phototag custom-tag / review / finetune ---------------------------------------------------
+def cmd_custom_tag_add(args: argparse.Namespace) -> int:
+    from indexer import custom_tags
+    from indexer.catalog import Catalog
+    from indexer.corrections import photo_ids_for
+
+    settings = _settings(args)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        embedder = _load_embedder(settings, settings.embedder) if args.description else None
+        examples = photo_ids_for(catalog, args.example)
+        tag = custom_tags.build(catalog, args.name, args.description, examples, text_embedder=embedder,
+                                threshold=args.threshold)
+        if args.dry_run:
+            found = custom_tags.matches(catalog, tag)
+            for path, score in found[: args.limit]:
+                print(f"{score:.3f}  {path}")
+            _say(f"dry run: {tag.name} (threshold {tag.threshold:.2f}) would be suggested on {len(found)} photo(s)")
+            return EXIT_OK
+        with catalog.writer(settings.lock_wait, task="custom-tag"):
+            custom_tags.save(catalog, tag)
+            counts = custom_tags.apply(catalog, [tag.name], text_embedder=embedder)
+    _say(f"custom tag {tag.name} (threshold {tag.threshold:.2f}): suggested on {counts[tag.name]} photo(s)")
+    return EXIT_OK
+
+
+def cmd_custom_tag_list(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.custom_tags import list_custom
+
+    with Catalog.open(_settings(args).catalog_dir, create=False) as catalog:
+        tags = list_custom(catalog)
+    if args.json:
+        print(json.dumps(tags, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not tags:
+        _say("no custom tags: define one with phototag custom-tag add NAME --description TEXT")
+    for tag in tags:
+        defined = [f'"{d}"' for d in tag["descriptions"]] + [str(p) for p in tag["example_paths"]]
+        print(f"{tag['name']}\tthreshold {tag['threshold']:.2f}\t{tag['photos']} photo(s)\t{'; '.join(defined)}")
+    return EXIT_OK
+
+
+def cmd_custom_tag_remove(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.custom_tags import remove
+
+    settings = _settings(args)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog, \
+            catalog.writer(settings.lock_wait, task="custom-tag"):
+        counts = remove(catalog, args.name)
+    _say(f"removed {args.name}: {counts['suggestions_removed']} suggestion(s) gone, "
+         f"{counts['accepted_kept']} accepted kept as user tags")
+    return EXIT_OK
+
+
+def cmd_custom_tag_apply(args: argparse.Namespace) -> int:
+    from indexer import custom_tags, finetune
+    from indexer.catalog import Catalog
+
+    settings = _settings(args)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog, \
+            catalog.writer(settings.lock_wait, task="custom-tag"):
+        with catalog.session() as session:
+            tags = custom_tags.load_all(session, [args.name] if args.name else None)
+            version = custom_tags.catalog_embedder_version(session)
+            active = finetune.active_model_id(session)
+        stale = any(t.descriptions and t.embedder_version != version for t in tags)
+        embedder = _load_embedder(settings, settings.embedder) if stale else None
+        counts = custom_tags.apply(catalog, [t.name for t in tags], text_embedder=embedder)
+        if active is not None:  # custom scores reset its tags to the base state: apply the personal model again
+            finetune.apply_active(catalog)
+    for name, count in counts.items():
+        print(f"{name}\t{count} photo(s)")
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+    from indexer.review import review_queue
+
+    with Catalog.open(_settings(args).catalog_dir, create=False) as catalog:
+        items = review_queue(catalog, tag=args.tag, limit=args.limit)
+    if args.json:
+        print(json.dumps([item.to_dict() for item in items], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for item in items:
+        print(f"{item.priority:.3f}  {item.tag} ({item.score:.2f}, threshold {item.threshold:.2f})  {item.path}")
+    _say(f"{len(items)} suggestion(s) to review: accept with phototag tag PHOTO +TAG, reject with -TAG"
+         if items else "nothing to review")
+    return EXIT_OK
+
+
+def _print_finetune_report(report: dict) -> None:
+    for tag in report["tags"]:
+        before, after = tag["before"], tag["after"]
+        print(f"{tag['tag']}\t{tag['positives']}+/{tag['negatives']}-\t{tag['method']}\t"
+              f"P {before['precision']:.2f}->{after['precision']:.2f}  R {before['recall']:.2f}->{after['recall']:.2f}"
+              f"  F1 {before['f1']:.2f}->{after['f1']:.2f}  macro-F1 {before['macro_f1']:.2f}->"
+              f"{after['macro_f1']:.2f} ({tag['gain']:+.3f})")
+    _say(report["reason"])
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from indexer import finetune
+    from indexer.catalog import Catalog
+
+    settings = _settings(args)
+    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        if args.status:
+            found = finetune.versions(catalog)
+            active = [v for v in found if v["active"]]
+            shown = {v["id"]: v for v in active + found[-1:]}
+            if args.json:
+                print(json.dumps(list(shown.values()), indent=2, ensure_ascii=False))
+                return EXIT_OK
+            if not found:
+                _say("no personal model yet: run phototag finetune")
+            for version in shown.values():
+                state = "active" if version["active"] else ("accepted" if version["accepted"] else "not activated")
+                print(f"personal model {version['id']} ({version['created_at']}, {state}, "
+                      f"{version['corrections']} corrections)")
+                _print_finetune_report(version["report"])
+            if found and not active:
+                _say("no personal model is active: the base models' suggestions apply")
+            return EXIT_OK
+        if args.dry_run:
+            result = finetune.train(catalog, dry_run=True)
+        else:
+            with catalog.writer(settings.lock_wait, task="finetune"):
+                if args.rollback:
+                    previous = finetune.rollback(catalog)
+                    _say(f"rolled back: personal model {previous} is active" if previous is not None
+                         else "rolled back: no personal model is active; the base models' suggestions are back")
+                    return EXIT_OK
+                if args.apply:
+                    counts = finetune.apply_active(catalog)
+                    _say(f"applied to {counts['photos']} photo(s): {counts['added']} suggestion(s) added, "
+                         f"{counts['withheld']} withheld")
+                    return EXIT_OK
+                result = finetune.train(catalog)
+    if args.json:
+        print(json.dumps({"model_id": result.model_id, "activated": result.activated} | result.report, indent=2,
+                         ensure_ascii=False))
+    else:
+        _print_finetune_report(result.report)
+        if result.activated:
+            _say(f"personal model {result.model_id} is active for new photos; apply it to the library with "
+                 "phototag finetune --apply")
+        elif args.dry_run:
+            _say("dry run: nothing stored")
+    return EXIT_OK
+
+
+
 # --- phototag search ---------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
@@ -653,6 +807,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the changes as JSON")
     p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer to finish")
     p.set_defaults(func=cmd_tag)
+
+    custom = _add(commands, "custom-tag", "define your own tags by descriptions or example photos (scored with CLIP)")
+    custom_commands = custom.add_subparsers(dest="custom_command", required=True, metavar="ACTION")
+    p = _add(custom_commands, "add", "define (or redefine) a custom tag and suggest it on the whole library")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--description", action="append", default=[], metavar="TEXT",
+                   help='what it looks like, e.g. "a red bicycle" (repeatable)')
+    p.add_argument("--example", action="append", default=[], metavar="PHOTO",
+                   help="an indexed photo that shows it (repeatable; it gets the tag as accepted)")
+    p.add_argument("--threshold", type=float, metavar="X",
+                   help="CLIP cosine to suggest it at (default 0.25 descriptions, 0.8 examples, 0.5 both)")
+    p.add_argument("--dry-run", action="store_true", help="show the photos it would be suggested on; store nothing")
+    p.add_argument("--limit", type=int, default=50, help="photos shown by --dry-run (default 50)")
+    catalog_option(p)
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer to finish")
+    p.set_defaults(func=cmd_custom_tag_add)
+    p = _add(custom_commands, "list", "the custom tags, their definitions and how many photos carry them")
+    catalog_option(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_custom_tag_list)
+    p = _add(custom_commands, "remove", "forget a custom tag and its suggestions (accepted ones stay as user tags)")
+    p.add_argument("name", metavar="NAME")
+    catalog_option(p)
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer to finish")
+    p.set_defaults(func=cmd_custom_tag_remove)
+    p = _add(custom_commands, "apply", "score custom tags (all, or NAME) on every photo again")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    catalog_option(p)
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer to finish")
+    p.set_defaults(func=cmd_custom_tag_apply)
+
+    p = _add(commands, "review",
+             "the suggestions most worth a look: nearest their threshold, often-corrected tags first")
+    catalog_option(p)
+    p.add_argument("--tag", metavar="T", help="only this tag")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_review)
+
+    p = _add(commands, "finetune", "learn from your corrections; activate the result only if it does better")
+    catalog_option(p)
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--dry-run", action="store_true", help="train and evaluate; store and activate nothing")
+    action.add_argument("--status", action="store_true", help="the active and latest personal models' numbers")
+    action.add_argument("--rollback", action="store_true", help="re-activate the previous personal model (or none)")
+    action.add_argument("--apply", action="store_true", help="apply the active personal model to the whole library")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer to finish")
+    p.set_defaults(func=cmd_finetune)
 
     p = _add(commands, "search", "find photos by tags, free text, example photos, date, place and camera")
     p.add_argument("query", nargs="*", metavar="QUERY",

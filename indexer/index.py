@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from indexer._hooks import after_store
 from indexer.catalog import Catalog
 from indexer.errors import ScanError
 from indexer.pipeline import (
@@ -404,6 +405,8 @@ class Indexer:
                             self._store_results(session, item, probs.get(item.id), vectors.get(item.id), summary)
                             done += self._copy_results(session, item.id, followers, summary)
                         done += 1
+                    # Custom tags and the personal model score what this batch stored (indexer/_hooks.py).
+                    after_store(session, [i.id for r, i in zip(batch, items, strict=True) if isinstance(r, Decoded)])
                     if vectors:
                         self._bump_generation(session)
                 self.on_progress("model", done, total)
@@ -483,6 +486,7 @@ class Indexer:
                 embedder_version=self.embedder_version, error_reason=None, error_message=None, attempts=0))
         if vector_blob is not None:
             self._bump_generation(session)
+        after_store(session, [item.id for item in items])  # custom tags, personal model (indexer/_hooks.py)
         summary.duplicates += len(items)
         return len(items)
 

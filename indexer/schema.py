@@ -141,3 +141,59 @@ class SavedSearch(Base):
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     query: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
+
+
+class CustomTagDef(Base):
+    """A custom tag's definition: descriptions and/or example photos → one CLIP prototype (unit float32)."""
+
+    __tablename__ = "custom_tags"
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    descriptions: Mapped[str] = mapped_column(Text)  # JSON list of phrases
+    examples: Mapped[str] = mapped_column(Text)  # JSON list of photo ids
+    prototype: Mapped[bytes] = mapped_column(LargeBinary)
+    dim: Mapped[int] = mapped_column(Integer)
+    embedder_version: Mapped[str] = mapped_column(String(128))  # the space the prototype lives in
+    threshold: Mapped[float] = mapped_column(Float)  # cosine at or above which the tag is suggested
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+    tag: Mapped[Tag] = relationship()
+
+
+class PersonalModel(Base):
+    """One ``phototag finetune`` result: its held-out evaluation, and whether it is the active one."""
+
+    __tablename__ = "personal_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column()
+    embedder_version: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(default=False)
+    accepted: Mapped[bool] = mapped_column(default=False)  # passed its evaluation (could be activated)
+    corrections: Mapped[int] = mapped_column(Integer)
+    report: Mapped[str] = mapped_column(Text)  # JSON: per-tag before/after metrics, decision
+
+
+class PersonalTagParams(Base):
+    """A personal model's rule for one tag: a calibrated threshold or a logistic adapter."""
+
+    __tablename__ = "personal_tag_params"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("personal_models.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16))  # "threshold" or "adapter"
+    threshold: Mapped[float | None] = mapped_column(Float)  # on the base score (method "threshold")
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 [dim + 2] (method "adapter")
+    bias: Mapped[float | None] = mapped_column(Float)
+
+
+class PersonalHidden(Base):
+    """A base-model suggestion the active personal model withholds, kept so a rollback restores it exactly."""
+
+    __tablename__ = "personal_hidden"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str | None] = mapped_column(String(128))
