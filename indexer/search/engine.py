@@ -271,7 +271,7 @@ class _Compiler:
 
     @staticmethod
     def _tag_rows(tag_ids: list[int] | None, qualifiers: list[q.Node]) -> Any:
-        conditions = [PhotoTag.photo_id == Photo.id]
+        conditions = []
         if tag_ids is not None:
             conditions.append(PhotoTag.tag_id.in_(tag_ids))
         states = [x.value for x in qualifiers if isinstance(x, q.State)]
@@ -279,7 +279,9 @@ class _Compiler:
         conditions.append(PhotoTag.state.in_(states) if states else PhotoTag.state != REJECTED)
         if sources:
             conditions.append(PhotoTag.source.in_(sources))
-        return exists().where(*conditions)
+        # ``id IN (photo ids from the tag index)`` lets SQLite start from the tag's rows and seek the
+        # photos by rowid; a correlated EXISTS would probe photo_tags once for every photo instead.
+        return Photo.id.in_(select(PhotoTag.photo_id).where(*conditions))
 
     def _resolve_tag(self, node: q.Tag) -> list[int]:
         """Tag ids for an English name (any case), a Chinese name or a custom tag."""
