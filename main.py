@@ -583,7 +583,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.json:
         shown = len(found.results)
         more = f", {shown} shown" if shown < found.total else ""
-        _say(f"{found.total} match{'es' if found.total != 1 else ''}{more}")
+        at_least = "at least " if found.total_is_lower_bound else ""
+        _say(f"{at_least}{found.total} match{'es' if found.total != 1 else ''}{more}")
     return EXIT_OK
 
 

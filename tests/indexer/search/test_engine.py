@@ -207,3 +207,17 @@ def test_cli_search_on_an_indexed_library(home, photos, capsys) -> None:  # noqa
     assert {Path(p).name for p in paths} == {"cat.hif", "guitar_cw90.hif"}
     assert main(["search", "tag:3d", "AND"]) == 2
     assert "'AND' needs a term" in capsys.readouterr().err
+
+
+def test_semantic_candidates_widen_when_the_first_pass_falls_short(catalog, embedder, monkeypatch) -> None:  # noqa: ANN001
+    import indexer.search.engine as engine
+
+    expected = names(Searcher(catalog, embedder).search('"a dog on the beach" tag:dog', min_score=-1, limit=3))
+    monkeypatch.setattr(engine, "SEMANTIC_CANDIDATES", 3)
+    monkeypatch.setattr(engine, "FIRST_CANDIDATES", 1)
+    monkeypatch.setattr(engine, "CANDIDATES_PER_RESULT", 0)
+    # First pass: the single best photo; AND tag:dog leaves 1 < 3 results, so all 3 candidates are asked for.
+    found = Searcher(catalog, embedder).search('"a dog on the beach" tag:dog', min_score=-1, limit=3)
+    assert names(found) == expected == ["beach_dog.jpg", "dog.heic"]
+    assert found.total_is_lower_bound  # 3 of 5 photos were candidates: there may be more
+    assert not Searcher(catalog, embedder).search("tag:dog").total_is_lower_bound
