@@ -97,7 +97,11 @@ def machine() -> str:
 
 def header(key: str, title: str, repeat: int | None) -> list[str]:
     command = " ".join(["bench/bench_indexer.py", *sys.argv[1:]])
-    timings = f" Timings: median and best of {repeat} runs." if repeat else ""
+    timings = ""
+    if repeat:
+        # Other work on the machine slows some runs: the load average says how busy it was meanwhile.
+        load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+        timings = f" Timings: median and best of {repeat} runs; load average at the end {load} (1/5/15 min)."
     return [f"## {key}: {title}", "",
             f"Machine: {machine()}. Command: `.venv/bin/python {command}` ({date.today().isoformat()}).{timings}",
             ""]
@@ -421,8 +425,10 @@ def bench_e2e(photos: list[Path], repeat: int) -> list[str]:
                 os.link(path, library / path.name)
             except OSError:
                 shutil.copy2(path, library / path.name)
-        for workers in (0, 1):
-            for number in range(repeat):
+        home = bench_home(tmp)
+        # Round-robin over the four configurations, so that other work on the machine hits them alike.
+        for number in range(repeat):
+            for workers in (0, 1):
                 folder = tmp / f"catalog-{workers}-{number}"
                 with Catalog.open(folder) as catalog, catalog.writer():
                     runner = Indexer(catalog, tagger, embedder, workers=workers, batch_size=BATCH_SIZE)
@@ -431,10 +437,7 @@ def bench_e2e(photos: list[Path], repeat: int) -> list[str]:
                 shutil.rmtree(folder)
                 passes.setdefault(workers, []).append(times)
                 print(f"e2e: Indexer.run, workers {workers}: {times.wall:.1f} s", file=sys.stderr)
-        del tagger, embedder, runner  # the commands load their own
-        home = bench_home(tmp)
-        for workers in (0, 1):
-            for number in range(repeat):
+            for workers in (0, 1):
                 folder = tmp / f"cli-catalog-{workers}-{number}"
                 seconds, summary = phototag(home, library, "--catalog", folder, "--workers", workers,
                                             "--tagger", TAGGER_BUNDLE, "--embedder", EMBEDDER_BUNDLE)
