@@ -175,6 +175,39 @@ class Library:
             self._vocabulary = None  # a new tag may have been created
         return changes
 
+    # --- custom tags ---------------------------------------------------------------------------------
+    def build_custom_tag(self, name: str, descriptions: Sequence[str], examples: Sequence[int],
+                         threshold: float | None = None) -> Any:
+        """A custom tag's definition (not saved); descriptions load the CLIP embedder (slow the first time)."""
+        from indexer import custom_tags
+
+        embedder = self.embedder() if any(d.strip() for d in descriptions) else None
+        return custom_tags.build(self.catalog, name, descriptions, examples, text_embedder=embedder,
+                                 threshold=threshold)
+
+    def custom_tag_matches(self, tag: Any, limit: int | None = None) -> list[tuple[str, float]]:
+        """(path, score) of the photos ``tag`` would be suggested on, best first; nothing is written."""
+        from indexer import custom_tags
+
+        return custom_tags.matches(self.catalog, tag, limit)
+
+    def save_custom_tag(self, tag: Any) -> int:
+        """Save ``tag`` and score it on every photo (holding the writer lock); returns how many it fires on."""
+        from indexer import custom_tags
+
+        embedder = self.embedder() if tag.descriptions else None
+        with self.catalog.writer(self.settings.lock_wait, task="custom-tag"):
+            custom_tags.save(self.catalog, tag)
+            counts = custom_tags.apply(self.catalog, [tag.name], text_embedder=embedder)
+        self._vocabulary = None
+        return counts.get(tag.name, 0)
+
+    @staticmethod
+    def default_custom_threshold(descriptions: Sequence[str], examples: Sequence[int]) -> float:
+        from indexer.custom_tags import default_threshold
+
+        return default_threshold([d for d in descriptions if d.strip()], list(examples))
+
     # --- saved searches ----------------------------------------------------------------------------
     def saved_searches(self) -> dict[str, str]:
         return self.searcher().saved()

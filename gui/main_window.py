@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.custom_tag_dialog import CustomTagDialog
 from gui.errors import ErrorReporter
 from gui.indexing import IndexingController, IndexingPanel
 from gui.library import Library, SearchOutcome
@@ -110,9 +111,7 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         self._action(menu, "Write metadata for the &selection…", self.write_metadata_for_selection)
         self._action(menu, "Write metadata for the &search results…", self.write_metadata_for_results)
-        custom = self._action(menu, "New &custom tag…", lambda: None)
-        custom.setEnabled(False)
-        custom.setToolTip("Not available yet: the indexer cannot score custom tags yet")
+        self._action(menu, "New &custom tag…", self.new_custom_tag)
         menu.addSeparator()
         self._action(menu, "Se&ttings…", self.open_settings, "Ctrl+,")
         self._action(menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -434,6 +433,19 @@ class MainWindow(QMainWindow):
         dialog.open()
         dialog.dry_run()  # the dry run is always shown first
         return dialog
+
+    def new_custom_tag(self) -> CustomTagDialog:
+        """The custom tag dialog, with the grid's selection offered as examples."""
+        dialog = CustomTagDialog(self.library, [self.grid_model.photo(row).id for row in self.grid.selected_rows()],
+                                 indexing=self.indexing.is_running, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(lambda _name: self._custom_tag_saved())
+        dialog.open()
+        return dialog
+
+    def _custom_tag_saved(self) -> None:
+        self.refresh_vocabulary()
+        self.show_current_photo(keep_row=True)
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.preferences, self.base_settings, self)
