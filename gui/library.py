@@ -43,6 +43,17 @@ class SearchOutcome:
     scores: dict[int, float] = field(default_factory=dict)
 
 
+@dataclass
+class ReviewOutcome(SearchOutcome):
+    """The review queue's photos (most uncertain first, each once) and its suggestions in queue order."""
+
+    items: list[Any] = field(default_factory=list)  # indexer.review.ReviewItem
+
+    def tag_of(self, photo_id: int) -> str | None:
+        """The tag of the photo's first (most uncertain) queued suggestion."""
+        return next((item.tag for item in self.items if item.photo_id == photo_id), None)
+
+
 def _under(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
@@ -144,6 +155,16 @@ class Library:
         results = [r for r in found.results if _under(r.path, folders)]
         rows = browse.photo_rows(self.catalog, [r.photo_id for r in results])
         return SearchOutcome(text, len(rows), rows, {r.photo_id: r.score for r in results})
+
+    def review(self, tag: str | None = None, limit: int | None = 50) -> ReviewOutcome:
+        """The review queue (``indexer.review.review_queue``) on the library folders' photos, for the grid."""
+        from indexer.review import review_queue
+
+        folders = self.folders()
+        items = [i for i in review_queue(self.catalog, tag=tag, limit=limit) if _under(i.path, folders)]
+        ids = list(dict.fromkeys(item.photo_id for item in items))
+        rows = browse.photo_rows(self.catalog, ids)
+        return ReviewOutcome("", len(rows), rows, items=items)
 
     def tags(self, path: str) -> dict[str, Any] | None:
         return photo_tags(self.catalog, path)

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from gui.custom_tag_dialog import CustomTagDialog
 from gui.errors import ErrorReporter
 from gui.indexing import IndexingController, IndexingPanel
-from gui.library import Library, SearchOutcome
+from gui.library import Library, ReviewOutcome, SearchOutcome
 from gui.metadata_dialog import MetadataDialog
 from gui.photo_grid import PhotoGrid, PhotoGridModel
 from gui.photo_pane import PhotoPane
@@ -41,6 +41,7 @@ SHORTCUTS = (
     ("U", "undo the decision on the selected tag(s)"),
     ("T", "add a tag (type, then Enter; several: dog, cat)"),
     ("Ctrl+F", "go to the search bar"),
+    ("Ctrl+R", "review suggestions (the most uncertain first); Ctrl+L: back to the whole library"),
     ("Ctrl+A", "select every photo in the grid (in the grid)"),
     ("F5", "refresh the grid"),
     ("Ctrl+O", "add a folder to the library"),
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self._thresholds: dict[str, float | None] = {}
         self._show_pending = False
         self._closed = False
+        self.review: ReviewOutcome | None = None  # the review queue the grid shows, if it does
         self._build()
         self._connect()
         self.refresh_library_panel()
@@ -118,6 +120,8 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         self._action(view, "&Refresh", self.refresh, "F5")
         self._action(view, "&Search", self.focus_search, "Ctrl+F")
+        self.review_action = self._action(view, "Re&view suggestions", self.review_suggestions, "Ctrl+R")
+        self._action(view, "Whole &library", self.show_library, "Ctrl+L")
         for dock in (self.library_dock, self.saved_dock, self.photo_dock):
             view.addAction(dock.toggleViewAction())
         help_menu = self.menuBar().addMenu("&Help")
@@ -269,6 +273,24 @@ class MainWindow(QMainWindow):
                           lambda error: self._search_failed(generation, text, error))
         return generation
 
+    def review_suggestions(self, tag: str | None = None, limit: int | None = 50) -> int:
+        """Fill the grid with the review queue's photos (most uncertain first), off the UI thread; returns
+        a token like :meth:`run_search`. A, R and U then work on them; :meth:`show_library` goes back."""
+        self._generation += 1
+        generation = self._generation
+        self.search_bar.set_query("", run=False)
+        self.search_bar.show_count(0, searching=True)
+        library = self.library
+        self.tasks.submit(lambda: library.review(tag, limit),
+                          lambda outcome: self._show_results(generation, outcome, None),
+                          lambda error: self._search_failed(generation, "review", error))
+        return generation
+
+    def show_library(self) -> int:
+        """Back to the whole library (out of a search or the review queue)."""
+        self.search_bar.set_query("", run=False)
+        return self.run_search("")
+
     def search_done(self) -> bool:
         """Whether the latest listing or search has been shown."""
         return not self.tasks.busy()
@@ -277,8 +299,15 @@ class MainWindow(QMainWindow):
         if generation != self._generation:
             return
         self.query = outcome.query
+        self.review = outcome if isinstance(outcome, ReviewOutcome) else None
         self.grid_model.set_rows(outcome.rows, outcome.scores)
         self.search_bar.show_count(outcome.total, query=outcome.query)
+        if self.review is not None:
+            n, m = len(self.review.items), len(outcome.rows)
+            self.statusBar().showMessage(f"Review: {n} suggestion{'s' if n != 1 else ''} on {m} photo"
+                                         f"{'s' if m != 1 else ''} — A accepts, R rejects, U undoes")
+            if outcome.rows:
+                self.grid.select_row(0)
         if keep is not None:
             row = self.grid_model.row_of(keep)
             if row is not None:
@@ -339,6 +368,9 @@ class MainWindow(QMainWindow):
         self.photo_pane.show_photo(entry, details, selected=max(1, len(rows)),
                                    language=self.preferences.tag_language, thresholds=self._thresholds,
                                    offset=self.preferences.threshold_offset, keep_row=keep_row)
+        queued = self.review.tag_of(photo.id) if self.review is not None and not keep_row else None
+        if queued is not None:
+            self.photo_pane.select_tag(queued)
         self.photo_pane.set_image(self.grid_model.thumbnail(photo.path), path=photo.path)
         if details is not None and details["status"] != "missing":
             self.previews.cancel_all()
