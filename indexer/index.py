@@ -540,6 +540,7 @@ class Indexer:
 
         self._vectors, _rebuilt = VectorIndex.open(self.catalog.vectors_path, dim, self._vector_state(), rows,
                                                    kind=self.vector_index)
+        self._saved_state = self._vector_state()  # what the file on disk reflects now
 
     def _vector_state(self) -> str:
         return f"{self.embedder_version}:{self._generation}"
@@ -549,8 +550,10 @@ class Indexer:
         Catalog.set_meta(session, GENERATION_KEY, str(self._generation))
 
     def _save_vectors(self) -> None:
-        if self._vectors is not None:
+        # Only when this pass changed the embeddings: the file is 200 MB per 100k photos, slow on a NAS.
+        if self._vectors is not None and self._vector_state() != getattr(self, "_saved_state", None):
             self._vectors.save(self.catalog.vectors_path, self._vector_state())
+            self._saved_state = self._vector_state()
 
     def _start_run(self, roots: list[str]) -> int:
         with self.catalog.session() as session, session.begin():

@@ -16,8 +16,10 @@ def _default_home() -> Path:
 
 
 def _default_workers() -> int:
-    # Leave one core to the model; decoding is the other half of the work on a CPU.
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    # Leave one core to the model. On two cores or fewer, decoding in-process is faster: the models are
+    # ~95 % of the work and worker start-up costs seconds a pass (bench/results/indexer_cpu.md).
+    cores = os.cpu_count() or 2
+    return 0 if cores <= 2 else min(8, cores - 1)
 
 
 class Settings(BaseSettings):
