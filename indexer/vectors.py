@@ -59,6 +59,8 @@ import faiss
 import numpy as np
 from filelock import FileLock
 
+from indexer._durable import fsync_file, fsync_folder
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -369,12 +371,12 @@ def _save(index: faiss.Index, path: Path, state: str) -> None:
     """Write index then json, each atomically; the old json goes first so no crash leaves a lie."""
     meta = _meta_path(path)
     meta.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
     with _temporary(path) as tmp:
         faiss.write_index(index, str(tmp))
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
     _write_meta(meta, {
         "dim": int(index.d),
         "count": int(index.ntotal),
@@ -389,9 +391,9 @@ def _save(index: faiss.Index, path: Path, state: str) -> None:
 def _write_meta(meta: Path, content: dict) -> None:
     with _temporary(meta) as tmp:
         tmp.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, meta)
-    _fsync_dir(meta.parent)
+    fsync_folder(meta.parent)
 
 
 def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorIndex | None:
@@ -472,22 +474,3 @@ def _temporary(path: Path) -> Iterator[Path]:
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the renames durable on POSIX; Windows cannot open a folder and needs no such call.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -15,7 +15,7 @@ import os
 import struct
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,37 +77,25 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
     """
     path = Path(path)
     register_formats()
-    try:
-        file_size = path.stat().st_size
-    except OSError as exc:
-        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
-    if file_size == 0:
-        raise _error(path, "empty", "empty file (0 bytes)")
-
     with warnings.catch_warnings():
         # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; refuse those as well.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         # "Corrupt EXIF data" and the like: the file is still used, and a batch run should not spam stderr.
         warnings.simplefilter("ignore", UserWarning)
         raw_orientation = None
-        try:
-            if is_raw(path):
-                image, raw_orientation = open_raw_preview(path)
-            else:
-                image = Image.open(path)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise _bomb_error(path, exc) from None
-        except UnidentifiedImageError:
-            raise _unidentified_error(path) from None
-        except OSError as exc:
-            raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
+
+        def opener(file: Path) -> Image.Image:
+            nonlocal raw_orientation
+            if is_raw(file):
+                image, raw_orientation = open_raw_preview(file)
+                return image
+            return Image.open(file)
+
+        image = open_lazily(path, opener)
         with image:  # closes the file; the decoded pixels stay usable
-            # The warning filter above is process-wide and not thread-safe; this check does not depend on it.
-            if Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise _bomb_error(path, None, image.size)
             if image.format in _ISOBMFF_FORMATS:
                 try:
-                    overrun = _isobmff_overrun(path, file_size)
+                    overrun = _isobmff_overrun(path, path.stat().st_size)
                 except OSError as exc:
                     raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
                 if overrun is not None:
@@ -129,6 +117,31 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
                 return _to_rgb(image)
             except ValueError as exc:  # a pixel layout Pillow decodes but cannot convert
                 raise _error(path, "unsupported", f"cannot convert {image.mode} pixels to RGB: {exc}") from exc
+
+
+def open_lazily(path: Path, opener: Callable[[Path], Image.Image] = Image.open) -> Image.Image:
+    """Open a photo without decoding it, every failure an :class:`ImageError` with its ``reason``
+    (``unreadable``, ``empty``, ``not_an_image``, ``decompression_bomb``). Shared by ``open_image``
+    and the metadata reader, so both judge a file alike."""
+    try:
+        file_size = path.stat().st_size
+    except OSError as exc:
+        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
+    if file_size == 0:
+        raise _error(path, "empty", "empty file (0 bytes)")
+    try:
+        image = opener(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb_error(path, exc) from None
+    except UnidentifiedImageError:
+        raise _unidentified_error(path) from None
+    except OSError as exc:
+        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
+    # Pillow's warning filter is process-wide and not thread-safe; this check does not depend on it.
+    if Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS:
+        image.close()
+        raise _bomb_error(path, None, image.size)
+    return image
 
 
 def preprocess(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> torch.Tensor:

@@ -17,9 +17,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer._durable import fsync_folder
 from indexer.metadata.errors import FileSkipped
+from indexer.pipeline import content_hash
 
-HASH_CHUNK = 1 << 20
 _READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 TEMP_MARK = ".phototag-"
@@ -31,11 +32,8 @@ def bytes_hash(data: bytes) -> str:
 
 
 def file_hash(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=32)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The catalog's content hash of a file."""
+    return content_hash(str(path))
 
 
 def real(path: Path) -> Path:
@@ -76,22 +74,10 @@ def check_writable(target: Path) -> None:
         pass  # cannot tell: writing will say
 
 
-def fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # not possible on some platforms and file systems; the rename itself is still atomic
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a new file (failing if it exists) and fsync it: for journal backups."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def write_durably(path: Path, data: bytes, mode: int = 0o600, *, append: bool = False) -> None:
+    """Write a new file (failing if it exists), or append to one, and fsync it: for the journal."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_EXCL)
+    descriptor = os.open(path, flags, mode)
     try:
         view = memoryview(data)
         while view:

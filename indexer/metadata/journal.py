@@ -205,14 +205,7 @@ class Journal:
 
     def _append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        descriptor = os.open(self.folder / _JOURNAL_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(descriptor, view):]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        write_durably(self.folder / _JOURNAL_FILE, line, 0o600, append=True)
 
     def _records(self) -> Iterator[dict[str, Any]]:
         try:

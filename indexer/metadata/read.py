@@ -36,14 +36,12 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
 
 from ram_model.preprocess import (
-    _bomb_error,
-    _error,
     _first_line,
     _isobmff_overrun,
-    _unidentified_error,
+    open_lazily,
     register_formats,
 )
 
@@ -173,24 +171,7 @@ def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
 
 def _open_lazily(path: Path) -> Image.Image:
     """``Image.open`` with ``open_image``'s classification of failures; nothing is decoded."""
-    try:
-        file_size = path.stat().st_size
-    except OSError as exc:
-        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
-    if file_size == 0:
-        raise _error(path, "empty", "empty file (0 bytes)")
-    try:
-        image = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(path, exc) from None
-    except UnidentifiedImageError:
-        raise _unidentified_error(path) from None
-    except OSError as exc:
-        raise _error(path, "unreadable", exc.strerror or str(exc)) from exc
-    if Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS:
-        image.close()
-        raise _bomb_error(path, None, image.size)
-    return image
+    return open_lazily(path)
 
 
 def _pillow_warnings(caught: Iterable[warnings.WarningMessage]) -> Iterator[str]:
