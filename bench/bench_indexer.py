@@ -49,6 +49,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_name  # noqa: E402 - bench/ is the script folder, first on sys.path
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
@@ -86,12 +88,7 @@ def median_best(values: Sequence[float]) -> tuple[float, float]:
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, Python {platform.python_version()}"
 
 

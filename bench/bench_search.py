@@ -57,6 +57,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from _machine import cpu_name  # noqa: E402 - bench/ is the script folder, first on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -552,12 +553,7 @@ def text_encoder_latency(runs: int = 20) -> tuple[float, float, int]:
 def machine() -> str:
     import faiss
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB; FAISS {faiss.__version__}, SQLite "
             f"{sqlite3.sqlite_version}, NumPy {np.__version__}, Python {platform.python_version()}")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from _machine import cpu_name  # noqa: E402 - bench/ is the script folder, first on sys.path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -142,14 +143,7 @@ def bytes_per_vector(index: faiss.Index, n: int) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     simd = getattr(faiss, "swigfaiss", None)
     return (f"{cpu}, {os.cpu_count()} cores, FAISS {faiss.__version__} ({simd.__name__ if simd else '?'}), "
             f"{faiss.omp_get_max_threads()} FAISS threads, NumPy {np.__version__}, Python {platform.python_version()}, "
