@@ -83,14 +83,19 @@ def cmd_models_remove(args: argparse.Namespace) -> int:
 
 
 # --- phototag tag-photo ------------------------------------------------------------------------
-def _load_tagger(settings, name: str, tags: list[str] | None = None):  # noqa: ANN001, ANN202
+def _store_with(settings, name: str):  # noqa: ANN001, ANN202
+    """The model store, with ``name`` downloaded first if it is a missing default model."""
     from ram_model.pretrained import weight_sources
 
     store = _store(settings)
     if not store.exists(name) and settings.auto_download and name in weight_sources():
         _say(f"model {name} is not in {store.root} yet: downloading it once")
         store.download(name)
-    tagger = store.load_tagger(
+    return store
+
+
+def _load_tagger(settings, name: str, tags: list[str] | None = None):  # noqa: ANN001, ANN202
+    tagger = _store_with(settings, name).load_tagger(
         name, device=settings.device, dtype=settings.precision, chunk_size=settings.chunk_size,
         tags=tags,
     )
@@ -137,15 +142,9 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
 
 # --- phototag index / watch / status / failures / tags ---------------------------------------------
 def _load_embedder(settings, name: str):  # noqa: ANN001, ANN202
-    from ram_model.pretrained import weight_sources
-
-    store = _store(settings)
-    if not store.exists(name) and settings.auto_download and name in weight_sources():
-        _say(f"model {name} is not in {store.root} yet: downloading it once")
-        store.download(name)
     from ram_model.device import resolve_device
 
-    embedder = store.load_embedder(name).to(resolve_device(settings.device))
+    embedder = _store_with(settings, name).load_embedder(name).to(resolve_device(settings.device))
     if embedder.bundle.random:
         _say(f"warning: {name} has RANDOM weights: its embeddings are meaningless")
     return embedder
