@@ -276,10 +276,13 @@ def score_photos(session: Session, photo_ids: Sequence[int]) -> None:
     """Score every custom tag on these photos (the indexer calls this for each batch it stores)."""
     if not photo_ids:
         return
-    tags = load_all(session)
     stamp = _now()
-    for tag in tags:
-        ids, vectors = _embeddings(session, tag.embedder_version, len(tag.prototype), list(photo_ids))
+    embeddings: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # read once, not once per tag
+    for tag in load_all(session):
+        key = (tag.embedder_version, len(tag.prototype))
+        if key not in embeddings:
+            embeddings[key] = _embeddings(session, key[0], key[1], list(photo_ids))
+        ids, vectors = embeddings[key]
         if len(ids):
             _write(session, tag, ids, vectors @ tag.prototype, stamp)
 
