@@ -104,7 +104,8 @@ class PhotoTag(Base):
     photo: Mapped[Photo] = relationship(back_populates="tags")
     tag: Mapped[Tag] = relationship()
 
-    __table_args__ = (Index("ix_photo_tags_tag_state", "tag_id", "state"),)
+    # Covering index for tag search (migration 0005): a tag's photos counted and ranked from the index alone.
+    __table_args__ = (Index("ix_photo_tags_tag_state_photo", "tag_id", "state", "photo_id", "score"),)
 
 
 class Embedding(Base):

@@ -7,14 +7,30 @@ temporary table the SQL joins, so a phrase mixes freely with tags, filters, ``OR
 
 Relevance: with semantic terms, the best cosine similarity of the photo to any of them; with tags
 only, the best score of the queried tags on the photo (1 for tags a person or the file set);
-filters alone rank by date. Missing photos are never returned.
+filters alone rank by date; ties newest first. Missing photos are never returned.
+
+Three shapes of query, measured at 1M photos (bench/results/search.md), take shorter ways to the
+same results:
+
+* tags (with booleans and filters) where every match carries one of the queried tags: read from
+  the covering tag index ``(tag_id, state, photo_id, score)`` alone — the tags' rows are the
+  candidates, every other term a set they are checked against, photo rows read for the top
+  results only;
+* a single free-text or ``similar:`` term: FAISS's ranking is the answer, photo rows read for the
+  top results only;
+* free text AND-ed with terms that match at most ``PREFILTER_MAX`` photos: those photos are found
+  first and scored exactly (every one of them, whatever the vector index), instead of taking the
+  library's best candidates and keeping those that pass.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
+import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +64,9 @@ matching ones 0.25–0.35, so an unrelated query returns little, not the whole l
 SEMANTIC_CANDIDATES = 20_000  # the most photos one semantic term can contribute
 FIRST_CANDIDATES = 2_000  # a first, cheaper pass asks for this many, or CANDIDATES_PER_RESULT per result
 CANDIDATES_PER_RESULT = 40
+PREFILTER_MAX = 20_000  # free text AND-ed with terms matching at most this many photos scores just those
+DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
+SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
 
 
@@ -102,32 +121,16 @@ class Searcher:
             with self.catalog.session() as session:
                 compiler = _Compiler(self, session, text_query, cutoff, candidates)
                 try:
-                    rows, tags = self._run(session, compiler, tree, limit, sort)
+                    total, rows = compiler.run(tree, limit, sort)
+                    tags = compiler.matched_tags([row[0] for row in rows])
                 finally:
                     compiler.drop_tables()
             if not compiler.truncated or (limit is not None and len(rows) >= limit):
                 break
-        results = SearchResults(text_query, rows[0].total if rows else 0, total_is_lower_bound=compiler.truncated)
-        for row in rows:
-            results.results.append(SearchResult(row.id, row.path, float(row.score), tags.get(row.id, []),
-                                                row.taken_at))
+        results = SearchResults(text_query, total, total_is_lower_bound=compiler.truncated)
+        for photo_id, path, taken_at, score in rows:
+            results.results.append(SearchResult(photo_id, path, float(score), tags.get(photo_id, []), taken_at))
         return results
-
-    @staticmethod
-    def _run(session: Session, compiler: _Compiler, tree: q.Node, limit: int | None, sort: str) -> tuple[list, dict]:
-        compiler.drive_by_tags(tree)
-        condition = compiler.compile(tree)
-        # Labelled once, ordered by the label: the correlated score subquery then runs once per match.
-        score = compiler.score_expression().label("score")
-        order = (score.desc(), Photo.taken_at.desc()) if sort == "relevance" else \
-            (Photo.taken_at.is_(None), Photo.taken_at.desc(), score.desc())
-        statement = (select(Photo.id, Photo.path, Photo.taken_at, score,
-                            func.count().over().label("total"))
-                     .where(condition, Photo.status != MISSING).order_by(*order, Photo.id))
-        if limit is not None:
-            statement = statement.limit(limit)
-        rows = session.execute(statement).all()
-        return rows, compiler.matched_tags([row.id for row in rows])
 
     def save(self, name: str, text_query: str) -> None:
         """Store a query under ``name`` (replacing one of that name); it must parse."""
@@ -234,6 +237,173 @@ class _Compiler:
         self._metadata = MetaData()
         self._names: dict[str, tuple[list[int], tuple[int, int]]] | None = None
         self._tags_drive = True
+        self.subject: Any = Photo.id  # the photo id the conditions test: photos.id, or a tag row's photo_id
+        self.restrict: np.ndarray | None = None  # semantic terms score only these photo ids (see prefilter)
+        self.candidate_rows = 0  # tag rows the tag-row way starts from (counted up to DRIVER_COUNT_CAP)
+
+    # --- running a query -------------------------------------------------------------------------
+    def run(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
+        """(matches, rows of (id, path, taken_at, score)) for ``tree``, the best ``limit`` in ``sort`` order."""
+        if sort == "relevance" and limit is not None:
+            if isinstance(tree, q.Semantic | q.Similar):
+                return self._run_semantic(tree, limit)
+            if _every_match_has_a_tag(tree) and not _has_semantic(tree):
+                return self._run_tags(tree, limit)
+        return self._run_general(tree, limit, sort)
+
+    def _run_general(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
+        """One SELECT over ``photos`` with the whole query as its condition."""
+        self.drive_by_tags(tree)
+        self.prefilter(tree)
+        condition = self.compile(tree)
+        # Labelled once, ordered by the label: the correlated score subquery then runs once per match.
+        score = self.score_expression().label("score")
+        order = (score.desc(), Photo.taken_at.desc()) if sort == "relevance" else \
+            (Photo.taken_at.is_(None), Photo.taken_at.desc(), score.desc())
+        statement = (select(Photo.id, Photo.path, Photo.taken_at, score,
+                            func.count().over().label("total"))
+                     .where(condition, Photo.status != MISSING).order_by(*order, Photo.id))
+        if limit is not None:
+            statement = statement.limit(limit)
+        rows = self.session.execute(statement).all()
+        return (rows[0].total if rows else 0), [(r.id, r.path, r.taken_at, r.score) for r in rows]
+
+    def _run_semantic(self, node: q.Semantic | q.Similar, limit: int) -> tuple[int, list[tuple]]:
+        """A lone free-text or ``similar:`` term: FAISS ranks, SQL only drops missing photos and reads the top rows."""
+        scores, ids = self._matches(self._query_vector(node))
+        keep = self._not_missing(ids)
+        scores, ids = scores[keep], ids[keep]
+        total = len(ids)
+        # FAISS sorts by score: every photo scoring at least the limit-th best (its ties included) may be shown.
+        if total > limit:
+            take = scores >= scores[limit - 1]
+            scores, ids = scores[take], ids[take]
+        return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
+
+    def _run_tags(self, tree: q.Node, limit: int) -> tuple[int, list[tuple]]:
+        """Tags with booleans and filters, every match carrying a queried tag: one read of the covering tag index
+        (see :meth:`_by_tag_rows`) gives every match and its score; photo rows are read for the top ones only."""
+        ids, scores = self._fetch_pairs(self._by_tag_rows(tree))
+        keep = self._not_missing(ids)
+        ids, scores = ids[keep], scores[keep]
+        total = len(ids)
+        if total > limit:  # every photo scoring at least the limit-th best (its ties included) may be shown
+            take = scores >= -np.partition(-scores, limit - 1)[limit - 1]
+            ids, scores = ids[take], scores[take]
+        return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
+
+    def _not_missing(self, ids: np.ndarray) -> np.ndarray:
+        """Mask of ``ids`` whose photo is not missing (a few per mille of a library: cheaper here than per SQL row)."""
+        missing = np.fromiter(self.session.scalars(select(Photo.id).where(Photo.status == MISSING)), np.int64)
+        return ~np.isin(ids, missing, kind="table") if len(missing) else np.ones(len(ids), dtype=bool)
+
+    def _fetch_pairs(self, statement: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(id, score)`` rows of ``statement`` as two arrays (ids int64, scores float64)."""
+        rows = self._raw_rows(statement)
+        pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=2 * len(rows))
+        return pairs[0::2].astype(np.int64), pairs[1::2]
+
+    def _raw_rows(self, statement: Any) -> list[tuple]:
+        """The rows of ``statement`` as plain tuples from the driver's cursor: SQLAlchemy's rows cost 3x as much
+        to make, and the garbage collector's passes over 100k of them another ~100 ms."""
+        connection = self.session.connection()
+        compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        parameters = tuple(compiled.params[name] for name in compiled.positiontup)
+        return connection.connection.driver_connection.execute(str(compiled), parameters).fetchall()
+
+    def _by_tag_rows(self, tree: q.Node) -> Any:
+        """``SELECT id, score`` of the photos matching ``tree`` — every match carrying a queried tag — with
+        their best queried tag's score, read from the covering index ``(tag_id, state, photo_id, score)``.
+
+        The candidates are the rows of the top level's plain tag term (``tag:a``, ``tag:a OR tag:b``) with
+        the fewest rows, or of every queried tag; each other term is a set of photo ids built once and
+        probed, or, when it is much larger than the candidates, checked on each candidate (see :meth:`_set`)."""
+        scan = PhotoTag.__table__.alias("scan")
+        self.subject = scan.c.photo_id
+        items = tree.items if isinstance(tree, q.And) and not _has_qualifiers(tree) else (tree,)
+        plain = [(item, self._plain_tag_ids(item)) for item in items if _plain_tags(item)]
+        if plain:
+            sizes = [self._count(self._rows_of(ids), DRIVER_COUNT_CAP) for _, ids in plain]
+            driver_item, driver = plain[sizes.index(min(sizes))]
+            self.candidate_rows = min(sizes)
+        else:
+            driver_item = None
+            driver = sorted({i for tag in _positive_tags(tree) for i in self._resolve_tag(tag)})
+            self.candidate_rows = self._count(self._rows_of(driver), DRIVER_COUNT_CAP)
+        self.tag_ids.extend(driver)
+        conditions = [self.compile(item) for item in items if item is not driver_item]
+        others = sorted(set(self.tag_ids) - set(driver))
+        score = func.coalesce(scan.c.score, 1.0)
+        if len(driver) > 1:
+            score = func.max(score)  # the best of the photo's candidate rows
+        if others:  # and the other queried tags the photo carries
+            best_other = (select(func.max(func.coalesce(PhotoTag.score, 1.0)))
+                          .where(PhotoTag.photo_id == scan.c.photo_id, PhotoTag.tag_id.in_(others),
+                                 PhotoTag.state != REJECTED).scalar_subquery())
+            score = func.max(score, func.coalesce(best_other, 0.0))
+        # Missing photos are left in: the caller drops them (see _not_missing).
+        statement = (select(scan.c.photo_id.label("id"), score.label("score"))
+                     .where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED, *conditions))
+        return statement.group_by(scan.c.photo_id) if len(driver) > 1 else statement
+
+    def _plain_tag_ids(self, node: q.Node) -> list[int]:
+        tags = node.items if isinstance(node, q.Or) else (node,)
+        return sorted({i for tag in tags for i in self._resolve_tag(tag)})
+
+    @staticmethod
+    def _rows_of(tag_ids: list[int]) -> Any:
+        return select(PhotoTag.photo_id).where(PhotoTag.tag_id.in_(tag_ids), PhotoTag.state != REJECTED)
+
+    def _count(self, statement: Any, cap: int) -> int:
+        """Rows of ``statement``, counted up to ``cap`` (an index range counts ~10 M rows/s: cap bounds the cost)."""
+        return int(self.session.scalar(select(func.count()).select_from(statement.limit(cap).subquery())) or 0)
+
+    def _set(self, photo_ids: Any, check: Any) -> Any:
+        """The condition "the candidate's photo is in ``photo_ids``" for tag-row candidates: as a set built once
+        and probed (~0.25 µs a member), or, where the set is over 4x the candidates, ``check`` — a correlated
+        condition costing a seek (~1 µs) per candidate. Measured at 1M photos (bench/results/search.md)."""
+        rows = self.candidate_rows
+        cap = 4 * rows if rows < DRIVER_COUNT_CAP else SET_COUNT_CAP
+        return self.subject.in_(photo_ids) if self._count(photo_ids, cap) < cap else check
+
+    def _rank(self, scored: Any, limit: int) -> list[tuple]:
+        """Photo rows for ``(photo id, score)`` pairs: best score first, then newest, then by id; ``limit`` of them."""
+        scores = dict(scored)
+        # The ids as one JSON parameter (json_each): a statement with thousands of bound ids costs ~10 ms to
+        # build. taken_at as stored (ISO text): it sorts as the dates do; only the shown rows are converted.
+        wanted = func.json_each(json.dumps(list(scores))).table_valued("value")
+        rows = self._raw_rows(select(Photo.id, Photo.path, func.coalesce(Photo.taken_at, ""))
+                              .where(Photo.id.in_(select(wanted.c.value))))
+        rows.sort(key=lambda r: r[0])
+        rows.sort(key=lambda r: r[2], reverse=True)  # newest first, undated last; sorts are stable: ties keep id order
+        rows.sort(key=lambda r: scores[r[0]], reverse=True)
+        return [(i, path, _stored_datetime(taken), scores[i]) for i, path, taken in rows[:limit]]
+
+    def prefilter(self, tree: q.Node) -> None:
+        """Free text AND-ed with tags or filters that match at most ``PREFILTER_MAX`` photos: find those first
+        and let the semantic terms score every one of them exactly (``restrict``), instead of taking the
+        library's best candidates — which an approximate index finds only approximately — and filtering them."""
+        if not isinstance(tree, q.And):
+            return
+        semantic = [item for item in tree.items if isinstance(item, q.Semantic | q.Similar)]
+        rest = [item for item in tree.items if not isinstance(item, q.Semantic | q.Similar)]
+        if not semantic or not rest or any(_has_semantic(item) for item in rest):
+            return
+        others = rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)
+        ids = _Compiler(self.searcher, self.session, self.query, self.cutoff).photo_ids(others, PREFILTER_MAX)
+        if ids is not None:
+            self.restrict = np.asarray(ids, dtype=np.int64)
+
+    def photo_ids(self, tree: q.Node, at_most: int) -> list[int] | None:
+        """Ids of the photos matching ``tree`` (no semantic terms), or ``None`` when they may be more than
+        ``at_most``: only for trees whose every match carries a tag, known cheaply to be few."""
+        if not _every_match_has_a_tag(tree):
+            return None
+        matches = self._by_tag_rows(tree)
+        if self.candidate_rows > at_most:
+            return None
+        ids = np.array([row[0] for row in self._raw_rows(matches)], dtype=np.int64)
+        return ids[self._not_missing(ids)].tolist()
 
     def drive_by_tags(self, tree: q.Node) -> None:
         """Let positive tag terms drive the query (``id IN`` the tag's rows) unless something more selective
@@ -247,11 +417,8 @@ class _Compiler:
             return or_(*(self.compile(item, positive) for item in node.items))
         if isinstance(node, q.Not):
             return not_(self.compile(node.item, not positive))
-        if isinstance(node, q.Semantic):
-            return self._semantic(self.searcher.query_vector_for_text(node.text), positive)
-        if isinstance(node, q.Similar):
-            vector = self.searcher.query_vector_for_photo(self.session, node.path, self.query, node.span)
-            return self._semantic(vector, positive)
+        if isinstance(node, q.Semantic | q.Similar):
+            return self._semantic(self._query_vector(node), positive)
         if isinstance(node, q.Tag):
             return self._tag(node, positive)
         if isinstance(node, q.DateRange):
@@ -260,19 +427,33 @@ class _Compiler:
                 conditions.append(Photo.taken_at >= datetime.combine(node.start, datetime.min.time()))
             if node.end is not None:
                 conditions.append(Photo.taken_at < datetime.combine(node.end, datetime.min.time()))
-            return and_(*conditions)
+            return self._photo(and_(*conditions), indexed=True)
         if isinstance(node, q.Camera):
             pattern = f"%{node.text.lower()}%"
-            return or_(func.lower(Photo.camera_make).like(pattern), func.lower(Photo.camera_model).like(pattern))
+            return self._photo(or_(func.lower(Photo.camera_make).like(pattern),
+                                   func.lower(Photo.camera_model).like(pattern)))
         if isinstance(node, q.Folder):
-            return under(Photo.path, [os.path.abspath(os.path.expanduser(node.path))])
+            return self._photo(under(Photo.path, [os.path.abspath(os.path.expanduser(node.path))]), indexed=True)
         if isinstance(node, q.Type):
-            return Photo.format == node.format
+            return self._photo(Photo.format == node.format)
         if isinstance(node, q.Has):
             return self._has(node.what)
         if isinstance(node, q.State | q.Source):
             return self._tag_rows(None, [node])
         raise SearchError(q.format_error(self.query, node.span, f"cannot search for {type(node).__name__} here"))
+
+    def _photo(self, condition: Any, indexed: bool = False) -> Any:
+        """A condition on the photo's own columns, for whichever photo id the query tests. From tag rows: an
+        indexed range (date, folder) as the set of its photos, anything else checked on each candidate's row."""
+        if self.subject is Photo.id:
+            return condition
+        check = exists().where(Photo.id == self.subject, condition)
+        return self._set(select(Photo.id).where(condition), check) if indexed else check
+
+    def _query_vector(self, node: q.Semantic | q.Similar) -> np.ndarray:
+        if isinstance(node, q.Semantic):
+            return self.searcher.query_vector_for_text(node.text)
+        return self.searcher.query_vector_for_photo(self.session, node.path, self.query, node.span)
 
     def _and_items(self, items: tuple[q.Node, ...], positive: bool) -> list[Any]:
         """``tag:dog state:suggested`` means the dog tag is suggested: State/Source filters beside tags
@@ -290,8 +471,7 @@ class _Compiler:
             self.tag_ids.extend(ids)
         return self._tag_rows(ids, qualifiers or [], drive=positive and self._tags_drive)
 
-    @staticmethod
-    def _tag_rows(tag_ids: list[int] | None, qualifiers: list[q.Node], drive: bool = False) -> Any:
+    def _tag_rows(self, tag_ids: list[int] | None, qualifiers: list[q.Node], drive: bool = False) -> Any:
         conditions = []
         if tag_ids is not None:
             conditions.append(PhotoTag.tag_id.in_(tag_ids))
@@ -300,6 +480,9 @@ class _Compiler:
         conditions.append(PhotoTag.state.in_(states) if states else PhotoTag.state != REJECTED)
         if sources:
             conditions.append(PhotoTag.source.in_(sources))
+        if self.subject is not Photo.id:
+            return self._set(select(PhotoTag.photo_id).where(*conditions),
+                             exists().where(PhotoTag.photo_id == self.subject, *conditions))
         if drive:
             # ``id IN (photo ids from the tag index)``: SQLite starts from the tag's rows and seeks the photos
             # by rowid, instead of probing photo_tags once for every photo of the library.
@@ -319,28 +502,22 @@ class _Compiler:
 
     def _has(self, what: str) -> Any:
         if what == "gps":
-            return and_(Photo.gps_lat.is_not(None), Photo.gps_lon.is_not(None))
+            return self._photo(and_(Photo.gps_lat.is_not(None), Photo.gps_lon.is_not(None)))
         if what == "date":
-            return Photo.taken_at.is_not(None)
+            return self._photo(Photo.taken_at.is_not(None))
         if what == "camera":
-            return or_(Photo.camera_make.is_not(None), Photo.camera_model.is_not(None))
+            return self._photo(or_(Photo.camera_make.is_not(None), Photo.camera_model.is_not(None)))
         if what == "tags":
             return self._tag_rows(None, [])
-        return exists().where(Embedding.photo_id == Photo.id)
+        return exists().where(Embedding.photo_id == self.subject)
 
     def _semantic(self, vector: np.ndarray, positive: bool) -> Any:
         """Matches of one query vector, as ``photos.id IN (temporary table)``."""
-        vectors = self.searcher.vectors()
-        scores, ids = vectors.search(np.asarray(vector, dtype=np.float32)[None, :],
-                                     min(self.candidates, max(len(vectors), 1)))
-        keep = (ids[0] >= 0) & (scores[0] >= self.cutoff)
+        found_scores, found_ids = self._matches(vector)
         name = f"phototag_semantic_{uuid.uuid4().hex[:12]}"
         table = Table(name, self._metadata, Column("id", Integer, primary_key=True), Column("score", Float),
                       prefixes=["TEMPORARY"])
         table.create(self.session.connection())
-        found_ids, found_scores = ids[0][keep], scores[0][keep]
-        if len(found_ids) >= self.candidates and len(vectors) > self.candidates:
-            self.truncated = True
         order = np.argsort(found_ids)  # ascending ids: B-tree appends, no page splits
         if len(order):
             # The driver's executemany: SQLAlchemy's per-row dicts cost 3x and trigger GC pauses at 20k rows.
@@ -350,6 +527,23 @@ class _Compiler:
         if positive:
             self.semantic_tables.append(table)
         return Photo.id.in_(select(table.c.id))
+
+    def _matches(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the photos scoring at least the cutoff against ``vector``, best first: among the
+        ``restrict`` ids when set (all of them scored), else among the best ``candidates`` of the library."""
+        vectors = self.searcher.vectors()
+        query = np.asarray(vector, dtype=np.float32)[None, :]
+        if self.restrict is not None:
+            if not len(self.restrict):
+                return np.empty(0, np.float32), np.empty(0, np.int64)
+            scores, ids = vectors.search_ids(query, len(self.restrict), self.restrict, exact=True)
+        else:
+            scores, ids = vectors.search(query, min(self.candidates, max(len(vectors), 1)))
+            if (ids[0] >= 0).sum() >= self.candidates and len(vectors) > self.candidates \
+                    and scores[0][-1] >= self.cutoff:
+                self.truncated = True
+        keep = (ids[0] >= 0) & (scores[0] >= self.cutoff)
+        return scores[0][keep], ids[0][keep]
 
     def drop_tables(self) -> None:
         for table in self._metadata.tables.values():
@@ -373,7 +567,10 @@ class _Compiler:
             return {}
         rows = self.session.execute(
             select(PhotoTag.photo_id, Tag.name).join(Tag, Tag.id == PhotoTag.tag_id)
-            .where(PhotoTag.photo_id.in_(photo_ids), PhotoTag.tag_id.in_(self.tag_ids), PhotoTag.state != REJECTED)
+            # ``tag_id + 0``: not an index term, so SQLite seeks the photos' rows by the primary key instead of
+            # reading a common tag's every row from the tag index.
+            .where(PhotoTag.photo_id.in_(photo_ids), (PhotoTag.tag_id + 0).in_(self.tag_ids),
+                   PhotoTag.state != REJECTED)
             .order_by(Tag.name)).all()
         found: dict[int, list[str]] = {}
         for photo_id, name in rows:
@@ -388,3 +585,46 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
         close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.6)]
     return f" — did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
+
+
+def _stored_datetime(text: str) -> datetime | None:
+    """A DATETIME column as SQLite stores it through SQLAlchemy (``2023-07-01 10:00:00.000000``), or None."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def _has_semantic(node: q.Node) -> bool:
+    return any(isinstance(n, q.Semantic | q.Similar) for n in q.walk(node))
+
+
+def _has_qualifiers(node: q.And) -> bool:
+    return any(isinstance(item, q.State | q.Source) for item in node.items)
+
+
+def _plain_tags(node: q.Node) -> bool:
+    """``tag:a`` or ``tag:a OR tag:b …``: true exactly for photos with one of those tags not rejected."""
+    return isinstance(node, q.Tag) or (isinstance(node, q.Or) and all(isinstance(i, q.Tag) for i in node.items))
+
+
+def _positive_tags(node: q.Node, positive: bool = True) -> Iterator[q.Tag]:
+    """The tag terms a match may carry (not under an odd number of NOTs)."""
+    if isinstance(node, q.Tag) and positive:
+        yield node
+    elif isinstance(node, q.And | q.Or):
+        for item in node.items:
+            yield from _positive_tags(item, positive)
+    elif isinstance(node, q.Not):
+        yield from _positive_tags(node.item, not positive)
+
+
+def _every_match_has_a_tag(node: q.Node) -> bool:
+    """Whether every photo matching ``node`` carries one of its positive tag terms, not rejected — so those
+    tags' rows can be the candidates. ``state:rejected`` beside a tag asks for its rejected rows: no."""
+    if isinstance(node, q.Tag):
+        return True
+    if isinstance(node, q.Or):
+        return all(_every_match_has_a_tag(item) for item in node.items)
+    if isinstance(node, q.And):
+        if any(isinstance(i, q.State) and i.value == REJECTED for i in node.items):
+            return False
+        return any(_every_match_has_a_tag(item) for item in node.items)
+    return False

@@ -216,8 +216,26 @@ def test_semantic_candidates_widen_when_the_first_pass_falls_short(catalog, embe
     monkeypatch.setattr(engine, "SEMANTIC_CANDIDATES", 3)
     monkeypatch.setattr(engine, "FIRST_CANDIDATES", 1)
     monkeypatch.setattr(engine, "CANDIDATES_PER_RESULT", 0)
+    monkeypatch.setattr(engine, "PREFILTER_MAX", 0)  # tag:dog counts as matching many photos: no prefilter
     # First pass: the single best photo; AND tag:dog leaves 1 < 3 results, so all 3 candidates are asked for.
     found = Searcher(catalog, embedder).search('"a dog on the beach" tag:dog', min_score=-1, limit=3)
     assert names(found) == expected == ["beach_dog.jpg", "dog.heic"]
     assert found.total_is_lower_bound  # 3 of 5 photos were candidates: there may be more
     assert not Searcher(catalog, embedder).search("tag:dog").total_is_lower_bound
+
+
+def test_free_text_with_a_selective_filter_scores_every_photo_of_the_filter(catalog, embedder,  # noqa: ANN001
+                                                                            monkeypatch) -> None:
+    import indexer.search.engine as engine
+
+    query = '"a dog on the beach" tag:dog'
+    expected = names(Searcher(catalog, embedder).search(query, min_score=-1, limit=3))
+    monkeypatch.setattr(engine, "SEMANTIC_CANDIDATES", 1)  # the library's best photo alone would miss dog.heic
+    monkeypatch.setattr(engine, "FIRST_CANDIDATES", 1)
+    found = Searcher(catalog, embedder).search(query, min_score=-1, limit=3)
+    assert names(found) == expected == ["beach_dog.jpg", "dog.heic"]
+    assert found.total == 2 and not found.total_is_lower_bound  # the dog photos were all scored: exact
+    # The same query with the filter above PREFILTER_MAX falls back to the candidates (and says so).
+    monkeypatch.setattr(engine, "PREFILTER_MAX", 1)
+    found = Searcher(catalog, embedder).search(query, min_score=-1, limit=3)
+    assert names(found) == ["beach_dog.jpg"] and found.total_is_lower_bound

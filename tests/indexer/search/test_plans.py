@@ -1,0 +1,139 @@
+"""The short ways (tag rows, a lone semantic term, a prefilter) give exactly what the general SELECT gives.
+
+A random catalog with many exact score ties (scores on a 0.1 grid, user and file tags scoring 1),
+rejected rows, missing and undated photos; every query runs both ways at several limits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+import indexer.search.engine as engine
+from indexer.catalog import Catalog
+from indexer.index import GENERATION_KEY
+from indexer.schema import ACCEPTED, REJECTED, SUGGESTED, Embedding, Photo, PhotoTag, Tag
+from indexer.search.engine import Searcher
+from tests.indexer.search.test_engine import KnownTextEmbedder
+
+DIM = 8
+VERSION = "clip_test@v1"
+TAGS = ["dog", "cat", "beach", "tree", "car", "sky", "food", "rare"]
+CAMERAS = ["SONY", "Canon", "Apple", None]
+FOLDERS = ["/lib/a", "/lib/b", "/lib/b/c", "/other"]
+PHRASES = {"dogs": 0, "cats": 1, "cars": 2}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Catalog:  # noqa: ANN001
+    rng = np.random.default_rng(7)
+    catalog = Catalog.open(tmp_path_factory.mktemp("plans") / "catalog")
+    stamp = datetime(2024, 1, 1)
+    with catalog.session() as session, session.begin():
+        tag_ids = []
+        for name in TAGS:
+            tag = Tag(name=name, kind="builtin", threshold=0.5)
+            session.add(tag)
+            session.flush()
+            tag_ids.append(tag.id)
+        popularity = np.array([0.5, 0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.02])
+        for i in range(400):
+            taken = None if rng.random() < 0.1 else datetime(2018, 1, 1) + timedelta(days=int(rng.integers(0, 2000)))
+            photo = Photo(path=f"{FOLDERS[i % 4]}/p{i:03d}.jpg", size=1, mtime_ns=1, format=["jpeg", "heif"][i % 2],
+                          taken_at=taken, camera_make=CAMERAS[i % 4], gps_lat=1.0 if i % 3 else None,
+                          gps_lon=2.0 if i % 3 else None, status="missing" if i % 37 == 0 else "indexed",
+                          attempts=0, first_seen=stamp, last_seen=stamp)
+            session.add(photo)
+            session.flush()
+            for tag_id in np.flatnonzero(rng.random(len(TAGS)) < popularity):
+                roll = rng.random()
+                source, state, score = (("user", ACCEPTED, None) if roll < 0.1 else ("file", ACCEPTED, None)
+                                        if roll < 0.15 else ("model", REJECTED if roll < 0.25 else SUGGESTED,
+                                                             round(float(rng.uniform(0.5, 1.0)), 1)))
+                session.add(PhotoTag(photo_id=photo.id, tag_id=tag_ids[tag_id], score=score, state=state,
+                                     source=source, updated_at=stamp))
+            vector = np.zeros(DIM, np.float32)
+            vector[i % 3] = 1.0  # three clusters, every vector of a cluster alike: ties in similarity too
+            vector[3 + (i % 5)] = 0.5
+            session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM,
+                                  vector=(vector / np.linalg.norm(vector)).tobytes()))
+        Catalog.set_meta(session, GENERATION_KEY, "1")
+    yield catalog
+    catalog.close()
+
+
+@pytest.fixture()
+def embedder() -> KnownTextEmbedder:
+    def phrase(axis: int) -> np.ndarray:
+        vector = np.full(DIM, 0.1, np.float32)
+        vector[axis] = 1.0
+        return vector / np.linalg.norm(vector)
+
+    return KnownTextEmbedder({text: phrase(axis) for text, axis in PHRASES.items()})
+
+
+TAG_QUERIES = [
+    "tag:dog", "tag:rare", "tag:dog tag:cat", "tag:dog OR tag:cat", "tag:dog OR tag:cat -tag:beach",
+    "tag:dog -tag:beach", "tag:dog date:2019", "tag:dog camera:sony", "tag:cat folder:/lib/b", "tag:cat type:heic",
+    "tag:dog has:gps", "tag:dog -has:date", "tag:dog state:accepted", "tag:dog source:user",
+    "(tag:dog OR tag:car) (tag:sky OR tag:food)", "tag:dog (tag:cat OR date:2019)", "tag:tree OR tag:sky tag:food",
+    "tag:dog -(tag:cat tag:beach)", "tag:dog has:embedding", "tag:food has:tags",
+]
+SEMANTIC_QUERIES = ["dogs", "cats", "similar:/lib/b/p001.jpg", "dogs tag:dog", "cats tag:cat date:2019..2021",
+                    "cars camera:canon", "dogs tag:dog OR tag:cat", "dogs -tag:dog tag:beach"]
+
+
+def general(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine._Compiler, "run", lambda self, tree, limit, sort: self._run_general(tree, limit, sort))
+    monkeypatch.setattr(engine._Compiler, "prefilter", lambda self, tree: None)
+
+
+def answers(searcher: Searcher, query: str, limit: int | None, min_score: float | None = None) -> tuple:
+    found = searcher.search(query, limit=limit, min_score=min_score)
+    return found.total, [(r.path, round(r.score, 5), r.tags) for r in found.results]
+
+
+@pytest.mark.parametrize(("limit", "way"), [(1, "chosen"), (3, "chosen"), (10, "sets"), (10, "checks"), (50, "chosen")])
+def test_tag_rows_give_what_the_general_query_gives(catalog, monkeypatch, limit, way) -> None:  # noqa: ANN001
+    if way != "chosen":  # every term as a set probed, or as a check on each candidate, instead of by their sizes
+        monkeypatch.setattr(engine._Compiler, "_set", lambda self, ids, check: self.subject.in_(ids)
+                            if way == "sets" else check)
+    used = []
+    monkeypatch.setattr(engine._Compiler, "_run_tags", lambda self, *a, _run=engine._Compiler._run_tags:
+                        used.append(1) or _run(self, *a))
+    short = {query: answers(Searcher(catalog), query, limit) for query in TAG_QUERIES}
+    assert len(used) == len(TAG_QUERIES)  # every one of them took the short way
+    general(monkeypatch)
+    for query in TAG_QUERIES:
+        assert short[query] == answers(Searcher(catalog), query, limit), query
+    assert short["tag:dog"][0] > 2 * limit  # more matches than the first read: the count and tie branches ran
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10, 50])
+def test_semantic_short_ways_give_what_the_general_query_gives(catalog, embedder, monkeypatch, limit) -> None:  # noqa: ANN001
+    monkeypatch.setattr(engine, "SEMANTIC_CANDIDATES", 1000)  # the whole library: the general query is exact
+    short = {query: answers(Searcher(catalog, embedder), query, limit, min_score=0.3) for query in SEMANTIC_QUERIES}
+    general(monkeypatch)
+    for query in SEMANTIC_QUERIES:
+        assert short[query] == answers(Searcher(catalog, embedder), query, limit, min_score=0.3), query
+    assert short["dogs"][0] > limit and short["dogs tag:dog"][0] > 0
+
+
+def test_short_ways_leave_out_missing_and_rejected(catalog, embedder) -> None:  # noqa: ANN001
+    with catalog.session() as session:
+        missing = {p for (p,) in session.query(Photo.path).filter(Photo.status == "missing")}
+        rejected_dogs = {p for (p,) in session.query(Photo.path).join(PhotoTag).join(Tag).filter(
+            Tag.name == "dog", PhotoTag.state == REJECTED)}
+        dogs = {p for (p,) in session.query(Photo.path).join(PhotoTag).join(Tag).filter(
+            Tag.name == "dog", PhotoTag.state != REJECTED, Photo.status != "missing")}
+    found = Searcher(catalog).search("tag:dog", limit=None)
+    assert {r.path for r in found.results} == dogs and found.total == len(dogs)
+    assert not dogs & (missing | rejected_dogs)
+    paths = {r.path for r in Searcher(catalog, embedder).search("dogs", limit=500, min_score=-1).results}
+    assert paths and not paths & missing
+    top = Searcher(catalog).search("tag:dog", limit=5).results
+    assert [r.score for r in top] == [1.0] * 5  # user and file tags first …
+    dates = [r.taken_at or datetime.min for r in top]
+    assert dates == sorted(dates, reverse=True)  # … newest first among the ties
