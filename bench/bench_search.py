@@ -429,16 +429,20 @@ def worker(spec: dict) -> dict:
     if spec.get("prepare"):
         return result
     faiss_seconds: list[float] = []
-    search = index.search
 
-    def timed_search(*args: Any, **kwargs: Any) -> Any:
-        begin = time.perf_counter()
-        try:
-            return search(*args, **kwargs)
-        finally:
-            faiss_seconds.append(time.perf_counter() - begin)
+    def timed(method: Any) -> Any:
+        def timed_method(*args: Any, **kwargs: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                faiss_seconds.append(time.perf_counter() - begin)
+        return timed_method
 
-    index.search = timed_search  # the engine calls searcher.vectors().search: this same object
+    # The engine calls searcher.vectors().search (and search_ids for a filter's photos): this same object.
+    index.search = timed(index.search)
+    if hasattr(index, "search_ids"):
+        index.search_ids = timed(index.search_ids)
     plans = explain_hook(catalog) if spec.get("explain") else None
     result["queries"] = {}
     for kind, queries in spec["queries"].items():

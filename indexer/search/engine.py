@@ -41,6 +41,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    String,
     Table,
     and_,
     exists,
@@ -49,6 +50,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.orm import Session
 
@@ -64,7 +66,7 @@ matching ones 0.25–0.35, so an unrelated query returns little, not the whole l
 SEMANTIC_CANDIDATES = 20_000  # the most photos one semantic term can contribute
 FIRST_CANDIDATES = 2_000  # a first, cheaper pass asks for this many, or CANDIDATES_PER_RESULT per result
 CANDIDATES_PER_RESULT = 40
-PREFILTER_MAX = 20_000  # free text AND-ed with terms matching at most this many photos scores just those
+PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many rows scores just their photos
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
@@ -311,13 +313,14 @@ class _Compiler:
         parameters = tuple(compiled.params[name] for name in compiled.positiontup)
         return connection.connection.driver_connection.execute(str(compiled), parameters).fetchall()
 
-    def _by_tag_rows(self, tree: q.Node) -> Any:
+    def _by_tag_rows(self, tree: q.Node, at_most: int | None = None) -> Any:
         """``SELECT id, score`` of the photos matching ``tree`` — every match carrying a queried tag — with
         their best queried tag's score, read from the covering index ``(tag_id, state, photo_id, score)``.
 
         The candidates are the rows of the top level's plain tag term (``tag:a``, ``tag:a OR tag:b``) with
         the fewest rows, or of every queried tag; each other term is a set of photo ids built once and
-        probed, or, when it is much larger than the candidates, checked on each candidate (see :meth:`_set`)."""
+        probed, or, when it is much larger than the candidates, checked on each candidate (see :meth:`_set`).
+        ``None`` when ``at_most`` is given and there are more candidate rows."""
         scan = PhotoTag.__table__.alias("scan")
         self.subject = scan.c.photo_id
         items = tree.items if isinstance(tree, q.And) and not _has_qualifiers(tree) else (tree,)
@@ -330,6 +333,8 @@ class _Compiler:
             driver_item = None
             driver = sorted({i for tag in _positive_tags(tree) for i in self._resolve_tag(tag)})
             self.candidate_rows = self._count(self._rows_of(driver), DRIVER_COUNT_CAP)
+        if at_most is not None and (self.candidate_rows >= DRIVER_COUNT_CAP or self.candidate_rows > at_most):
+            return None  # counted up to the cap: that many or more
         self.tag_ids.extend(driver)
         conditions = [self.compile(item) for item in items if item is not driver_item]
         others = sorted(set(self.tag_ids) - set(driver))
@@ -372,8 +377,9 @@ class _Compiler:
         # The ids as one JSON parameter (json_each): a statement with thousands of bound ids costs ~10 ms to
         # build. taken_at as stored (ISO text): it sorts as the dates do; only the shown rows are converted.
         wanted = func.json_each(json.dumps(list(scores))).table_valued("value")
-        rows = self._raw_rows(select(Photo.id, Photo.path, func.coalesce(Photo.taken_at, ""))
-                              .where(Photo.id.in_(select(wanted.c.value))))
+        taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
+        rows = self.session.execute(select(Photo.id, Photo.path, taken)
+                                    .where(Photo.id.in_(select(wanted.c.value)))).all()
         rows.sort(key=lambda r: r[0])
         rows.sort(key=lambda r: r[2], reverse=True)  # newest first, undated last; sorts are stable: ties keep id order
         rows.sort(key=lambda r: scores[r[0]], reverse=True)
@@ -399,10 +405,10 @@ class _Compiler:
         ``at_most``: only for trees whose every match carries a tag, known cheaply to be few."""
         if not _every_match_has_a_tag(tree):
             return None
-        matches = self._by_tag_rows(tree)
-        if self.candidate_rows > at_most:
+        matches = self._by_tag_rows(tree, at_most)
+        if matches is None:
             return None
-        ids = np.array([row[0] for row in self._raw_rows(matches)], dtype=np.int64)
+        ids = np.fromiter(self.session.scalars(select(matches.subquery().c.id)), dtype=np.int64)
         return ids[self._not_missing(ids)].tolist()
 
     def drive_by_tags(self, tree: q.Node) -> None:
