@@ -273,6 +273,27 @@ def test_ivf_index_finds_what_exact_search_finds(tmp_path) -> None:  # noqa: ANN
     assert set(inside[0].tolist()) <= set(subset.tolist())
 
 
+def test_ivf_effort_and_exact_subsets_look_further() -> None:
+    vectors = clustered(6000, clusters=300)
+    ids = np.arange(6000, dtype=np.int64)
+    exact = VectorIndex.build(32, ids, vectors, kind="flat")
+    approximate = VectorIndex.build(32, ids, vectors, kind="ivf")
+    queries = clustered(30, clusters=300, seed=2)
+
+    def recall(found: np.ndarray, want: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(want, found, strict=True)]))
+
+    want = exact.search(queries, 500)[1]  # deep in the list, where visiting 2 % of the cells misses most
+    usual, harder = approximate.search(queries, 500)[1], approximate.search(queries, 500, effort=8)[1]
+    assert recall(usual, want) < recall(harder, want) and recall(harder, want) > 0.95
+    assert np.array_equal(exact.search(queries, 500, effort=8)[1], want)  # exact whatever the effort
+    # A subset scored exactly: every subset id, each with its true score, whichever cell it is in.
+    subset = ids[::3]
+    scores, found = approximate.search_ids(queries[:1], len(subset), subset, exact=True)
+    assert sorted(found[0].tolist()) == subset.tolist()
+    assert np.allclose(scores[0], vectors[found[0]] @ queries[0], atol=1e-5)
+
+
 def test_auto_kind_follows_the_library_size_with_hysteresis(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     import indexer.vectors as vectors_module
 

@@ -137,3 +137,16 @@ def test_short_ways_leave_out_missing_and_rejected(catalog, embedder) -> None:  
     assert [r.score for r in top] == [1.0] * 5  # user and file tags first …
     dates = [r.taken_at or datetime.min for r in top]
     assert dates == sorted(dates, reverse=True)  # … newest first among the ties
+
+
+def test_an_approximate_index_looks_harder_for_filtered_terms(catalog, embedder, monkeypatch) -> None:  # noqa: ANN001
+    from indexer.vectors import VectorIndex
+
+    efforts = []
+    search = VectorIndex.search
+    monkeypatch.setattr(VectorIndex, "search", lambda self, queries, k, effort=1:
+                        efforts.append(effort) or search(self, queries, k, effort=effort))
+    monkeypatch.setattr(engine, "PREFILTER_MAX", 0)  # the filter's photos are not scored one by one
+    Searcher(catalog, embedder).search("dogs", min_score=0.3)
+    Searcher(catalog, embedder).search("dogs tag:dog", min_score=0.3)
+    assert efforts == [1, engine.FILTERED_EFFORT]
