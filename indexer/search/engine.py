@@ -243,6 +243,7 @@ class _Compiler:
         self.restrict: np.ndarray | None = None  # semantic terms score only these photo ids (see prefilter)
         self.candidate_rows = 0  # tag rows the tag-row way starts from (counted up to DRIVER_COUNT_CAP)
         self.alone = False  # the query is one semantic term: its candidates are the answer, unfiltered
+        self._resolved: dict[str, list[int]] = {}  # tag name -> ids, shared with the prefilter's compiler
 
     # --- running a query -------------------------------------------------------------------------
     def run(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
@@ -253,7 +254,30 @@ class _Compiler:
                 return self._run_semantic(tree, limit)
             if _every_match_has_a_tag(tree) and not _has_semantic(tree):
                 return self._run_tags(tree, limit)
+            if _one_semantic_and_filters(tree):
+                return self._run_mixed(tree, limit)
         return self._run_general(tree, limit, sort)
+
+    def _run_mixed(self, tree: q.And, limit: int) -> tuple[int, list[tuple]]:
+        """One free-text or ``similar:`` term AND-ed with other terms: FAISS gives the candidates and their scores,
+        SQL keeps those that pass the other terms (no temporary table, no score lookups), photo rows are read
+        for the top ones only."""
+        self.drive_by_tags(tree)
+        self.prefilter(tree)
+        semantic = next(item for item in tree.items if isinstance(item, q.Semantic | q.Similar))
+        rest = [item for item in tree.items if item is not semantic]
+        scores, ids = self._matches(self._query_vector(semantic))
+        condition = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span))
+        candidates = func.json_each(json.dumps(ids.tolist())).table_valued("value")
+        passed = np.fromiter(self.session.scalars(select(Photo.id).where(
+            Photo.id.in_(select(candidates.c.value)), condition, Photo.status != MISSING)), dtype=np.int64)
+        keep = np.isin(ids, passed)
+        scores, ids = scores[keep], ids[keep]  # still best first
+        total = len(ids)
+        if total > limit:
+            take = scores >= scores[limit - 1]
+            scores, ids = scores[take], ids[take]
+        return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
 
     def _run_general(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """One SELECT over ``photos`` with the whole query as its condition."""
@@ -327,15 +351,16 @@ class _Compiler:
         self.subject = scan.c.photo_id
         items = tree.items if isinstance(tree, q.And) and not _has_qualifiers(tree) else (tree,)
         plain = [(item, self._plain_tag_ids(item)) for item in items if _plain_tags(item)]
+        cap = DRIVER_COUNT_CAP if at_most is None else min(DRIVER_COUNT_CAP, at_most + 1)
         if plain:
-            sizes = [self._count(self._rows_of(ids), DRIVER_COUNT_CAP) for _, ids in plain]
+            sizes = [self._count(self._rows_of(ids), cap) for _, ids in plain]
             driver_item, driver = plain[sizes.index(min(sizes))]
             self.candidate_rows = min(sizes)
         else:
             driver_item = None
             driver = sorted({i for tag in _positive_tags(tree) for i in self._resolve_tag(tag)})
-            self.candidate_rows = self._count(self._rows_of(driver), DRIVER_COUNT_CAP)
-        if at_most is not None and (self.candidate_rows >= DRIVER_COUNT_CAP or self.candidate_rows > at_most):
+            self.candidate_rows = self._count(self._rows_of(driver), cap)
+        if at_most is not None and self.candidate_rows >= cap:
             return None  # counted up to the cap: that many or more
         self.tag_ids.extend(driver)
         conditions = [self.compile(item) for item in items if item is not driver_item]
@@ -398,7 +423,9 @@ class _Compiler:
         if not semantic or not rest or any(_has_semantic(item) for item in rest):
             return
         others = rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)
-        ids = _Compiler(self.searcher, self.session, self.query, self.cutoff).photo_ids(others, PREFILTER_MAX)
+        first = _Compiler(self.searcher, self.session, self.query, self.cutoff)
+        first._resolved = self._resolved
+        ids = first.photo_ids(others, PREFILTER_MAX)
         if ids is not None:
             self.restrict = np.asarray(ids, dtype=np.int64)
 
@@ -500,10 +527,13 @@ class _Compiler:
     def _resolve_tag(self, node: q.Tag) -> list[int]:
         """Tag ids for an English name (any case), a Chinese name or a custom tag."""
         wanted = node.name.strip()
+        if wanted in self._resolved:
+            return self._resolved[wanted]
         rows = self.session.execute(select(Tag.id).where(or_(
             func.lower(Tag.name) == wanted.lower(), Tag.name_zh == wanted))).scalars().all()
         if rows:
-            return list(rows)
+            self._resolved[wanted] = list(rows)
+            return self._resolved[wanted]
         names = [n for pair in self.session.execute(select(Tag.name, Tag.name_zh)).all() for n in pair if n]
         hint = _did_you_mean(wanted, names)
         raise SearchError(q.format_error(self.query, node.span, f"unknown tag '{wanted}'{hint}"))
@@ -608,6 +638,14 @@ def _stored_datetime(text: str) -> datetime | None:
 
 def _has_semantic(node: q.Node) -> bool:
     return any(isinstance(n, q.Semantic | q.Similar) for n in q.walk(node))
+
+
+def _one_semantic_and_filters(node: q.Node) -> bool:
+    """``words tag:x date:…``: an AND of one free-text or ``similar:`` term with terms that have none."""
+    if not isinstance(node, q.And):
+        return False
+    semantic = [item for item in node.items if isinstance(item, q.Semantic | q.Similar)]
+    return len(semantic) == 1 and not any(_has_semantic(item) for item in node.items if item is not semantic[0])
 
 
 def _has_qualifiers(node: q.And) -> bool:
