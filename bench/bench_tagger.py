@@ -4,9 +4,13 @@
     .venv/bin/python bench/bench_tagger.py --precisions fp32 --batches 1
 
 Each configuration runs in a fresh process so its peak RSS is its own. The model is converted once
-into a random-weight bundle under bench/.cache (1.3 GB) and then memory-mapped, as a user's is.
-Tag agreement is the F1 of each configuration's tag sets against fp32 at batch 1 on the same
-photos. Results go to bench/results/tagger_cpu.md.
+into a random-weight bundle under bench/.cache (1.3 GB) and then loaded as a user's is: memory-mapped
+in fp32, its matrix weights read into bf16 for bf16. Photos are decoded one at a time, as the
+indexer's decode stage does, so no full-size decoded photo outlives its preprocessing. Memory is
+peak RSS (VmHWM), the peak of private (anonymous) memory, and the file-backed pages at the end:
+the weights file's and the rest (torch/CUDA libraries). Tag agreement is the F1 of each
+configuration's tag sets against fp32 at batch 1 on the same photos. Results go to
+bench/results/tagger_cpu.md.
 """
 
 from __future__ import annotations
@@ -47,23 +51,46 @@ def run_one(precision: str, batch: int, images: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     anon = AnonPeak()
     start = time.perf_counter()
-    tagger = ModelStore(CACHE).load_tagger(BUNDLE, device="cpu", dtype=precision)
+    store = ModelStore(CACHE)
+    tagger = store.load_tagger(BUNDLE, device="cpu", dtype=precision)
     load_seconds = time.perf_counter() - start
-    paths = photos(images)
-    tensors = preprocess_batch([open_image(p, draft_size=tagger.image_size) for p in paths], tagger.image_size)
+    size = tagger.image_size
+    tensors = torch.cat([preprocess_batch([open_image(p, draft_size=size)], size) for p in photos(images)])
     tagger.predict(tensors[:batch])  # warm-up: first-call allocations and kernel selection
     probs, seconds = [], 0.0
     for first in range(0, images, batch):
         start = time.perf_counter()
         probs.append(tagger.predict(tensors[first : first + batch]))
         seconds += time.perf_counter() - start
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB on Linux: VmHWM
+    weights_mib = resident_mib_of(store.get(BUNDLE).weights)
     probs_all = np.concatenate(probs)
     fired = (probs_all > tagger.thresholds).tolist()
     return {"precision": precision, "batch": batch, "images": images, "seconds_per_image": seconds / images,
-            "load_seconds": load_seconds, "peak_rss_mib": peak_rss, "peak_anon_mib": anon.stop(), "fired": fired,
-            "probs": probs_all.tolist(),
+            "load_seconds": load_seconds, "peak_rss_mib": peak_rss, "peak_anon_mib": anon.stop(),
+            "file_weights_mib": weights_mib, "file_other_mib": status_mib("RssFile") - weights_mib,
+            "fired": fired, "probs": probs_all.tolist(),
             "dtype": str(tagger.dtype), "threads": torch.get_num_threads()}
+
+
+def status_mib(field: str) -> float:
+    """A memory line of /proc/self/status (``RssAnon``, ``RssFile``, ...) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def resident_mib_of(file: Path) -> float:
+    """How much of ``file`` is resident in this process's memory maps (the memory-mapped weights)."""
+    kib, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].endswith(":"):  # a mapping's header: address, perms, ..., path
+            inside = line.endswith(str(file))
+        elif inside and fields[0] == "Rss:":
+            kib += int(fields[1])
+    return kib / 1024
 
 
 class AnonPeak:
@@ -82,10 +109,7 @@ class AnonPeak:
 
     @staticmethod
     def current() -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return status_mib("RssAnon")
 
     def _sample(self) -> None:
         while not self._done.wait(0.02):
@@ -159,25 +183,28 @@ def write_table(rows: list[dict], reference: dict, out: Path) -> None:
     lines = [
         "# RAM++ Swin-L/384 on CPU (random weights)",
         "",
+        f"{time.strftime('%Y-%m-%d')}. "
         f"Machine: {cpu}, {os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}; "
         f"torch {torch.__version__}. Command: `.venv/bin/python bench/bench_tagger.py`. "
         f"{rows[0]['images']} photos from ../shared/photos per configuration, after one warm-up batch. "
         f"Reference implementation: {REFERENCE_SECONDS} s/image fp32 at batch 1 (spec).",
         "",
-        "Peak RSS counts the memory-mapped weights (1.3 GB of page cache, shared and reclaimable) and the "
-        "torch/CUDA libraries; private memory is the peak of the process's anonymous resident memory. "
-        "Agreement with fp32 batch 1: F1 of the tags that fire ('fired': how many per image), "
-        "overlap of the 20 highest-scoring tags per image, and the largest probability difference.",
+        "Peak RSS is the process's VmHWM. It counts private memory (the peak of its anonymous resident "
+        "memory) and file-backed pages: the memory-mapped weights (fp32; shared, reclaimable page cache) "
+        "and the libraries, mostly torch's CUDA build. Agreement with fp32 batch 1: F1 of the tags that "
+        "fire ('fired': how many per image), overlap of the 20 highest-scoring tags per image, and the "
+        "largest probability difference.",
         "",
-        "| precision | batch | s/image | vs reference | peak RSS (MiB) | private (MiB) | fired/image | tag F1 "
-        "| top-20 overlap | max Δprob | load (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| precision | batch | s/image | vs reference | peak RSS (MiB) | private (MiB) | file: weights (MiB) "
+        "| file: libraries (MiB) | fired/image | tag F1 | top-20 overlap | max Δprob | load (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['precision']} | {row['batch']} | {row['seconds_per_image']:.2f} | "
             f"{REFERENCE_SECONDS / row['seconds_per_image']:.2f}x | {row['peak_rss_mib']:.0f} | "
-            f"{row['peak_anon_mib']:.0f} | {np.asarray(row['fired']).sum(axis=1).mean():.1f} | "
+            f"{row['peak_anon_mib']:.0f} | {row['file_weights_mib']:.0f} | {row['file_other_mib']:.0f} | "
+            f"{np.asarray(row['fired']).sum(axis=1).mean():.1f} | "
             f"{f1(reference['fired'], row['fired']):.4f} | {top_k_f1(reference['probs'], row['probs']):.4f} | "
             f"{np.abs(np.asarray(reference['probs']) - np.asarray(row['probs'])).max():.2e} | "
             f"{row['load_seconds']:.1f} |"

@@ -9,13 +9,15 @@ model the file looks like.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,19 +28,28 @@ RECOMPUTED_BUFFERS = ("relative_position_index", "attn_mask")
 CAPTIONING_PREFIXES = ("tag_encoder.", "text_decoder.")
 RENAMED_PREFIXES = {"vision_multi.": "tagging_head."}
 _SHOWN_KEYS = 5
+# Tensors converted to another precision while loading are read this many bytes at a time.
+_CONVERT_SLICE_BYTES = 64 << 20
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
 
 StateDict = dict[str, torch.Tensor]
 
 
-def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDict:
+def read_state_dict(
+    source: str | Path | Mapping[str, torch.Tensor], dtypes: Mapping[str, torch.dtype] | None = None
+) -> StateDict:
     """Tensors of a checkpoint file or mapping, without any clean-up.
 
     ``.safetensors`` files are memory-mapped; anything else is read with
     ``torch.load(weights_only=True)`` (plain tensors only: a downloaded pickle never runs code),
     taking ``['model']`` (official files) or ``['state_dict']`` when present.
+
+    ``dtypes`` maps (cleaned) tensor names to the dtype to hold them in. From a safetensors file
+    those tensors are read, not memory-mapped, and converted a slice at a time, so no
+    full-precision copy of them stays resident.
     """
     if isinstance(source, Mapping):
-        return dict(source)
+        return _converted(dict(source), dtypes)
     path = Path(source)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -46,7 +57,7 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): download or copy it again")
     if path.suffix == ".safetensors":
         try:
-            return load_file(path)
+            return _read_safetensors(path, dtypes) if dtypes else load_file(path)
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(
                 f"cannot read {path}: not a complete safetensors file ({exc}); convert or import it again"
@@ -64,19 +75,69 @@ def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> StateDic
             break
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors (expected a dict with a 'model' entry)")
-    return dict(data)
+    return _converted(dict(data), dtypes)
+
+
+def _read_safetensors(path: Path, dtypes: Mapping[str, torch.dtype]) -> StateDict:
+    """The tensors named in ``dtypes`` read a slice at a time into their new precision; the rest read whole."""
+    tensors: StateDict = {}
+    offsets = _data_offsets(path)
+    # One read buffer for every slice: temporary buffers freed between the kept tensors would
+    # leave holes in the heap that stay resident.
+    buffer = torch.empty(_CONVERT_SLICE_BYTES, dtype=torch.uint8)
+    with safe_open(path, framework="pt", backend="pread") as file, open(path, "rb") as handle:
+        for key in file.offset_keys():
+            dtype = dtypes.get(clean_key(key) or "")
+            if dtype is None:
+                tensors[key] = file.get_tensor(key)
+                continue
+            stored = file.get_slice(key)
+            tensor = torch.empty(stored.get_shape(), dtype=dtype)
+            flat = tensor.view(-1)
+            source = buffer.view(_SAFETENSORS_DTYPES[stored.get_dtype()])
+            handle.seek(offsets[key])
+            for start in range(0, flat.numel(), source.numel()):
+                part = source[: min(source.numel(), flat.numel() - start)]
+                if handle.readinto(memoryview(part.view(torch.uint8).numpy())) != part.nbytes:
+                    raise ValueError(f"tensor {key} ends before its recorded size")
+                flat[start : start + part.numel()] = part
+            tensors[key] = tensor
+    return tensors
+
+
+def _data_offsets(path: Path) -> dict[str, int]:
+    """Where each tensor's bytes start in a safetensors file: after the 8-byte header length and the JSON header."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return {key: 8 + length + entry["data_offsets"][0] for key, entry in header.items() if key != "__metadata__"}
+
+
+def _converted(state_dict: StateDict, dtypes: Mapping[str, torch.dtype] | None) -> StateDict:
+    for key, value in state_dict.items():
+        dtype = (dtypes or {}).get(clean_key(key) or "")
+        if dtype is not None:
+            state_dict[key] = value.to(dtype)
+    return state_dict
+
+
+def clean_key(key: str) -> str | None:
+    """A checkpoint key as our model names it, or None for a key we drop (see :func:`clean_state_dict`)."""
+    if key.rsplit(".", 1)[-1] in RECOMPUTED_BUFFERS or key.startswith(CAPTIONING_PREFIXES):
+        return None
+    for old, new in RENAMED_PREFIXES.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
 
 
 def clean_state_dict(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Drop the recomputed buffers and RAM's captioning branch; rename ``vision_multi``."""
     cleaned: StateDict = {}
     for key, value in state_dict.items():
-        if key.rsplit(".", 1)[-1] in RECOMPUTED_BUFFERS or key.startswith(CAPTIONING_PREFIXES):
-            continue
-        for old, new in RENAMED_PREFIXES.items():
-            if key.startswith(old):
-                key = new + key[len(old):]
-        cleaned[key] = value
+        new_key = clean_key(key)
+        if new_key is not None:
+            cleaned[new_key] = value
     return cleaned
 
 
@@ -136,33 +197,31 @@ def check_state_dict(
     )
 
 
-def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], *, assign: bool = False) -> None:
+def load_weights(
+    model: nn.Module,
+    source: str | Path | Mapping[str, torch.Tensor],
+    *,
+    assign: bool = False,
+    dtypes: Mapping[str, torch.dtype] | None = None,
+) -> None:
     """Load a path (.pth or .safetensors) or a state dict into ``model``, strictly.
 
-    ``assign=True`` adopts the file's tensors instead of copying them (for a model whose
-    parameters were never initialised, see :func:`build_for_loading`).
+    ``assign=True`` adopts the file's tensors instead of copying them, for a model built on the
+    meta device (:func:`build_meta`): nothing is allocated twice, a safetensors file stays
+    memory-mapped, and the buffers the model computes itself are computed once its parameters
+    are real. With ``assign``, ``dtypes`` holds the named parameters in another precision
+    (see :func:`read_state_dict`).
     """
     origin = str(source) if isinstance(source, (str, Path)) else "state dict"
-    original = read_state_dict(source)
+    original = read_state_dict(source, dtypes if assign else None)
     state_dict = clean_state_dict(original)
     check_state_dict(model, state_dict, origin, original)
     model.load_state_dict(state_dict, strict=True, assign=assign)
-
-
-def build_for_loading(factory: Callable[[], nn.Module]) -> nn.Module:
-    """Build a model without initialising its parameters, ready for ``load_weights(..., assign=True)``.
-
-    Parameters are created on the meta device (no 1.3 GB random init), then given uninitialised
-    CPU storage; the buffers the model computes itself are filled in again.
-    """
-    with torch.device("meta"):
-        model = factory()
-    model.to_empty(device="cpu")
-    for module in model.modules():
-        init = getattr(module, "init_non_persistent_buffers", None)
-        if init is not None:
-            init()
-    return model
+    if assign:
+        for module in model.modules():
+            init = getattr(module, "init_non_persistent_buffers", None)
+            if init is not None:
+                init()
 
 
 def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:

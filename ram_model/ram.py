@@ -17,6 +17,11 @@ from ram_model.config import RamConfig
 from ram_model.head import TaggingHead
 from ram_model.swin import SwinBackbone
 
+# Tags scored at a time when no chunk size is given. The head's activations grow with
+# batch × tags (about 30 MB per image per 1,000 tags in fp32), and tags never interact, so
+# scoring them in chunks bounds memory; 512 still keeps each matrix product large.
+DEFAULT_TAG_CHUNK = 512
+
 
 class RamTagger(nn.Module):
     """RAM++ (``variant="ram_plus"``) or RAM (``variant="ram"``) built from a :class:`RamConfig`.
@@ -42,6 +47,17 @@ class RamTagger(nn.Module):
     @property
     def num_class(self) -> int:
         return self.config.num_class
+
+    def matmul_only_parameters(self) -> list[str]:
+        """Names of the parameters used only as operands of matrix products: linear and convolution
+        layers, and the label embeddings. Autocast casts exactly these to the compute precision on
+        every call, so holding them in that precision from the start gives the same results and
+        keeps one copy instead of two."""
+        names = ["label_embed"]
+        for prefix, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                names += [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
+        return names
 
     def class_label_embed(self) -> torch.Tensor:
         """The built-in label embeddings as ``[C, D, label_dim]``."""
@@ -81,13 +97,14 @@ class RamTagger(nn.Module):
         label_sets: Sequence[torch.Tensor],
         chunk_size: int | None = None,
     ) -> torch.Tensor:
-        """Score several label sets (built-in, custom, ...) in one pass, ``chunk_size`` tags at a time.
+        """Score several label sets (built-in, custom, ...) in one pass, ``chunk_size`` tags at a time
+        (:data:`DEFAULT_TAG_CHUNK` when not given).
 
         Tags never interact in the head, so chunking bounds memory without changing any logit.
         """
+        step = chunk_size or DEFAULT_TAG_CHUNK
         pieces = []
         for label_embed in label_sets:
-            step = chunk_size or max(label_embed.shape[0], 1)
             for start in range(0, label_embed.shape[0], step):
                 pieces.append(self.score(image_embeds, label_embed[start : start + step]))
         return torch.cat(pieces, dim=1)

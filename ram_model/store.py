@@ -20,7 +20,6 @@ import torch
 
 from ram_model._registry import arch_name_of, list_archs, resolve_config
 from ram_model.checkpoint import (
-    build_for_loading,
     build_meta,
     check_state_dict,
     clean_state_dict,
@@ -108,19 +107,30 @@ class ModelStore:
             ) from exc
         return Bundle(**data, path=path)
 
-    def load_tagger_model(self, name: str) -> tuple[RamTagger, Vocabulary, Bundle]:
-        """The tagger module (weights memory-mapped, nothing initialised twice) and its vocabulary."""
+    def load_tagger_model(
+        self, name: str, dtype: torch.dtype = torch.float32
+    ) -> tuple[RamTagger, Vocabulary, Bundle]:
+        """The tagger module (nothing initialised twice) and its vocabulary.
+
+        In fp32 the weights stay memory-mapped. For a reduced compute ``dtype`` (bf16, fp16) the
+        weights of the matrix products are read and held in that precision, as autocast would
+        cast them anyway: half the memory, no full-precision copy resident, the same results.
+        """
         bundle = self._get_kind(name, "tagger")
         config = RamConfig.from_dict(bundle.config or {})
-        model = build_for_loading(lambda: RamTagger(config))
-        load_weights(model, bundle.weights, assign=True)
+        model = build_meta(lambda: RamTagger(config))
+        dtypes = None if dtype == torch.float32 else dict.fromkeys(model.matmul_only_parameters(), dtype)
+        load_weights(model, bundle.weights, assign=True, dtypes=dtypes)
         return model.eval(), self._vocabulary(bundle, config), bundle
 
     def load_tagger(self, name: str, **options: Any):  # noqa: ANN201 - avoids importing the tagger eagerly
         """A ready :class:`ram_model.tagger.Tagger`; ``options`` go to its constructor."""
+        from ram_model.device import resolve_device, resolve_dtype
         from ram_model.tagger import Tagger
 
-        model, vocabulary, bundle = self.load_tagger_model(name)
+        options["device"] = resolve_device(options.get("device", "auto"))
+        options["dtype"] = resolve_dtype(options.get("dtype", "auto"), options["device"])
+        model, vocabulary, bundle = self.load_tagger_model(name, options["dtype"])
         tagger = Tagger(model, vocabulary, **options)
         tagger.bundle = bundle
         return tagger

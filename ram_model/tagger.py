@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ram_model.device import resolve_device, resolve_dtype
+from ram_model.errors import ConfigError
 from ram_model.preprocess import preprocess_batch
 from ram_model.ram import RamTagger
 from ram_model.vocab import Vocabulary
@@ -48,8 +49,10 @@ class Tagger:
     """Tags batches of PIL images with a RAM++/RAM model.
 
     ``tags`` trims scoring to a subset of the built-in vocabulary (English or Chinese names);
-    ``openset`` adds custom tags scored by the same head in the same pass; ``chunk_size`` bounds
-    memory by scoring that many tags at a time. Precision: fp32, or bf16/fp16 under autocast.
+    ``openset`` adds custom tags scored by the same head in the same pass; ``chunk_size`` tags are
+    scored at a time (:data:`ram_model.ram.DEFAULT_TAG_CHUNK` unless given), which bounds memory.
+    Precision: fp32, or bf16/fp16 under autocast (``ModelStore.load_tagger`` then also holds the
+    matrix weights in that precision).
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class Tagger:
             raise ValueError(f"vocabulary has {len(vocabulary)} tags but the model scores {model.num_class}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if self.dtype == torch.float32 and any(p.dtype != torch.float32 for p in model.parameters()):
+            raise ConfigError("this model holds reduced-precision weights: tag with its precision, or load it in fp32")
         self.model = model.eval().to(self.device)
         self.vocabulary = vocabulary
         self.chunk_size = chunk_size

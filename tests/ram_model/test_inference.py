@@ -111,3 +111,21 @@ def test_auto_device_and_precision_on_this_machine() -> None:
 def test_vocabulary_must_match_the_model() -> None:
     with pytest.raises(ValueError, match="vocabulary has 4585 tags but the model scores 40"):
         Tagger(create_tagger("ram_plus_tiny"), builtin_vocabulary(), device="cpu")
+
+
+def test_tags_are_scored_in_chunks_by_default(golden_model, images, monkeypatch) -> None:  # noqa: ANN001
+    with torch.inference_mode():
+        whole = golden_model(images, chunk_size=40)
+    monkeypatch.setattr("ram_model.ram.DEFAULT_TAG_CHUNK", 16)
+    sizes = []
+    score = golden_model.score
+
+    def counted(embeds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(labels))
+        return score(embeds, labels)
+
+    monkeypatch.setattr(golden_model, "score", counted)
+    with torch.inference_mode():
+        chunked = golden_model(images)
+    assert sizes == [16, 16, 8]
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from ram_model.errors import ConfigError, ModelNotFoundError
 from ram_model.store import BUNDLE_FILE, ModelStore
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, REPO
 
 
 def test_clip_bundle_round_trip(tmp_path) -> None:  # noqa: ANN001
@@ -63,3 +66,42 @@ def test_unknown_and_invalid_names(tmp_path) -> None:  # noqa: ANN001
         store.get("x")
     with pytest.raises(ConfigError, match="invalid model name"):
         store.create_random("ram_plus_tiny", "../escape")
+
+
+def test_bf16_tagger_holds_matrix_weights_in_bf16_with_unchanged_results(tmp_path, golden) -> None:  # noqa: ANN001
+    from ram_model.tagger import Tagger
+
+    store = ModelStore(tmp_path)
+    store.import_file(GOLDEN, "golden")
+    bf16 = store.load_tagger("golden", device="cpu", dtype="bf16")
+    parameters = dict(bf16.model.named_parameters())
+    for name in ("label_embed", "visual_encoder.patch_embed.proj.weight",
+                 "visual_encoder.layers.0.blocks.0.attn.qkv.bias",
+                 "tagging_head.encoder.layer.1.intermediate.dense.weight", "fc.weight"):
+        assert parameters[name].dtype == torch.bfloat16, name
+    # What autocast computes in fp32 stays fp32: LayerNorms, the position bias table, the reweighting scale.
+    for name in ("visual_encoder.norm.weight", "visual_encoder.layers.0.blocks.0.attn.relative_position_bias_table",
+                 "reweight_scale"):
+        assert parameters[name].dtype == torch.float32, name
+
+    model, vocabulary, _ = store.load_tagger_model("golden")  # fp32, memory-mapped
+    autocast = Tagger(model, vocabulary, device="cpu", dtype="bf16")
+    np.testing.assert_array_equal(bf16.predict(golden["input"]), autocast.predict(golden["input"]))
+    with pytest.raises(ConfigError, match="reduced-precision weights"):
+        Tagger(bf16.model, vocabulary, device="cpu", dtype="fp32")
+
+
+def test_tagging_imports_neither_clip_nor_timm_nor_the_compiler(tmp_path) -> None:  # noqa: ANN001
+    # Each would add tens to hundreds of MB of resident memory to every tagging process.
+    ModelStore(tmp_path).create_random("ram_plus_tiny", "tiny")
+    code = (
+        "import sys, torch\n"
+        "from ram_model.store import ModelStore\n"
+        f"store = ModelStore({str(tmp_path)!r})\n"
+        "for dtype in ('fp32', 'bf16'):\n"
+        "    store.load_tagger('tiny', device='cpu', dtype=dtype).predict(torch.zeros(1, 3, 384, 384))\n"
+        "heavy = ('open_clip', 'timm', 'torchvision', 'sympy', 'torch._dynamo')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
