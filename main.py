@@ -105,29 +105,33 @@ def _load_tagger(settings, name: str, tags: list[str] | None = None):  # noqa: A
 
 
 def cmd_tag_photo(args: argparse.Namespace) -> int:
+    import torch
     from tqdm.auto import tqdm
 
     from ram_model.errors import ImageError
-    from ram_model.preprocess import open_image
+    from ram_model.preprocess import open_image, preprocess_batch
 
     settings = _settings(args)
     tagger = _load_tagger(settings, settings.tagger, tags=args.tags.split(",") if args.tags else None)
-    draft = tagger.image_size if settings.draft_decode else None
+    size = tagger.image_size
+    draft = size if settings.draft_decode else None
     records: list[dict] = []
     failed = 0
     paths = [Path(p) for p in args.paths]
     with tqdm(total=len(paths), unit="photo", disable=None, file=sys.stderr) as bar:
         for start in range(0, len(paths), settings.batch_size):
-            batch, images = [], []
+            batch, inputs = [], []
             for path in paths[start : start + settings.batch_size]:
                 try:
-                    images.append(open_image(path, draft_size=draft))
+                    # Preprocessed at once: a batch holds 384x384 inputs, not full-size decoded photos.
+                    inputs.append(preprocess_batch([open_image(path, draft_size=draft)], size))
                     batch.append(path)
                 except ImageError as exc:
                     failed += 1
                     records.append({"path": str(path), "error": str(exc)})
                     _say(f"skipped: {exc}")
-            for path, result in zip(batch, tagger.tag(images, batch_size=settings.batch_size), strict=True):
+            results = tagger.results_from_probs(tagger.predict(torch.cat(inputs))) if inputs else []
+            for path, result in zip(batch, results, strict=True):
                 records.append({"path": str(path), "tags": [
                     {"tag": hit.tag, "tag_zh": hit.tag_zh, "score": round(hit.score, 4),
                      "threshold": round(hit.threshold, 4)} for hit in result.tags]})
