@@ -249,7 +249,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         indexer = _indexer(settings, catalog, stop, progress, args,
                            on_failure=None if args.json else (lambda f: _say(f"failed: {f.message}")))
         try:
-            summary = indexer.run(args.paths)
+            summary = indexer.run(args.paths, allow_missing_roots=args.allow_empty)
         finally:
             progress.close()
     if args.json:
@@ -274,7 +274,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         indexer = _indexer(settings, catalog, stop, _Progress(), args,
                            on_failure=lambda f: _say(f"failed: {f.message}"))
         _say(f"indexing {', '.join(args.paths)} before watching")
-        _say(_summary_line(indexer.run(args.paths)))
+        _say(_summary_line(indexer.run(args.paths, allow_missing_roots=args.allow_empty)))
         busy = threading.Lock()
 
         def on_changes(changed: set[str], deleted: set[str]) -> None:
@@ -772,6 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ".thumbnails, #recycle, *.xmp; repeatable)")
         p.add_argument("--wait", type=float, metavar="SECONDS",
                        help="if another Phototag process is writing this catalog, wait this long (default: exit)")
+        p.add_argument("--allow-empty", action="store_true",
+                       help="a PATH that is empty or gone is not an error (by default it is refused, as an unmounted "
+                            "share would be): the catalog's photos from it are marked missing")
 
     p = _add(commands, "index", "find, tag and embed every photo under PATH (an incremental pass)")
     index_options(p)

@@ -176,6 +176,8 @@ class Indexer:
         for root in roots:
             if not allow_missing_roots and not os.path.exists(root):
                 raise ScanError(f"{root} does not exist: check the path (is the share mounted?)")
+            if not allow_missing_roots:
+                self._refuse_an_empty_library_folder(root)
         summary = IndexSummary()
         self._failed_now, self._vanished_now = set(), set()
         run_id = self._start_run(roots)
@@ -195,6 +197,25 @@ class Indexer:
             self._save_vectors()
             self._finish_run(run_id, outcome, summary)
         return summary
+
+    def _refuse_an_empty_library_folder(self, root: str) -> None:
+        """An empty folder that the catalog holds photos from is most likely an unmounted share's mount point:
+        marking all of them missing would empty every search (and a later pass bring them back). Refuse."""
+        try:
+            with os.scandir(root) as entries:
+                if any(True for _ in entries):
+                    return
+        except NotADirectoryError:
+            return
+        except OSError:
+            return  # unreadable: the scan reports it
+        with self.catalog.session() as session:
+            held = session.scalar(select(func.count()).select_from(Photo).where(
+                under(Photo.path, [root]), Photo.status != MISSING))
+        if held:
+            raise ScanError(f"{root} is empty, but the catalog holds {held} photos from it: is the share or drive "
+                            "mounted? Nothing was changed. If the photos were really deleted, run again with "
+                            "--allow-empty to mark them missing")
 
     # --- scan and reconcile ----------------------------------------------------------------------
     def _scan(self, roots: list[str]) -> dict[str, FoundFile]:

@@ -221,6 +221,28 @@ def test_missing_root_and_missing_catalog_are_clear_errors(home, tmp_path, capsy
     assert "no catalog" in capsys.readouterr().err
 
 
+def test_an_emptied_library_folder_is_refused_as_an_unmounted_share(home, photos, tmp_path, capsys) -> None:  # noqa: ANN001
+    share = tmp_path / "nas"
+    share.mkdir()
+    shutil.copy(photos / "library/people/grace_hopper.jpg", share / "hopper.jpg")
+    shutil.copy(photos / "library/animals/pug.heic", share / "pug.heic")
+    index(capsys, share)
+    hidden = tmp_path / "unmounted"
+    share.rename(hidden)
+    share.mkdir()  # the mount point, empty while the share is not mounted
+    assert main(["index", str(share)]) == 2
+    err = capsys.readouterr().err
+    assert "is empty, but the catalog holds 2 photos from it" in err and "--allow-empty" in err
+    assert {p.status for p in photos_by_path(home).values()} == {"indexed"}  # nothing marked missing
+    assert main(["index", str(share), "--allow-empty"]) == 0  # really deleted: marked missing, rows kept
+    capsys.readouterr()
+    assert {p.status for p in photos_by_path(home).values()} == {"missing"}
+    share.rmdir()
+    hidden.rename(share)  # mounted again: both come back with their tags
+    index(capsys, share)
+    assert {p.status for p in photos_by_path(home).values()} == {"indexed"}
+
+
 def test_keywords_in_files_become_file_tags(home, photos, capsys) -> None:  # noqa: ANN001
     import piexif
 
