@@ -248,7 +248,7 @@ class _Compiler:
     # --- running a query -------------------------------------------------------------------------
     def run(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """(matches, rows of (id, path, taken_at, score)) for ``tree``, the best ``limit`` in ``sort`` order."""
-        if sort == "relevance" and limit is not None:
+        if sort == "relevance":
             if isinstance(tree, q.Semantic | q.Similar):
                 self.alone = True
                 return self._run_semantic(tree, limit)
@@ -258,7 +258,7 @@ class _Compiler:
                 return self._run_mixed(tree, limit)
         return self._run_general(tree, limit, sort)
 
-    def _run_mixed(self, tree: q.And, limit: int) -> tuple[int, list[tuple]]:
+    def _run_mixed(self, tree: q.And, limit: int | None) -> tuple[int, list[tuple]]:
         """One free-text or ``similar:`` term AND-ed with other terms: FAISS gives the candidates and their scores,
         SQL keeps those that pass the other terms (no temporary table, no score lookups), photo rows are read
         for the top ones only."""
@@ -274,7 +274,7 @@ class _Compiler:
         keep = np.isin(ids, passed)
         scores, ids = scores[keep], ids[keep]  # still best first
         total = len(ids)
-        if total > limit:
+        if limit is not None and total > limit:
             take = scores >= scores[limit - 1]
             scores, ids = scores[take], ids[take]
         return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
@@ -296,26 +296,27 @@ class _Compiler:
         rows = self.session.execute(statement).all()
         return (rows[0].total if rows else 0), [(r.id, r.path, r.taken_at, r.score) for r in rows]
 
-    def _run_semantic(self, node: q.Semantic | q.Similar, limit: int) -> tuple[int, list[tuple]]:
+    def _run_semantic(self, node: q.Semantic | q.Similar, limit: int | None) -> tuple[int, list[tuple]]:
         """A lone free-text or ``similar:`` term: FAISS ranks, SQL only drops missing photos and reads the top rows."""
         scores, ids = self._matches(self._query_vector(node))
         keep = self._not_missing(ids)
         scores, ids = scores[keep], ids[keep]
         total = len(ids)
         # FAISS sorts by score: every photo scoring at least the limit-th best (its ties included) may be shown.
-        if total > limit:
+        if limit is not None and total > limit:
             take = scores >= scores[limit - 1]
             scores, ids = scores[take], ids[take]
         return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
 
-    def _run_tags(self, tree: q.Node, limit: int) -> tuple[int, list[tuple]]:
+    def _run_tags(self, tree: q.Node, limit: int | None) -> tuple[int, list[tuple]]:
         """Tags with booleans and filters, every match carrying a queried tag: one read of the covering tag index
         (see :meth:`_by_tag_rows`) gives every match and its score; photo rows are read for the top ones only."""
         ids, scores = self._fetch_pairs(self._by_tag_rows(tree))
         keep = self._not_missing(ids)
         ids, scores = ids[keep], scores[keep]
         total = len(ids)
-        if total > limit:  # every photo scoring at least the limit-th best (its ties included) may be shown
+        # Every photo scoring at least the limit-th best (its ties included) may be shown.
+        if limit is not None and total > limit:
             take = scores >= -np.partition(-scores, limit - 1)[limit - 1]
             ids, scores = ids[take], scores[take]
         return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
@@ -398,7 +399,7 @@ class _Compiler:
         cap = 4 * rows if rows < DRIVER_COUNT_CAP else SET_COUNT_CAP
         return self.subject.in_(photo_ids) if self._count(photo_ids, cap) < cap else check
 
-    def _rank(self, scored: Any, limit: int) -> list[tuple]:
+    def _rank(self, scored: Any, limit: int | None) -> list[tuple]:
         """Photo rows for ``(photo id, score)`` pairs: best score first, then newest, then by id; ``limit`` of them."""
         scores = dict(scored)
         # The ids as one JSON parameter (json_each): a statement with thousands of bound ids costs ~10 ms to
@@ -607,15 +608,19 @@ class _Compiler:
         return literal(1.0)
 
     def matched_tags(self, photo_ids: list[int]) -> dict[int, list[str]]:
+        """The queried tags each of ``photo_ids`` carries (not rejected), by name."""
         if not self.tag_ids or not photo_ids:
             return {}
-        rows = self.session.execute(
+        wanted = func.json_each(json.dumps(photo_ids)).table_valued("value")
+        # A page of results: ``tag_id + 0`` is no index term, so SQLite seeks each photo's rows by the primary key
+        # instead of reading a common tag's every row. Thousands of results (the app asks for all): the queried
+        # tags' rows from the tag index, each checked against the set of result ids, cost less.
+        tag = PhotoTag.tag_id if len(photo_ids) > 2_000 else PhotoTag.tag_id + 0
+        ids = list(dict.fromkeys(self.tag_ids))
+        rows = self._raw_rows(
             select(PhotoTag.photo_id, Tag.name).join(Tag, Tag.id == PhotoTag.tag_id)
-            # ``tag_id + 0``: not an index term, so SQLite seeks the photos' rows by the primary key instead of
-            # reading a common tag's every row from the tag index.
-            .where(PhotoTag.photo_id.in_(photo_ids), (PhotoTag.tag_id + 0).in_(self.tag_ids),
-                   PhotoTag.state != REJECTED)
-            .order_by(Tag.name)).all()
+            .where(PhotoTag.photo_id.in_(select(wanted.c.value)), tag.in_(ids), PhotoTag.state != REJECTED)
+            .order_by(Tag.name))
         found: dict[int, list[str]] = {}
         for photo_id, name in rows:
             found.setdefault(photo_id, []).append(name)
