@@ -64,6 +64,7 @@ from indexer.schema import (
 )
 
 GENERATION_KEY = "embeddings_generation"
+VOCABULARY_KEY = "vocabulary_synced_for"  # the tagger version whose tags all have rows
 IDENTIFY_BATCH = 256
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 
@@ -180,11 +181,12 @@ class Indexer:
                 self._refuse_an_empty_library_folder(root)
         summary = IndexSummary()
         self._failed_now, self._vanished_now = set(), set()
+        self._vectors = None  # opened when model work needs it: the file may have changed since the last pass
         run_id = self._start_run(roots)
         outcome = "crashed"
         try:
-            self._sync_vocabulary()
-            self._open_vectors()
+            if self.catalog.get_meta(VOCABULARY_KEY) != self.tagger_version:
+                self._sync_vocabulary()  # a new tagger: its tags get rows before the files' own keywords do
             found = self._scan(roots)
             known = self._known(roots)
             to_identify = self._reconcile(found, known, summary)
@@ -383,7 +385,11 @@ class Indexer:
     def _model_work(self, roots: list[str], summary: IndexSummary) -> None:
         work = self._pending_work(roots)
         if not work:
-            return
+            return  # the models are not needed: with lazy ones (ram_model.store.LazyModel), never loaded
+        if self._tag_ids is None:
+            self._sync_vocabulary()
+        if self._vectors is None:
+            self._open_vectors()
         total, done = len(work), 0
         self.on_progress("model", 0, total)
         # Identical bytes are computed once: the first of each hash, unless a current result exists already.
@@ -549,12 +555,16 @@ class Indexer:
                     for name in missing])
                 have = dict(session.execute(select(Tag.name, Tag.id)).all())
         self._tag_ids = np.asarray([have[name] for name in names], dtype=np.int64)
+        with self.catalog.session() as session, session.begin():
+            Catalog.set_meta(session, VOCABULARY_KEY, self.tagger_version)
 
     def _open_vectors(self) -> None:
         from indexer.vectors import VectorIndex
 
         self._generation = int(self.catalog.get_meta(GENERATION_KEY, "0") or 0)
-        dim = int(self.embedder.embed_dim)
+        with self.catalog.session() as session:
+            dim = session.scalar(select(Embedding.dim).where(Embedding.model_version == self.embedder_version).limit(1))
+        dim = int(dim if dim is not None else self.embedder.embed_dim)
 
         def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             yield from embedding_rows(self.catalog, self.embedder_version, dim)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +76,28 @@ class Bundle:
         data = asdict(self)
         data.pop("path")
         return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+class LazyModel:
+    """A tagger or embedder that loads on first use. ``bundle`` (its bundle.json) is there at once: enough for an
+    index pass that finds no model work (it needs the versions only), which then never spends the seconds a
+    load takes. Any other attribute loads the model and is the model's."""
+
+    def __init__(self, bundle: Bundle, load: Callable[[], Any]) -> None:
+        self.bundle = bundle
+        self._load = load
+        self._model: Any = None
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the model's: copy, pickle and the like probe for these
+            raise AttributeError(name)
+        if self._model is None:
+            self._model = self._load()
+        return getattr(self._model, name)
 
 
 class ModelStore:

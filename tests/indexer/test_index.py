@@ -100,8 +100,15 @@ def test_first_pass_indexes_the_library_and_records_every_broken_file(home, phot
         assert catalog.vectors_path.is_file()
 
 
-def test_second_pass_does_no_model_work(home, photos, capsys) -> None:  # noqa: ANN001
+def test_second_pass_does_no_model_work(home, photos, capsys, monkeypatch) -> None:  # noqa: ANN001
+    import main as cli
+
+    loads = []
+    for name in ("_load_tagger", "_load_embedder"):
+        real = getattr(cli, name)
+        monkeypatch.setattr(cli, name, lambda *a, _real=real, **k: loads.append(a[1]) or _real(*a, **k))
     index(capsys, photos)
+    assert len(loads) == 2
     before = {path: (row.indexed_at, row.content_hash) for path, row in photos_by_path(home).items()}
     summary = index(capsys, photos)
     assert summary["tagged"] == summary["embedded"] == summary["new"] == summary["changed"] == 0
@@ -114,6 +121,10 @@ def test_second_pass_does_no_model_work(home, photos, capsys) -> None:  # noqa: 
     summary = index(capsys, photos)
     assert summary["failed"] == 0
     assert photos_by_path(home)[str(photos / "edge/zero_bytes.jpg")].attempts == 3
+    # Nothing left to compute: the pass never loads the models (a nightly run over an unchanged library).
+    loads.clear()
+    assert index(capsys, photos)["unchanged"] == len(before)
+    assert loads == []
 
 
 def test_rename_move_modify_delete_duplicate_and_touch(home, photos, capsys) -> None:  # noqa: ANN001
