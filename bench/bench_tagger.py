@@ -41,6 +41,15 @@ def photos(count: int) -> list[Path]:
     return [files[i % len(files)] for i in range(count)]
 
 
+def _interpreter() -> str:
+    """The Python that ran this, relative to the checkout when it is inside it (``.venv/bin/python``)."""
+    path = Path(sys.executable)
+    try:
+        return str(path.relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
+
+
 def run_one(precision: str, batch: int, images: int) -> dict:
     """Measure one configuration in this process (called in a subprocess by ``main``)."""
     import torch
@@ -185,13 +194,14 @@ def write_table(rows: list[dict], reference: dict, out: Path) -> None:
         "",
         f"{time.strftime('%Y-%m-%d')}. "
         f"Machine: {cpu}, {os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}; "
-        f"torch {torch.__version__}. Command: `.venv/bin/python bench/bench_tagger.py`. "
+        f"torch {torch.__version__} ({'CUDA' if torch.version.cuda else 'CPU-only'} build). "
+        f"Command: `{_interpreter()} bench/bench_tagger.py`. "
         f"{rows[0]['images']} photos from ../shared/photos per configuration, after one warm-up batch. "
         f"Reference implementation: {REFERENCE_SECONDS} s/image fp32 at batch 1 (spec).",
         "",
         "Peak RSS is the process's VmHWM. It counts private memory (the peak of its anonymous resident "
         "memory) and file-backed pages: the memory-mapped weights (fp32; shared, reclaimable page cache) "
-        "and the libraries, mostly torch's CUDA build. Agreement with fp32 batch 1: F1 of the tags that "
+        "and the libraries, mostly torch's. Agreement with fp32 batch 1: F1 of the tags that "
         "fire ('fired': how many per image), overlap of the 20 highest-scoring tags per image, and the "
         "largest probability difference.",
         "",
