@@ -776,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", default=argparse.SUPPRESS, help="auto (default), fp32, bf16, fp16")
         p.add_argument("--batch-size", type=int, help="images per model call (default 8)")
         p.add_argument("--workers", type=int,
-                       help="decode worker processes (default: cores - 1, at most 8; 0 on 2 cores or fewer)")
+                       help="decode worker processes (default: cores - 1, at most 8; 0 on 2 cores or fewer; "
+                            "a pass over a few photos runs in this process)")
         p.add_argument("--include", action="append", default=[], metavar="GLOB",
                        help="only files whose name or relative path matches (repeatable)")
         p.add_argument("--exclude", action="append", default=[], metavar="GLOB",

@@ -64,6 +64,10 @@ from indexer.schema import (
 )
 
 GENERATION_KEY = "embeddings_generation"
+# Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
+# ~50-70 ms on a core (bench/results/indexer_cpu.md), while a spawn worker pool starts in ~4 s.
+IDENTIFY_IN_PROCESS = 500
+DECODE_IN_PROCESS = 32
 VOCABULARY_KEY = "vocabulary_synced_for"  # the tagger version whose tags all have rows
 IDENTIFY_BATCH = 256
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
@@ -277,13 +281,19 @@ class Indexer:
                                 Photo.embedder_version == self.embedder_version).values(status=INDEXED)
         )
 
+    def _workers_for(self, items: int, in_process_up_to: int) -> int:
+        """Worker processes for a stage of ``items``: none for a handful (a pass over a few new files, as
+        ``watch`` runs), where starting spawn workers that import torch (seconds each) costs more than
+        the work."""
+        return 0 if items <= in_process_up_to else self.workers
+
     # --- identify: hash and metadata of new and changed files -----------------------------------
     def _identify(self, paths: list[str], known: dict[str, _Known], found: dict[str, FoundFile],
                   summary: IndexSummary) -> None:
         if not paths:
             return
         done = 0
-        with Stages(self.workers) as stages:
+        with Stages(self._workers_for(len(paths), IDENTIFY_IN_PROCESS)) as stages:
             for batch in batched(stages.map(identify, paths), IDENTIFY_BATCH):
                 with self.catalog.session() as session, session.begin():
                     for result in batch:
@@ -415,7 +425,7 @@ class Indexer:
         jobs = (DecodeJob(w.id, w.path, w.needs_tags, w.needs_embedding) for w in compute)
         by_id = {w.id: w for w in compute}
         by_path = {w.path: w for w in compute}
-        with Stages(self.workers, settings) as stages:
+        with Stages(self._workers_for(len(compute), DECODE_IN_PROCESS), settings) as stages:
             for batch in batched(stages.map(decode, jobs, lookahead=2 * self.batch_size), self.batch_size):
                 decoded = [d for d in batch if isinstance(d, Decoded)]
                 probs, vectors = infer(self.tagger if any(d.tagger_input is not None for d in decoded) else None,

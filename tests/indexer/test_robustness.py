@@ -161,6 +161,17 @@ def test_worker_processes_give_the_same_results_as_in_process(home, tmp_path, mo
     for name in ("library/space/rocket.jpg", "library/animals/pug.heic", "edge/zero_bytes.jpg",
                  "library/travel/fujifilm.mpo"):
         (folder / Path(name).name).write_bytes((PHOTOS / name).read_bytes())
+    import indexer.index
+    from indexer import pipeline
+
+    started = []
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", lambda *a, _real=pipeline.ProcessPoolExecutor, **k:
+                        started.append(k["max_workers"]) or _real(*a, **k))
+    assert main(["index", str(folder), "--workers", "2", "--catalog", str(tmp_path / "small")]) == 0
+    assert started == []  # four photos: hashed and decoded in this process, no pool started
+    capsys.readouterr()
+    monkeypatch.setattr(indexer.index, "IDENTIFY_IN_PROCESS", 0)  # from here on, workers even for four
+    monkeypatch.setattr(indexer.index, "DECODE_IN_PROCESS", 0)
     results = []
     for workers in ("0", "2"):
         monkeypatch.setenv("PHOTOTAG_CATALOG", str(tmp_path / f"catalog{workers}"))
@@ -170,6 +181,7 @@ def test_worker_processes_give_the_same_results_as_in_process(home, tmp_path, mo
         with Catalog.open(tmp_path / f"catalog{workers}") as catalog, catalog.session() as session:
             rows = session.execute(select(Photo.path, Embedding.vector).join(Embedding)).all()
         results.append({path: np.frombuffer(vector, dtype=np.float32) for path, vector in rows})
+    assert started == [2, 2]  # identify and decode in worker processes
     assert results[0].keys() == results[1].keys()
     assert all(np.allclose(results[0][k], results[1][k], atol=1e-5) for k in results[0])
 
