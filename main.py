@@ -232,11 +232,9 @@ def _lazy_models(settings):  # noqa: ANN001, ANN202
     (a nightly run) then takes a second or two instead of the ~6 s two loads cost on a CPU."""
     from ram_model.store import LazyModel
 
-    models = []
-    for name, load in ((settings.tagger, _load_tagger), (settings.embedder, _load_embedder)):
-        bundle = _store_with(settings, name).get(name)
-        models.append(LazyModel(bundle, lambda name=name, load=load: load(settings, name)))
-    return models
+    tagger, embedder = settings.tagger, settings.embedder
+    return (LazyModel(_store_with(settings, tagger).get(tagger), lambda: _load_tagger(settings, tagger)),
+            LazyModel(_store_with(settings, embedder).get(embedder), lambda: _load_embedder(settings, embedder)))
 
 
 def _summary_line(summary) -> str:  # noqa: ANN001
@@ -559,17 +557,23 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 # --- phototag search ---------------------------------------------------------------------------
-def cmd_search(args: argparse.Namespace) -> int:
-    from indexer.catalog import Catalog
+def _searcher(settings, catalog):  # noqa: ANN001, ANN202
+    """A Searcher on ``catalog`` whose CLIP embedder loads only when a query has words or ``similar:``."""
     from indexer.search.engine import Searcher
 
-    settings = _settings(args)
     store = _store(settings)
     version = store.get(settings.embedder).version if store.exists(settings.embedder) else None
+    return Searcher(catalog, lambda: _load_embedder(settings, settings.embedder), embedder_version=version,
+                    vector_index=settings.vector_index)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from indexer.catalog import Catalog
+
+    settings = _settings(args)
     text = " ".join(args.query)
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
-        searcher = Searcher(catalog, lambda: _load_embedder(settings, settings.embedder), embedder_version=version,
-                            vector_index=settings.vector_index)
+        searcher = _searcher(settings, catalog)
         if args.list:
             for name, saved in searcher.saved().items():
                 print(f"@{name}\t{saved}")
@@ -633,14 +637,7 @@ def cmd_write_metadata(args: argparse.Namespace) -> int:
             print(f"  note: {note}", flush=True)
 
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
-        searcher = None
-        if text:
-            from indexer.search.engine import Searcher
-
-            store = _store(settings)
-            version = store.get(settings.embedder).version if store.exists(settings.embedder) else None
-            searcher = Searcher(catalog, lambda: _load_embedder(settings, settings.embedder),
-                                embedder_version=version, vector_index=settings.vector_index)
+        searcher = _searcher(settings, catalog) if text else None
         photo_ids = select_photos(catalog, text, searcher, min_score=settings.search_min_score)
         writer = MetadataWriter(catalog, options, on_file=None if args.json else show,
                                 stop=None if args.dry_run else _install_stop())

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name  # noqa: E402 - bench/ is the script folder, first on sys.path
+from _machine import cpu_name  # bench/ is the script folder, first on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -45,7 +45,7 @@ def _interpreter() -> str:
     """The Python that ran this, relative to the checkout when it is inside it (``.venv/bin/python``)."""
     path = Path(sys.executable)
     try:
-        return str(path.relative_to(HERE.parent))
+        return str(path.relative_to(REPO))
     except ValueError:
         return str(path)
 

@@ -13,7 +13,6 @@ from typing import Any
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QLabel,
     QPlainTextEdit,
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui._dialogs import action_buttons
 from gui.errors import message_for
 from gui.library import Library
 from gui.preferences import Preferences
@@ -76,10 +76,7 @@ class MetadataDialog(QDialog):
         self.dry_button = QPushButton("Show changes (dry run)")
         self.write_button = QPushButton("Write")
         self.write_button.setEnabled(False)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.addButton(self.dry_button, QDialogButtonBox.ButtonRole.ActionRole)
-        buttons.addButton(self.write_button, QDialogButtonBox.ButtonRole.ActionRole)
-        buttons.rejected.connect(self.reject)
+        buttons = action_buttons(self, self.dry_button, self.write_button)
         layout = QVBoxLayout(self)
         layout.addWidget(heading)
         layout.addLayout(form)
@@ -122,11 +119,15 @@ class MetadataDialog(QDialog):
         self.runner.submit(lambda: self.library.write_metadata(self.photo_ids, options),
                            self._dry_done, self._failed)
 
-    def _dry_done(self, summary: Any) -> None:
+    def _show_reports(self, summary: Any) -> dict[str, int]:
+        """A run ended: list its changed and skipped files; returns its counts."""
         self._busy(False)
-        self.dry_summary = summary
         self.output.setPlainText("\n".join(report_line(r) for r in summary.files if r.status != "unchanged"))
-        counts = summary.counts()
+        return summary.counts()
+
+    def _dry_done(self, summary: Any) -> None:
+        self.dry_summary = summary
+        counts = self._show_reports(summary)
         self.status.setText(f"Dry run: {counts['would_write']} file(s) would be written, {counts['unchanged']} "
                             f"unchanged, {counts['skipped']} skipped. Nothing was changed.")
         self.write_button.setEnabled(counts["would_write"] > 0)
@@ -142,10 +143,8 @@ class MetadataDialog(QDialog):
                            self._written, self._failed)
 
     def _written(self, summary: Any) -> None:
-        self._busy(False)
         self.summary = summary
-        self.output.setPlainText("\n".join(report_line(r) for r in summary.files if r.status != "unchanged"))
-        counts = summary.counts()
+        counts = self._show_reports(summary)
         undo = f" Undo with: phototag undo-metadata {summary.run_id}" if summary.run_id else ""
         self.status.setText(f"Wrote {counts['written']} file(s), {counts['unchanged']} unchanged, "
                             f"{counts['skipped']} skipped.{undo}")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
+from indexer.index import now
 from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_USER, SUGGESTED, Photo, PhotoTag, Tag
 
 STATES = (ACCEPTED, REJECTED, SUGGESTED)
@@ -33,10 +33,6 @@ class Change:
     tag: str
     before: str | None  # the row's state before, None when the row is new
     after: str | None  # None when a user tag was withdrawn (the row is gone)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def photo_ids_for(catalog: Catalog, paths: Iterable[str | os.PathLike[str]]) -> list[int]:
@@ -73,7 +69,7 @@ def set_state(catalog: Catalog, photo_ids: Sequence[int], tag_name: str, state: 
     if state not in STATES:
         raise CorrectionError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
     changes = []
-    stamp = _now()
+    stamp = now()
     with catalog.session() as session, session.begin():
         tag = resolve_tag(session, tag_name, create=state == ACCEPTED)
         for photo_id in photo_ids:

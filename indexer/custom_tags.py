@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
+from indexer.index import embedding_rows, now
+from indexer.pipeline import batched
 from indexer.schema import (
     ACCEPTED,
     BUILTIN,
@@ -51,6 +53,7 @@ TEXT_THRESHOLD = 0.25
 EXAMPLE_THRESHOLD = 0.8
 MIXED_THRESHOLD = 0.5
 CHUNK = 20_000
+_IDS_PER_QUERY = 900  # below SQLite's limit on bound parameters
 
 
 class CustomTagError(IndexerError):
@@ -76,10 +79,6 @@ class CustomTag:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "descriptions": self.descriptions, "examples": self.examples,
                 "embedder_version": self.embedder_version, "threshold": self.threshold, "dim": len(self.prototype)}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -142,7 +141,7 @@ def build(catalog: Catalog, name: str, descriptions: Sequence[str] = (), example
 
 def save(catalog: Catalog, tag: CustomTag) -> CustomTag:
     """Store (or replace) the definition; the example photos get the tag as accepted."""
-    stamp = _now()
+    stamp = now()
     with catalog.session() as session, session.begin():
         row = session.scalars(select(Tag).where(func.lower(Tag.name) == tag.name.lower())).first()
         if row is not None and row.kind == BUILTIN:
@@ -226,15 +225,11 @@ def remove(catalog: Catalog, name: str) -> dict[str, int]:
 
 
 # --- scoring -------------------------------------------------------------------------------------
-def _embeddings(session: Session, version: str, dim: int, photo_ids: Sequence[int] | None,
-                after: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    statement = select(Embedding.photo_id, Embedding.vector).where(Embedding.model_version == version,
-                                                                   Embedding.dim == dim)
-    if photo_ids is not None:
-        statement = statement.where(Embedding.photo_id.in_(photo_ids))
-    else:
-        statement = statement.where(Embedding.photo_id > after).order_by(Embedding.photo_id).limit(CHUNK)
-    rows = session.execute(statement).all()
+def _embeddings(session: Session, version: str, dim: int, photo_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    rows = []
+    for chunk in batched(photo_ids, _IDS_PER_QUERY):
+        rows += session.execute(select(Embedding.photo_id, Embedding.vector).where(
+            Embedding.model_version == version, Embedding.dim == dim, Embedding.photo_id.in_(chunk))).all()
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
     vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
     return ids, vectors
@@ -246,17 +241,16 @@ def _write(session: Session, tag: CustomTag, ids: np.ndarray, scores: np.ndarray
     fired = scores >= tag.threshold
     id_list = ids.tolist()
     existing: dict[int, str] = {}
-    for start in range(0, len(id_list), 900):
+    for chunk in batched(id_list, _IDS_PER_QUERY):
         existing.update(session.execute(select(PhotoTag.photo_id, PhotoTag.state).where(
-            PhotoTag.tag_id == tag.tag_id, PhotoTag.photo_id.in_(id_list[start:start + 900]))).all())
+            PhotoTag.tag_id == tag.tag_id, PhotoTag.photo_id.in_(chunk))).all())
         # Withheld by a personal model: back to the base state; the personal model decides again after.
         session.execute(delete(PersonalHidden).where(PersonalHidden.tag_id == tag.tag_id,
-                                                     PersonalHidden.photo_id.in_(id_list[start:start + 900])))
+                                                     PersonalHidden.photo_id.in_(chunk)))
     stale = [i for i, f in zip(id_list, fired.tolist(), strict=True) if not f and existing.get(i) == SUGGESTED]
-    for start in range(0, len(stale), 900):
+    for chunk in batched(stale, _IDS_PER_QUERY):
         session.execute(delete(PhotoTag).where(PhotoTag.tag_id == tag.tag_id, PhotoTag.source == SOURCE_MODEL,
-                                               PhotoTag.state == SUGGESTED,
-                                               PhotoTag.photo_id.in_(stale[start:start + 900])))
+                                               PhotoTag.state == SUGGESTED, PhotoTag.photo_id.in_(chunk)))
     updates, inserts = [], []
     for photo_id, score in zip(ids[fired].tolist(), scores[fired].tolist(), strict=True):
         values = {"photo_id": photo_id, "tag_id": tag.tag_id, "score": score, "model_version": tag.model_version,
@@ -276,7 +270,7 @@ def score_photos(session: Session, photo_ids: Sequence[int]) -> None:
     """Score every custom tag on these photos (the indexer calls this for each batch it stores)."""
     if not photo_ids:
         return
-    stamp = _now()
+    stamp = now()
     embeddings: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}  # read once, not once per tag
     for tag in load_all(session):
         key = (tag.embedder_version, len(tag.prototype))
@@ -290,18 +284,13 @@ def score_photos(session: Session, photo_ids: Sequence[int]) -> None:
 def matches(catalog: Catalog, tag: CustomTag, limit: int | None = None) -> list[tuple[str, float]]:
     """(path, score) of the photos the tag fires on, best first, without writing anything."""
     found: list[tuple[int, float]] = []
+    for ids, vectors in embedding_rows(catalog, tag.embedder_version, len(tag.prototype), CHUNK):
+        scores = vectors @ tag.prototype
+        keep = scores >= tag.threshold
+        found += zip(ids[keep].tolist(), scores[keep].tolist(), strict=True)
+    found.sort(key=lambda item: -item[1])
+    found = found[:limit] if limit is not None else found
     with catalog.session() as session:
-        last = 0
-        while True:
-            ids, vectors = _embeddings(session, tag.embedder_version, len(tag.prototype), None, after=last)
-            if not len(ids):
-                break
-            scores = vectors @ tag.prototype
-            keep = scores >= tag.threshold
-            found += zip(ids[keep].tolist(), scores[keep].tolist(), strict=True)
-            last = int(ids[-1])
-        found.sort(key=lambda item: -item[1])
-        found = found[:limit] if limit is not None else found
         paths = dict(session.execute(select(Photo.id, Photo.path).where(Photo.id.in_([i for i, _ in found]))).all())
     return [(paths[i], s) for i, s in found]
 
@@ -328,14 +317,10 @@ def apply(catalog: Catalog, names: Sequence[str] | None = None, *, text_embedder
         if version is not None and tag.embedder_version != version:
             tag = refresh_prototype(catalog, tag, version, text_embedder)
         counts[tag.name] = 0
-        last, stamp = 0, _now()
-        while True:
+        stamp = now()
+        for ids, vectors in embedding_rows(catalog, tag.embedder_version, len(tag.prototype), CHUNK):
             with catalog.session() as session, session.begin():
-                ids, vectors = _embeddings(session, tag.embedder_version, len(tag.prototype), None, after=last)
-                if not len(ids):
-                    break
                 counts[tag.name] += _write(session, tag, ids, vectors @ tag.prototype, stamp)
-            last = int(ids[-1])
             if on_progress is not None:
                 on_progress(tag.name, counts[tag.name])
     return counts

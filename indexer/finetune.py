@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,8 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
+from indexer.index import now
+from indexer.pipeline import batched
 from indexer.schema import (
     ACCEPTED,
     CUSTOM,
@@ -69,10 +70,6 @@ CHUNK = 5_000
 
 class FinetuneError(IndexerError):
     """Fine-tuning cannot run, or a version cannot be found (the message says what to do)."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _logit(p: np.ndarray | float) -> np.ndarray:
@@ -115,7 +112,12 @@ class TagData:
     labels: np.ndarray
 
     def features(self) -> np.ndarray:
-        return np.hstack([self.embeddings, self.fired[:, None], (self.margin * self.fired)[:, None]])
+        return _features(self.embeddings, self.fired, self.margin)
+
+
+def _features(embeddings: np.ndarray, fired: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """The adapter's input: ``[CLIP embedding, base fired, base margin where it fired]``."""
+    return np.hstack([embeddings, fired[:, None], (margin * fired)[:, None]])
 
 
 def _base_fired(score: float | None, source: str | None, model_version: str | None) -> bool:
@@ -291,7 +293,7 @@ def train(catalog: Catalog, *, dry_run: bool = False, activate: bool = True) -> 
     if dry_run or version is None:
         return FinetuneResult(None, accepted, False, report)
     with catalog.session() as session, session.begin():
-        model = PersonalModel(created_at=_now(), embedder_version=version, active=False, accepted=accepted,
+        model = PersonalModel(created_at=now(), embedder_version=version, active=False, accepted=accepted,
                               corrections=report["corrections"], report=json.dumps(report))
         session.add(model)
         session.flush()
@@ -360,9 +362,8 @@ def _rules(session: Session, model_id: int) -> list[_Rule]:
             for r in rows if r.tag_id in infos]
 
 
-def _chunks(ids: Sequence[int], size: int = 900) -> list[list[int]]:
-    ids = list(ids)
-    return [ids[start:start + size] for start in range(0, len(ids), size)]
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return list(batched(ids, 900))  # below SQLite's limit on bound parameters
 
 
 def _reset(session: Session, photo_ids: Sequence[int] | None, tag_ids: Sequence[int] | None) -> None:
@@ -377,7 +378,7 @@ def _reset(session: Session, photo_ids: Sequence[int] | None, tag_ids: Sequence[
         if hidden:
             present = set(session.execute(select(PhotoTag.photo_id, PhotoTag.tag_id).where(
                 PhotoTag.photo_id.in_({h.photo_id for h in hidden}))).all())
-            stamp = _now()
+            stamp = now()
             restore = [{"photo_id": h.photo_id, "tag_id": h.tag_id, "score": h.score, "source": SOURCE_MODEL,
                         "state": SUGGESTED, "model_version": h.model_version, "updated_at": stamp}
                        for h in hidden if (h.photo_id, h.tag_id) not in present]
@@ -393,8 +394,7 @@ def _decide(rule: _Rule, embeddings: np.ndarray, fired: np.ndarray, margin: np.n
     """(fires, score to show) for each photo."""
     if rule.method == "threshold":
         return (fired > 0) & (np.nan_to_num(scores, nan=-np.inf) >= rule.threshold), scores
-    features = np.hstack([embeddings, fired[:, None], (margin * fired)[:, None]])
-    probability = _sigmoid(features @ rule.weights + rule.bias)
+    probability = _sigmoid(_features(embeddings, fired, margin) @ rule.weights + rule.bias)
     return probability >= 0.5, probability
 
 
@@ -413,7 +413,7 @@ def _apply_rules(session: Session, model_id: int, rules: list[_Rule], photo_ids:
                                    .where(PhotoTag.photo_id.in_(chunk), PhotoTag.tag_id.in_(tag_ids))):
             rows[(row.photo_id, row.tag_id)] = row
     position = {photo_id: i for i, photo_id in enumerate(ids)}
-    stamp = _now()
+    stamp = now()
     version = f"{PERSONAL_PREFIX}{model_id}"
     for rule in rules:
         fired = np.zeros(len(ids))
@@ -476,12 +476,13 @@ def apply_active(catalog: Catalog) -> dict[str, int]:
         version = session.scalar(select(PersonalModel.embedder_version).where(PersonalModel.id == model_id))
         all_ids = session.scalars(select(Embedding.photo_id).where(Embedding.model_version == version)
                                   .order_by(Embedding.photo_id)).all()
+        rules = _rules(session, model_id)  # plain values: read once, not once per chunk
     with catalog.session() as session, session.begin():
         _reset(session, None, None)  # whatever an earlier model did goes first
     for start in range(0, len(all_ids), CHUNK):
         with catalog.session() as session, session.begin():
             ids, embeddings = _embeddings_for(session, version, all_ids[start:start + CHUNK])
-            counts = _apply_rules(session, model_id, _rules(session, model_id), ids, embeddings)
+            counts = _apply_rules(session, model_id, rules, ids, embeddings)
         totals["added"] += counts["added"]
         totals["withheld"] += counts["withheld"]
         totals["photos"] += len(ids)

@@ -209,12 +209,10 @@ class Indexer:
         marking all of them missing would empty every search (and a later pass bring them back). Refuse."""
         try:
             with os.scandir(root) as entries:
-                if any(True for _ in entries):
+                if next(entries, None) is not None:
                     return
-        except NotADirectoryError:
-            return
         except OSError:
-            return  # unreadable: the scan reports it
+            return  # a file, or unreadable: the scan reports the latter
         with self.catalog.session() as session:
             held = session.scalar(select(func.count()).select_from(Photo).where(
                 under(Photo.path, [root]), Photo.status != MISSING))

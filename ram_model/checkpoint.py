@@ -15,6 +15,7 @@ import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -81,11 +82,11 @@ def read_state_dict(
 def _read_safetensors(path: Path, dtypes: Mapping[str, torch.dtype]) -> StateDict:
     """The tensors named in ``dtypes`` read a slice at a time into their new precision; the rest read whole."""
     tensors: StateDict = {}
-    offsets = _data_offsets(path)
     # One read buffer for every slice: temporary buffers freed between the kept tensors would
     # leave holes in the heap that stay resident.
     buffer = torch.empty(_CONVERT_SLICE_BYTES, dtype=torch.uint8)
     with safe_open(path, framework="pt", backend="pread") as file, open(path, "rb") as handle:
+        offsets = _data_offsets(handle)
         for key in file.offset_keys():
             dtype = dtypes.get(clean_key(key) or "")
             if dtype is None:
@@ -105,17 +106,19 @@ def _read_safetensors(path: Path, dtypes: Mapping[str, torch.dtype]) -> StateDic
     return tensors
 
 
-def _data_offsets(path: Path) -> dict[str, int]:
+def _data_offsets(handle: BinaryIO) -> dict[str, int]:
     """Where each tensor's bytes start in a safetensors file: after the 8-byte header length and the JSON header."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
+    handle.seek(0)
+    (length,) = struct.unpack("<Q", handle.read(8))
+    header = json.loads(handle.read(length))
     return {key: 8 + length + entry["data_offsets"][0] for key, entry in header.items() if key != "__metadata__"}
 
 
 def _converted(state_dict: StateDict, dtypes: Mapping[str, torch.dtype] | None) -> StateDict:
+    if not dtypes:
+        return state_dict
     for key, value in state_dict.items():
-        dtype = (dtypes or {}).get(clean_key(key) or "")
+        dtype = dtypes.get(clean_key(key) or "")
         if dtype is not None:
             state_dict[key] = value.to(dtype)
     return state_dict

@@ -88,10 +88,6 @@ class LazyModel:
         self._load = load
         self._model: Any = None
 
-    @property
-    def is_loaded(self) -> bool:
-        return self._model is not None
-
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # not the model's: copy, pickle and the like probe for these
             raise AttributeError(name)

@@ -94,7 +94,6 @@ class Staged:
     target: Path
     temp: Path
     digest: str
-    size: int
 
     def commit(self) -> None:
         os.replace(self.temp, self.target)
@@ -137,5 +136,5 @@ def stage(target: Path, data: bytes, *, like: os.stat_result | None = None, mode
         except OSError:
             pass
         raise
-    return Staged(target, temp, bytes_hash(data), len(data))
+    return Staged(target, temp, bytes_hash(data))
 

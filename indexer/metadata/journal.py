@@ -26,7 +26,6 @@ unless ``force``. Callers hold the catalog's writer lock (photo rows follow rest
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -74,10 +73,6 @@ class JournalEntry:
     backup: str | None  # file name in backups/
     afters: list[str | None] = field(default_factory=list)  # every state the run left it in, in order
     photo_id: int | None = None  # a catalog row whose size/mtime/hash follow this file
-
-    @property
-    def after(self) -> str | None:
-        return self.afters[-1] if self.afters else None
 
 
 @dataclass(frozen=True)
@@ -197,9 +192,7 @@ class Journal:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             record |= {"finished_at": datetime.now().isoformat(timespec="seconds"), "counts": counts}
-            temp = path.with_suffix(".tmp")
-            temp.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
-            os.replace(temp, path)
+            stage(path, json.dumps(record, indent=2, ensure_ascii=False).encode(), mode=0o644).commit()
         except (OSError, ValueError):
             pass  # the counts are for --list only; the journal itself is complete
 

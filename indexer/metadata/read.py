@@ -475,7 +475,12 @@ def _gps_coordinate(value: Any, ref: Any, refs: str, limit: float) -> float:
 # --- XMP ---------------------------------------------------------------------------------------
 
 
-def _parse_xmp(data: bytes | str) -> ElementTree.Element:
+def _xmp_markup(data: bytes | str) -> bytes:
+    """A packet's bytes from its first ``<``, padding stripped; the XMP writer parses through this too.
+
+    Raises:
+        ValueError: not XML, or it declares a DTD (XMP never does; entities could expand without bound).
+    """
     if isinstance(data, str):
         data = data.encode("utf-8")
     data = bytes(data).strip(b"\x00 \t\r\n")
@@ -485,6 +490,11 @@ def _parse_xmp(data: bytes | str) -> ElementTree.Element:
     data = data[start:]
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise ValueError("declares a DTD, which XMP never does")
+    return data
+
+
+def _parse_xmp(data: bytes | str) -> ElementTree.Element:
+    data = _xmp_markup(data)
     try:
         return ElementTree.fromstring(data)
     except ElementTree.ParseError as exc:

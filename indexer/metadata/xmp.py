@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from xml.etree import ElementTree
 
 from indexer.metadata.errors import XmpError
+from indexer.metadata.read import _xmp_markup
 
 __all__ = ["NS_PHOTOTAG", "Claim", "KeywordChange", "XmpPacket", "clean_keyword", "unique_keywords"]
 
@@ -147,15 +148,12 @@ class XmpPacket:
         Raises:
             XmpError: not well-formed XML, a DTD (never in XMP), or no ``rdf:RDF`` in it.
         """
-        data = bytes(data).strip(b"\x00 \t\r\n")
+        try:
+            data = _xmp_markup(data)
+        except ValueError as exc:
+            raise XmpError(str(exc)) from None
         if len(data) > _MAX_PACKET_BYTES:
             raise XmpError(f"the XMP packet is larger than {_MAX_PACKET_BYTES >> 20} MiB")
-        start = data.find(b"<")
-        if start < 0:
-            raise XmpError("not XML")
-        data = data[start:]
-        if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-            raise XmpError("the XMP declares a DTD, which XMP never does")
         prefixes: dict[str, str] = {}
         try:
             root = None

@@ -237,7 +237,6 @@ class _Compiler:
         self.semantic_tables: list[Table] = []  # positive semantic terms: their scores rank results
         self.tag_ids: list[int] = []  # positive tag terms: their scores rank tag-only queries
         self._metadata = MetaData()
-        self._names: dict[str, tuple[list[int], tuple[int, int]]] | None = None
         self._tags_drive = True
         self.subject: Any = Photo.id  # the photo id the conditions test: photos.id, or a tag row's photo_id
         self.restrict: np.ndarray | None = None  # semantic terms score only these photo ids (see prefilter)
@@ -272,12 +271,7 @@ class _Compiler:
         passed = np.fromiter(self.session.scalars(select(Photo.id).where(
             Photo.id.in_(select(candidates.c.value)), condition, Photo.status != MISSING)), dtype=np.int64)
         keep = np.isin(ids, passed)
-        scores, ids = scores[keep], ids[keep]  # still best first
-        total = len(ids)
-        if limit is not None and total > limit:
-            take = scores >= scores[limit - 1]
-            scores, ids = scores[take], ids[take]
-        return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
+        return self._top(ids[keep], scores[keep], limit)
 
     def _run_general(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """One SELECT over ``photos`` with the whole query as its condition."""
@@ -300,22 +294,19 @@ class _Compiler:
         """A lone free-text or ``similar:`` term: FAISS ranks, SQL only drops missing photos and reads the top rows."""
         scores, ids = self._matches(self._query_vector(node))
         keep = self._not_missing(ids)
-        scores, ids = scores[keep], ids[keep]
-        total = len(ids)
-        # FAISS sorts by score: every photo scoring at least the limit-th best (its ties included) may be shown.
-        if limit is not None and total > limit:
-            take = scores >= scores[limit - 1]
-            scores, ids = scores[take], ids[take]
-        return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
+        return self._top(ids[keep], scores[keep], limit)
 
     def _run_tags(self, tree: q.Node, limit: int | None) -> tuple[int, list[tuple]]:
         """Tags with booleans and filters, every match carrying a queried tag: one read of the covering tag index
         (see :meth:`_by_tag_rows`) gives every match and its score; photo rows are read for the top ones only."""
         ids, scores = self._fetch_pairs(self._by_tag_rows(tree))
         keep = self._not_missing(ids)
-        ids, scores = ids[keep], scores[keep]
+        return self._top(ids[keep], scores[keep], limit)
+
+    def _top(self, ids: np.ndarray, scores: np.ndarray, limit: int | None) -> tuple[int, list[tuple]]:
+        """(matches, rows) for every match and its score: photo rows are read only for those scoring at least
+        the limit-th best (its ties included, as the order among them is newest first, see :meth:`_rank`)."""
         total = len(ids)
-        # Every photo scoring at least the limit-th best (its ties included) may be shown.
         if limit is not None and total > limit:
             take = scores >= -np.partition(-scores, limit - 1)[limit - 1]
             ids, scores = ids[take], scores[take]

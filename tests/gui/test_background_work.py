@@ -94,6 +94,12 @@ def test_write_metadata_shows_the_dry_run_first(qtbot, window, small_folder) -> 
     assert "would write sidecar" in dialog.output.toPlainText() and "+my trip" in dialog.output.toPlainText()
     assert not os.path.exists(sidecar)  # the dry run changed nothing
     assert dialog.write_button.isEnabled()
+    dialog.lang.setCurrentIndex(dialog.lang.findData("both"))  # the dry run shown no longer applies
+    assert not dialog.write_button.isEnabled()
+    dialog.dry_summary = None
+    dialog.dry_button.click()
+    qtbot.waitUntil(lambda: dialog.dry_summary is not None, timeout=30_000)
+    assert dialog.write_button.isEnabled()
     dialog.write_button.click()
     qtbot.waitUntil(lambda: dialog.summary is not None, timeout=30_000)
     assert os.path.exists(sidecar) and "my trip" in open(sidecar, encoding="utf-8").read()

@@ -144,7 +144,8 @@ def test_xp_keywords_can_be_replaced_and_removed() -> None:
     tiff = JpegFile.parse(canon()).exif()
     once = set_xp_keywords(tiff, ["a", "b"])
     twice = set_xp_keywords(once, ["b"])
-    assert JpegFile(JpegFile.parse(canon()).segments, b"").exif() == tiff
+    assert piexif.load(b"Exif\x00\x00" + once)["0th"][piexif.ImageIFD.XPKeywords] == tuple("a;b".encode("utf-16-le")
+                                                                                         + b"\x00\x00")
     assert piexif.load(b"Exif\x00\x00" + twice)["0th"][piexif.ImageIFD.XPKeywords] == tuple("b".encode("utf-16-le")
                                                                                           + b"\x00\x00")
     assert piexif.ImageIFD.XPKeywords not in piexif.load(b"Exif\x00\x00" + set_xp_keywords(twice, []))["0th"]
