@@ -41,9 +41,20 @@ class Failure:
     message: str
 
 
+def _hasher() -> Any:
+    return hashlib.blake2b(digest_size=32)
+
+
+def bytes_hash(data: bytes) -> str:
+    """:func:`content_hash` of bytes in memory (a file about to be written, say)."""
+    digest = _hasher()
+    digest.update(data)
+    return digest.hexdigest()
+
+
 def content_hash(path: str) -> str:
     """blake2b-256 of the file's bytes, hex: identical files share it, a moved file keeps it."""
-    digest = hashlib.blake2b(digest_size=32)
+    digest = _hasher()
     with open(path, "rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)

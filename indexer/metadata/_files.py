@@ -10,7 +10,6 @@ between can leave only the hidden temporary (``.NAME.phototag-XXXXXXXX.tmp``), s
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import secrets
 import stat
@@ -19,16 +18,11 @@ from pathlib import Path
 
 from indexer._durable import fsync_folder
 from indexer.metadata.errors import FileSkipped
-from indexer.pipeline import content_hash
+from indexer.pipeline import bytes_hash, content_hash
 
 _READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 TEMP_MARK = ".phototag-"
-
-
-def bytes_hash(data: bytes) -> str:
-    """blake2b-256, hex: the catalog's ``content_hash`` (``indexer.pipeline.content_hash``) of these bytes."""
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def file_hash(path: Path) -> str:
