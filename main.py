@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_BATCH_SIZE = 8  # tag-photo's images per model call
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
@@ -23,7 +24,8 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
         tagger=getattr(args, "tagger", None), batch_size=getattr(args, "batch_size", None),
         chunk_size=getattr(args, "chunk_size", None), embedder=getattr(args, "embedder", None),
         catalog=getattr(args, "catalog", None), workers=getattr(args, "workers", None),
-        lock_wait=getattr(args, "wait", None),
+        lock_wait=getattr(args, "wait", None), compile=getattr(args, "compile", None),
+        gpu_decode=getattr(args, "gpu_decode", None),
     )
 
 
@@ -119,9 +121,9 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
     failed = 0
     paths = [Path(p) for p in args.paths]
     with tqdm(total=len(paths), unit="photo", disable=None, file=sys.stderr) as bar:
-        for start in range(0, len(paths), settings.batch_size):
+        for start in range(0, len(paths), (settings.batch_size or DEFAULT_BATCH_SIZE)):
             batch, inputs = [], []
-            for path in paths[start : start + settings.batch_size]:
+            for path in paths[start : start + (settings.batch_size or DEFAULT_BATCH_SIZE)]:
                 try:
                     # Preprocessed at once: a batch holds 384x384 inputs, not full-size decoded photos.
                     inputs.append(preprocess_batch([open_image(path, draft_size=draft)], size))
@@ -138,7 +140,7 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
                 if not args.json:
                     names = ", ".join(f"{hit.name(args.lang)} ({hit.score:.2f})" for hit in result.tags)
                     print(f"{path}: {names or '(no tag above its threshold)'}", flush=True)
-            bar.update(len(paths[start : start + settings.batch_size]))
+            bar.update(len(paths[start : start + (settings.batch_size or DEFAULT_BATCH_SIZE)]))
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     return EXIT_PARTIAL if failed else EXIT_OK
@@ -146,9 +148,12 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
 
 # --- phototag index / watch / status / failures / tags ---------------------------------------------
 def _load_embedder(settings, name: str):  # noqa: ANN001, ANN202
-    from ram_model.device import resolve_device
+    from ram_model.device import resolve_device, resolve_dtype
 
-    embedder = _store_with(settings, name).load_embedder(name).to(resolve_device(settings.device))
+    device = resolve_device(settings.device)
+    embedder = _store_with(settings, name).load_embedder(name).to(device)
+    if device.type == "cuda":  # image embeddings under the tagger's autocast precision on a GPU
+        embedder.set_precision(resolve_dtype(settings.precision, device))
     if embedder.bundle.random:
         _say(f"warning: {name} has RANDOM weights: its embeddings are meaningless")
     return embedder
@@ -221,6 +226,7 @@ def _indexer(settings, catalog, stop, progress, args, on_failure=None):  # noqa:
     return Indexer(
         catalog, *_lazy_models(settings),
         workers=settings.workers, batch_size=settings.batch_size, draft=settings.draft_decode,
+        device_decode=settings.gpu_decode, compile=settings.compile,
         max_attempts=settings.max_attempts, on_progress=progress, stop=stop, on_failure=on_failure,
         rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
         vector_index=settings.vector_index,
@@ -771,7 +777,12 @@ def build_parser() -> argparse.ArgumentParser:
         # Also accepted before the command; SUPPRESS keeps `phototag --device cpu index` working.
         p.add_argument("--device", default=argparse.SUPPRESS, help="auto (default), cpu, cuda, cuda:N or mps")
         p.add_argument("--precision", default=argparse.SUPPRESS, help="auto (default), fp32, bf16, fp16")
-        p.add_argument("--batch-size", type=int, help="images per model call (default 8)")
+        p.add_argument("--batch-size", type=int,
+                       help="images per model call (default: 8 on a CPU; on a GPU the largest that fits in memory)")
+        p.add_argument("--compile", action="store_true", default=None,
+                       help="on a GPU, torch.compile the models first (about a minute; faster on large libraries)")
+        p.add_argument("--no-gpu-decode", dest="gpu_decode", action="store_false", default=None,
+                       help="on a GPU, decode every photo on the CPU (default: plain JPEGs are decoded by the GPU)")
         p.add_argument("--workers", type=int,
                        help="decode worker processes (default: cores - 1, at most 8; 0 on 2 cores or fewer; "
                             "a pass over a few photos runs in this process)")

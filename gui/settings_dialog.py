@@ -32,9 +32,11 @@ class SettingsDialog(QDialog):
         self.device.setCurrentText(preferences.device or settings.device)
         self.device.setToolTip("auto: CUDA, then MPS, then CPU. Takes effect at the next index pass.")
         self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 512)
-        self.batch_size.setValue(preferences.batch_size or settings.batch_size)
-        self.batch_size.setToolTip("Images per model call: larger is faster on a GPU, until memory runs out")
+        self.batch_size.setRange(0, 512)
+        self.batch_size.setSpecialValueText("auto")  # 0: 8 on a CPU, from free memory on a GPU
+        self.batch_size.setValue(preferences.batch_size or settings.batch_size or 0)
+        self.batch_size.setToolTip("Images per model call: larger is faster on a GPU, until memory runs out; "
+                                   "auto: 8 on a CPU, the largest that fits on a GPU")
         self.threshold_offset = QDoubleSpinBox()
         self.threshold_offset.setRange(0.0, 0.5)
         self.threshold_offset.setDecimals(2)
@@ -76,7 +78,7 @@ class SettingsDialog(QDialog):
 
     def preferences(self) -> Preferences:
         device = self.device.currentText().strip() or "auto"
-        batch = self.batch_size.value()
+        batch = self.batch_size.value() or None
         return Preferences(
             device=None if device == self._settings.device else device,
             batch_size=None if batch == self._settings.batch_size else batch,

@@ -38,11 +38,11 @@ from indexer.pipeline import (
     DecodeSettings,
     Failure,
     Identified,
+    ModelStage,
     Stages,
     batched,
     decode,
     identify,
-    infer,
 )
 from indexer.scan import FoundFile, ScanRules, scan
 from indexer.schema import (
@@ -66,6 +66,7 @@ from indexer.schema import (
 GENERATION_KEY = "embeddings_generation"
 # Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
 # ~50-70 ms on a core (bench/results/indexer_cpu.md), while a spawn worker pool starts in ~4 s.
+DEFAULT_BATCH_SIZE = 8
 IDENTIFY_IN_PROCESS = 500
 DECODE_IN_PROCESS = 32
 VOCABULARY_KEY = "vocabulary_synced_for"  # the tagger version whose tags all have rows
@@ -144,9 +145,11 @@ class Indexer:
         embedder: Any,
         *,
         workers: int = 0,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         rules: ScanRules | None = None,
         draft: bool = True,
+        device_decode: bool = True,
+        compile: bool = False,
         max_attempts: int = 3,
         on_progress: Progress | None = None,
         on_failure: Callable[[Failure], None] | None = None,
@@ -160,6 +163,9 @@ class Indexer:
         self.batch_size = batch_size
         self.rules = rules or ScanRules()
         self.draft = draft
+        self.device_decode = device_decode
+        self.compile = compile
+        self._stage: ModelStage | None = None
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda stage, done, total: None)
         self.on_failure = on_failure or (lambda failure: None)
@@ -419,15 +425,16 @@ class Indexer:
                     done += self._copy_results(session, donors[items[0].content_hash], items, summary)
             self.on_progress("model", done, total)
 
-        settings = DecodeSettings(self.tagger.image_size, getattr(self.embedder, "transform", None), self.draft)
+        stage = self._model_stage()
         jobs = (DecodeJob(w.id, w.path, w.needs_tags, w.needs_embedding) for w in compute)
         by_id = {w.id: w for w in compute}
         by_path = {w.path: w for w in compute}
-        with Stages(self._workers_for(len(compute), DECODE_IN_PROCESS), settings) as stages:
-            for batch in batched(stages.map(decode, jobs, lookahead=2 * self.batch_size), self.batch_size):
-                decoded = [d for d in batch if isinstance(d, Decoded)]
-                probs, vectors = infer(self.tagger if any(d.tagger_input is not None for d in decoded) else None,
-                                       self.embedder, decoded)
+        batch_size = self._batch_size()
+        with Stages(self._workers_for(len(compute), DECODE_IN_PROCESS), stage.settings) as stages:
+            decoded_batches = batched(stages.map(decode, jobs, lookahead=2 * batch_size), batch_size)
+            for batch, outputs in stage.run(decoded_batches):
+                probs, vectors = outputs.probs, outputs.vectors
+                batch = [outputs.failures.get(r.photo_id, r) if isinstance(r, Decoded) else r for r in batch]
                 with self.catalog.session() as session, session.begin():
                     items = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
                     for result, item in zip(batch, items, strict=True):
@@ -447,6 +454,35 @@ class Indexer:
                 self.on_progress("model", done, total)
                 if self.stop.is_set():
                     return
+
+    def _on_gpu(self) -> bool:
+        return self.tagger.device.type == "cuda"
+
+    def _model_stage(self) -> ModelStage:
+        """The model stage, built once per Indexer (a compiled model is compiled once). On a GPU, photos
+        travel as uint8 pixels and plain JPEGs are decoded by the GPU (unless ``device_decode`` is off)."""
+        if self._stage is None:
+            gpu = self._on_gpu()
+            transform = getattr(self.embedder, "pixel_transform" if gpu else "transform", None)
+            settings = DecodeSettings(self.tagger.image_size, transform, self.draft, pixels=gpu,
+                                      device_jpeg=gpu and self.device_decode)
+            self._stage = ModelStage(self.tagger, self.embedder, settings)
+            if gpu and self.compile:
+                batch = self._batch_size()
+                self.tagger.compile(batch)
+                self.embedder.compile(batch)
+        return self._stage
+
+    def _batch_size(self) -> int:
+        """``batch_size`` as given; else 8 off a GPU, and on one the largest that fits its free memory."""
+        if self.batch_size is None:
+            if not self._on_gpu():
+                self.batch_size = DEFAULT_BATCH_SIZE
+            else:
+                from ram_model.accel import auto_batch_size
+
+                self.batch_size = auto_batch_size(self.tagger, self.embedder)
+        return self.batch_size
 
     def _current_donors(self, hashes: set[str]) -> dict[str, int]:
         """content hash → a photo whose results for these bytes are current."""

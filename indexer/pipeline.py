@@ -101,10 +101,18 @@ class DecodeJob:
 
 @dataclass(frozen=True)
 class Decoded:
+    """Model inputs of one photo: float32 normalised, or uint8 pixels (``DecodeSettings.pixels``).
+
+    A JPEG left to the GPU's decoder has no inputs yet: ``device_jpeg`` holds its EXIF orientation,
+    and ``wants`` which models need it (tagger, embedder).
+    """
+
     photo_id: int
     path: str
-    tagger_input: torch.Tensor | None  # [3, S, S] float32, normalised
+    tagger_input: torch.Tensor | None  # [3, S, S]
     embedder_input: torch.Tensor | None
+    device_jpeg: int | None = None
+    wants: tuple[bool, bool] = (False, False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,14 @@ class DecodeSettings:
     tagger_size: int
     embedder_transform: Callable[[Any], torch.Tensor] | None
     draft: bool = True
+    # uint8 pixels instead of float32 inputs (a quarter of the bytes; the models normalise them on their device).
+    pixels: bool = False
+    # Leave plain JPEGs to the GPU's decoder (ram_model.accel.device_decodable); needs ``pixels``.
+    device_jpeg: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device_jpeg and not self.pixels:
+            raise ValueError("device_jpeg needs pixels=True: the device decoder gives uint8 pixels")
 
 
 _settings: DecodeSettings | None = None
@@ -126,19 +142,25 @@ def _init_worker(settings: DecodeSettings | None) -> None:
 
 
 def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | Failure:
-    """Stage 2: decode one photo into model inputs."""
-    from ram_model.preprocess import open_image, preprocess
+    """Stage 2: decode one photo into model inputs (or leave a plain JPEG to the GPU's decoder)."""
+    from ram_model.accel import device_decodable
+    from ram_model.preprocess import open_image, preprocess, resized_pixels
 
     settings = settings or _settings
     assert settings is not None, "decode() needs settings (or a worker initialised with them)"
+    wants_embedding = job.embedder and settings.embedder_transform is not None
+    if settings.device_jpeg:
+        orientation = device_decodable(job.path)
+        if orientation is not None:
+            return Decoded(job.photo_id, job.path, None, None, orientation, (job.tagger, wants_embedding))
     try:
         draft = settings.tagger_size if settings.draft else None
         # One decode serves both models; the reduced decode stays above 384 px, so also above CLIP's 224.
         image = open_image(job.path, draft_size=draft)
-        tagger_input = preprocess(image, settings.tagger_size) if job.tagger else None
-        embedder_input = None
-        if job.embedder and settings.embedder_transform is not None:
-            embedder_input = settings.embedder_transform(image)
+        tagger_input = None
+        if job.tagger:
+            tagger_input = (resized_pixels if settings.pixels else preprocess)(image, settings.tagger_size)
+        embedder_input = settings.embedder_transform(image) if wants_embedding else None
     except ImageError as exc:
         return Failure(job.path, exc.reason or "corrupt", str(exc))
     except MemoryError:
@@ -204,17 +226,181 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def infer(tagger: Any, embedder: Any, decoded: list[Decoded]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Stage 3: one batched call per model. Returns probabilities and embeddings by photo id."""
-    probs: dict[int, np.ndarray] = {}
-    vectors: dict[int, np.ndarray] = {}
-    for_tags = [d for d in decoded if d.tagger_input is not None]
-    if for_tags and tagger is not None:
-        rows = tagger.predict(torch.stack([d.tagger_input for d in for_tags]))
-        probs = {d.photo_id: row for d, row in zip(for_tags, rows, strict=True)}
-    for_embed = [d for d in decoded if d.embedder_input is not None]
-    if for_embed and embedder is not None:
-        batch = torch.stack([d.embedder_input for d in for_embed])
-        rows = embedder.embed_image_tensors(batch).numpy().astype(np.float32)
-        vectors = {d.photo_id: row for d, row in zip(for_embed, rows, strict=True)}
-    return probs, vectors
+@dataclass
+class Outputs:
+    """One batch's model results by photo id, and the photos that failed only now (a JPEG the GPU's
+    decoder refused and the CPU decoder could not read either)."""
+
+    probs: dict[int, np.ndarray]
+    vectors: dict[int, np.ndarray]
+    failures: dict[int, Failure]
+
+
+@dataclass
+class _Prepared:
+    tagged: list[int]
+    tagger_input: torch.Tensor | None
+    embedded: list[int]
+    embedder_input: torch.Tensor | None
+    failures: dict[int, Failure]
+    ready: Any = None  # a CUDA event: the inputs are complete on the device
+
+
+class ModelStage:
+    """Stage 3: batches of decoded photos → probabilities and embeddings.
+
+    ``prepare`` finishes the inputs on the models' device (GPU JPEG decoding and resizing, pinned
+    copies of CPU-decoded pixels, on a side stream); ``compute`` starts both models and returns a
+    function that waits for their results. On a GPU ``run`` prepares the next batch in a thread and
+    collects a batch's results only once the next one is started (``ram_model.accel.pipelined``);
+    elsewhere it runs the two steps in turn. ``tagger`` and ``embedder`` are only touched when a
+    batch needs them, so lazily loaded models stay unloaded for work that does not need them.
+    """
+
+    def __init__(self, tagger: Any, embedder: Any, settings: DecodeSettings) -> None:
+        self.tagger = tagger
+        self.embedder = embedder
+        self.settings = settings
+        self._device: torch.device | None = None
+        self._stream: Any = None
+
+    def _specs(self, tagger: bool, embedder: bool) -> list[Any]:
+        from ram_model.accel import InputSpec
+        from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+        specs = []
+        if tagger:
+            specs.append(InputSpec(self.settings.tagger_size, IMAGENET_MEAN, IMAGENET_STD, stretch=True))
+        if embedder:
+            e = self.embedder
+            specs.append(InputSpec(e.image_size, e.mean, e.std, stretch=False))
+        return specs
+
+    def device(self, decoded: list[Decoded]) -> torch.device:
+        if self._device is None:
+            needs_tags = any(d.tagger_input is not None or d.wants[0] for d in decoded)
+            self._device = self.tagger.device if needs_tags else self.embedder.device
+        return self._device
+
+    def _device_decode(self, items: list[Decoded], device: torch.device) -> tuple[list[Decoded], dict[int, Failure]]:
+        """Decode the JPEGs left to the device into inputs; one it refuses is decoded on the CPU."""
+        from ram_model.accel import decode_on_device, read_bytes
+
+        tagger = any(d.wants[0] for d in items)
+        embedder = any(d.wants[1] for d in items)
+        specs = self._specs(tagger, embedder)
+        files, readable = [], []
+        failures: dict[int, Failure] = {}
+        out: list[Decoded] = []
+        for d in items:
+            try:
+                files.append(read_bytes(d.path))
+                readable.append(d)
+            except OSError as exc:
+                failures[d.photo_id] = Failure(d.path, "unreadable", f"cannot read {d.path}: {exc.strerror or exc}")
+        results = decode_on_device(files, [d.device_jpeg or 1 for d in readable], specs, device) if files else []
+        cpu = DecodeSettings(self.settings.tagger_size, self.embedder.pixel_transform if embedder else None,
+                             self.settings.draft, pixels=True)
+        for d, inputs in zip(readable, results, strict=True):
+            if inputs is None:
+                again = decode(DecodeJob(d.photo_id, d.path, d.wants[0], d.wants[1]), cpu)
+                if isinstance(again, Failure):
+                    failures[d.photo_id] = again
+                else:
+                    out.append(again)
+                continue
+            found = iter(inputs)
+            t = next(found) if tagger else None
+            e = next(found) if embedder else None
+            out.append(Decoded(d.photo_id, d.path, t if d.wants[0] else None, e if d.wants[1] else None))
+        return out, failures
+
+    def prepare(self, batch: list[Decoded | Failure]) -> _Prepared:
+        decoded = [d for d in batch if isinstance(d, Decoded)]
+        if not decoded:
+            return _Prepared([], None, [], None, {})
+        device = self.device(decoded)
+        on_gpu = device.type == "cuda"
+        if on_gpu and self._stream is None:
+            self._stream = torch.cuda.Stream(device)
+        with torch.cuda.stream(self._stream) if on_gpu else _no_context():
+            jpegs = [d for d in decoded if d.device_jpeg is not None]
+            failures: dict[int, Failure] = {}
+            if jpegs:
+                done, failures = self._device_decode(jpegs, device)
+                decoded = [d for d in decoded if d.device_jpeg is None] + done
+
+            def stacked(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+                if not tensors:
+                    return None
+                on_device = [t.to(device, non_blocking=True) for t in tensors if t.device.type != "cpu"]
+                on_host = [t for t in tensors if t.device.type == "cpu"]
+                if on_host and on_gpu:  # pinned: the copy to the GPU runs asynchronously
+                    host = torch.stack(on_host).pin_memory()
+                    on_device.insert(0, host.to(device, non_blocking=True))
+                elif on_host:
+                    on_device.insert(0, torch.stack(on_host))
+                parts = [p if p.dim() == 4 else p.unsqueeze(0) for p in on_device]
+                return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+            # Host-decoded photos first, then device-decoded ones, in each list's own order.
+            for_tags = sorted((d for d in decoded if d.tagger_input is not None),
+                              key=lambda d: d.tagger_input.device.type != "cpu")
+            for_embed = sorted((d for d in decoded if d.embedder_input is not None),
+                               key=lambda d: d.embedder_input.device.type != "cpu")
+            prepared = _Prepared([d.photo_id for d in for_tags], stacked([d.tagger_input for d in for_tags]),
+                                 [d.photo_id for d in for_embed], stacked([d.embedder_input for d in for_embed]),
+                                 failures)
+            if on_gpu:
+                prepared.ready = torch.cuda.Event()
+                prepared.ready.record(self._stream)
+        return prepared
+
+    def compute(self, prepared: _Prepared) -> Callable[[], Outputs]:
+        from ram_model.accel import fetch_later
+
+        if prepared.ready is not None:
+            stream = torch.cuda.current_stream(self._device)
+            stream.wait_event(prepared.ready)
+            for tensor in (prepared.tagger_input, prepared.embedder_input):
+                if tensor is not None:
+                    tensor.record_stream(stream)  # made on the side stream, read on this one
+        probs = vectors = None
+        if prepared.tagger_input is not None and self.tagger is not None:
+            probs = fetch_later(self.tagger.probs_on_device(prepared.tagger_input))
+        if prepared.embedder_input is not None and self.embedder is not None:
+            vectors = fetch_later(self.embedder.embeddings_on_device(prepared.embedder_input))
+
+        def result() -> Outputs:
+            p = dict(zip(prepared.tagged, probs(), strict=True)) if probs else {}
+            v = dict(zip(prepared.embedded, vectors().astype(np.float32), strict=True)) if vectors else {}
+            return Outputs(p, v, prepared.failures)
+
+        return result
+
+    def run(self, batches: Iterable[list[Decoded | Failure]]) -> Iterator[tuple[list[Decoded | Failure], Outputs]]:
+        from ram_model.accel import pipelined
+
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return
+        decoded = [d for d in first if isinstance(d, Decoded)]
+        if decoded and self.device(decoded).type == "cuda":
+            yield from pipelined(_chain(first, batches), self.prepare, self.compute)
+            return
+        for batch in _chain(first, batches):
+            yield batch, self.compute(self.prepare(batch))()
+
+
+def _chain(first: T, rest: Iterator[T]) -> Iterator[T]:
+    yield first
+    yield from rest
+
+
+class _no_context:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        return None

@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     embedder: str = Field("clip_vit_b16", description="model bundle used for image and text embeddings")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: str = Field("auto", description="auto, fp32, bf16 or fp16")
-    batch_size: PositiveInt = Field(8, description="images per model call")
+    batch_size: PositiveInt | None = Field(
+        None, description="images per model call (default: 8 on a CPU, the largest that fits on a GPU)")
+    gpu_decode: bool = Field(True, description="on a GPU, decode plain JPEGs there (nvJPEG) instead of on the CPU")
+    compile: bool = Field(False, description="torch.compile the models on a GPU (a minute, then faster)")
     chunk_size: PositiveInt | None = Field(None, description="tags scored at a time (bounds memory)")
     draft_decode: bool = Field(True, description="decode large JPEGs at reduced size when still >= model input")
     auto_download: bool = Field(True, description="download a missing default model on first use")

@@ -150,17 +150,19 @@ def preprocess(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> torc
     Bit-exact with torchvision's ``Compose([Resize((S, S), BILINEAR), ToTensor(),
     Normalize(IMAGENET_MEAN, IMAGENET_STD)])`` on ``image.convert("RGB")``.
     """
-    return _normalise(_resized_uint8(image, image_size))
+    return _normalise(resized_pixels(image, image_size))
 
 
 def preprocess_batch(images: Sequence[Image.Image], image_size: int = DEFAULT_IMAGE_SIZE) -> torch.Tensor:
     """``preprocess`` for several images at once: float32 ``[B, 3, S, S]`` (``B`` may be 0)."""
     if not images:
         return torch.empty((0, 3, image_size, image_size), dtype=torch.float32)
-    return _normalise(torch.stack([_resized_uint8(image, image_size) for image in images]))
+    return _normalise(torch.stack([resized_pixels(image, image_size) for image in images]))
 
 
-def _resized_uint8(image: Image.Image, image_size: int) -> torch.Tensor:
+def resized_pixels(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> torch.Tensor:
+    """The tagger's input before normalisation: uint8 ``[3, S, S]`` (a quarter of the float bytes to
+    move between processes and to the GPU; normalised there by ``Tagger.predict``)."""
     resized = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
     pixels = torch.from_numpy(np.array(resized, dtype=np.uint8, copy=True))
     return pixels.permute(2, 0, 1).contiguous()

@@ -105,14 +105,41 @@ class Tagger:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    @torch.inference_mode()
-    def predict(self, images: torch.Tensor) -> np.ndarray:
-        """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]``."""
-        images = images.to(self.device, non_blocking=True)
+    def compile(self, batch_size: int) -> None:
+        """Run the model through ``torch.compile`` from now on, at exactly ``batch_size`` images per
+        call (smaller batches are padded, larger ones split): worth its minute of compiling on a
+        long run on a GPU, not for a few photos."""
+        from ram_model.accel import compiled
+
+        self._compiled = compiled(self._logits)
+        self._compiled_batch = batch_size
+
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             # Built-in and custom tags go through the same head in the same pass.
             logits = self.model.score_chunked(self.model.encode_image(images), self._label_sets, self.chunk_size)
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        return torch.sigmoid(logits.float())
+
+    @torch.inference_mode()
+    def probs_on_device(self, images: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``[B, T]`` on the model's device, for images ``[B, 3, H, W]``: float32
+        preprocessed, or uint8 pixels (``preprocess.resized_pixels``) normalised here."""
+        from ram_model.accel import normalise
+        from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+        compiled = getattr(self, "_compiled", None)
+        if compiled is None:
+            return self._logits(images)
+        from ram_model.accel import fixed_batches
+
+        return fixed_batches(compiled, images, self._compiled_batch)
+
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]`` (float32, or uint8 pixels)."""
+        return self.probs_on_device(images).cpu().numpy()
 
     def tag(
         self, images: Sequence[Image.Image], *, batch_size: int = 8, return_probs: bool = False

@@ -1,0 +1,337 @@
+"""Throughput on a GPU: JPEG decoding and preprocessing on the device, the batch size from free
+memory, ``torch.compile``, and preparing the next batch while the models work on this one.
+
+Decoding a 12 MP JPEG costs a CPU core 35-150 ms, so a GPU that tags hundreds of photos a second
+is fed by its own JPEG decoder (nvJPEG through ``torchvision.io.decode_jpeg``). Only what nvJPEG
+decodes like libjpeg goes there: baseline or extended sequential Huffman JPEG, 8 bits, greyscale or
+YCbCr, not MPO. Everything else, and any file nvJPEG refuses, takes the CPU decoder
+(:func:`ram_model.preprocess.open_image`), which also gives failures their proper message.
+
+The device path turns a decoded photo into each model's input the way the CPU path does: EXIF
+orientation as Pillow's ``exif_transpose`` applies it, then the tagger's stretch to S×S (bilinear,
+antialiased) and CLIP's shortest-side bicubic resize and centre crop, rounded to 8-bit pixels as
+Pillow's resize gives them, then normalised on the device. It is not bit-identical to Pillow (one
+level of difference on a few pixels, see bench/results/gpu.md).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import torch.nn.functional as F
+from PIL import ExifTags, Image
+
+# Larger photos are left to the CPU decoder and its decompression-bomb check (a 64 MP RGB photo
+# already takes 192 MB of GPU memory as decoded pixels).
+DEVICE_JPEG_MAX_PIXELS = 64_000_000
+# SOF markers of sequential Huffman JPEGs (baseline, extended): what nvJPEG decodes as libjpeg does.
+_SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})
+_OTHER_SOF = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+# --- which files the device decodes ------------------------------------------------------------
+def jpeg_frame(header: bytes) -> tuple[int, int, int, int, int] | None:
+    """``(sof_marker, precision, height, width, components)`` of a JPEG's frame header, or None
+    when ``header`` (the file's first bytes) is not a JPEG or ends before the frame header."""
+    if header[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(header):
+        if header[pos] != 0xFF:
+            return None
+        marker = header[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        length = int.from_bytes(header[pos + 2 : pos + 4], "big")
+        if marker in _SEQUENTIAL_HUFFMAN or marker in _OTHER_SOF:
+            frame = header[pos + 4 : pos + 10]
+            if len(frame) < 6:
+                return None
+            return (marker, frame[0], int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5])
+        pos += 2 + length
+    return None
+
+
+def device_decodable(path: str | Path) -> int | None:
+    """The EXIF orientation (1-8) to apply after decoding ``path`` on the GPU, or None when the
+    CPU decoder must take it (not a plain sequential JPEG, too large, MPO, unreadable)."""
+    try:
+        with Path(path).open("rb") as stream:
+            header = stream.read(1 << 17)
+            frame = jpeg_frame(header)
+            if frame is None and len(header) == 1 << 17:  # a frame header behind large APP segments
+                frame = jpeg_frame(header + stream.read(1 << 20))
+    except OSError:
+        return None
+    if frame is None:
+        return None
+    marker, precision, height, width, components = frame
+    if marker not in _SEQUENTIAL_HUFFMAN or precision != 8 or components not in (1, 3):
+        return None
+    if not 0 < height * width <= DEVICE_JPEG_MAX_PIXELS:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:  # headers only: no pixels are decoded
+                if image.format != "JPEG" or image.info.get("adobe_transform") == 0:
+                    return None  # MPO (several frames), or RGB stored without YCbCr
+                try:
+                    orientation = int(image.getexif().get(ExifTags.Base.Orientation, 1))
+                except Exception:  # noqa: BLE001 - as open_image: a broken EXIF block keeps the photo as stored
+                    orientation = 1
+    except Exception:  # noqa: BLE001 - anything Pillow cannot even open goes to the CPU decoder for its message
+        return None
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+# --- preprocessing on the device ---------------------------------------------------------------
+@dataclass(frozen=True)
+class InputSpec:
+    """How one model's input is made from a photo: ``stretch`` to size×size (bilinear, the tagger),
+    or resize the shortest side to ``size`` (bicubic) and crop the centre (CLIP)."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    stretch: bool
+
+
+def upright(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
+    """``[C, H, W]`` turned as EXIF ``orientation`` says, exactly as Pillow's ``exif_transpose``."""
+    if orientation == 2:
+        return pixels.flip(-1)
+    if orientation == 3:
+        return pixels.flip(-2, -1)
+    if orientation == 4:
+        return pixels.flip(-2)
+    if orientation == 5:
+        return pixels.transpose(-2, -1)
+    if orientation == 6:
+        return pixels.rot90(-1, dims=(-2, -1))
+    if orientation == 7:
+        return pixels.transpose(-2, -1).flip(-2, -1)
+    if orientation == 8:
+        return pixels.rot90(1, dims=(-2, -1))
+    return pixels
+
+
+def model_pixels(pixels: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """One upright ``[3, H, W]`` uint8 photo → ``[3, S, S]`` uint8 model input (see the module doc)."""
+    x = pixels.unsqueeze(0).float()
+    height, width = x.shape[-2:]
+    if spec.stretch:
+        x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", antialias=True, align_corners=False)
+    else:
+        # torchvision's Resize(size): the shortest side becomes size, the other is truncated, not rounded.
+        if height <= width:
+            target = (spec.size, int(spec.size * width / height))
+        else:
+            target = (int(spec.size * height / width), spec.size)
+        if target != (height, width):
+            x = F.interpolate(x, size=target, mode="bicubic", antialias=True, align_corners=False)
+        top = int(round((x.shape[-2] - spec.size) / 2.0))
+        left = int(round((x.shape[-1] - spec.size) / 2.0))
+        x = x[..., top : top + spec.size, left : left + spec.size]
+    return x.round_().clamp_(0, 255).to(torch.uint8).squeeze(0)
+
+
+def normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 ``[B, 3, S, S]`` → float32, as ``ToTensor()`` + ``Normalize(mean, std)`` compute it
+    (the same operations in the same order as :func:`ram_model.preprocess.preprocess`)."""
+    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
+    return pixels.to(torch.float32).div(255).sub_(m).div_(s)
+
+
+def decode_on_device(
+    files: Sequence[bytes], orientations: Sequence[int], specs: Sequence[InputSpec], device: torch.device
+) -> list[list[torch.Tensor] | None]:
+    """Decode JPEG files on ``device`` (nvJPEG on CUDA, libjpeg-turbo on the CPU) and make every
+    spec's uint8 input of each. A file the decoder refuses gives None (decode it on the CPU).
+
+    The whole list goes to the decoder at once (nvJPEG's batched decode); if it refuses the
+    batch, each file is decoded alone so that one bad file costs only itself.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+    target = "cuda" if device.type == "cuda" else "cpu"
+    try:
+        decoded: list[torch.Tensor | None] = list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        decoded = []
+        for data in encoded:
+            try:
+                decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                decoded.append(None)
+    out: list[list[torch.Tensor] | None] = []
+    for pixels, orientation in zip(decoded, orientations, strict=True):
+        if pixels is None:
+            out.append(None)
+            continue
+        pixels = upright(pixels.to(target), orientation)
+        out.append([model_pixels(pixels, spec) for spec in specs])
+    return out
+
+
+# --- batch size, compilation --------------------------------------------------------------------
+def pick_batch_size(
+    per_image_bytes: float, fixed_bytes: float, free_bytes: float, *, share: float = 0.7, limit: int = 256
+) -> int:
+    """The largest power of two (≤ ``limit``) whose predicted peak, ``fixed + per_image × batch``,
+    fits in ``share`` of the free memory; at least 1."""
+    batch = 1
+    while batch * 2 <= limit and fixed_bytes + per_image_bytes * batch * 2 <= share * free_bytes:
+        batch *= 2
+    return batch
+
+
+def measure_batch_size(run: Callable[[int], Any], device: torch.device, *, limit: int = 256,
+                       probe: tuple[int, int] = (2, 4)) -> int:
+    """Batch size for ``run(batch)`` (one model call on a synthetic batch) from the free GPU memory:
+    the peak memory of two probe batches gives the cost per image; see :func:`pick_batch_size`."""
+    peaks = []
+    for batch in probe:
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        run(batch)
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - base)
+    per_image = max((peaks[1] - peaks[0]) / (probe[1] - probe[0]), 1.0)
+    fixed = max(peaks[0] - per_image * probe[0], 0.0)
+    torch.cuda.empty_cache()
+    free, _total = torch.cuda.mem_get_info(device)
+    return pick_batch_size(per_image, fixed, free, limit=limit)
+
+
+def auto_batch_size(tagger: Any, embedder: Any, *, limit: int = 256) -> int:
+    """The batch size for a tagger and an embedder sharing one GPU, from its free memory."""
+    device = tagger.device
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def run(batch: int) -> None:
+        for size, model in ((tagger.image_size, tagger.probs_on_device), (embedder.image_size,
+                                                                          embedder.embeddings_on_device)):
+            pixels = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device,
+                                   generator=generator)
+            model(pixels)
+
+    return measure_batch_size(run, device, limit=limit)
+
+
+def compiled(function: Callable[..., T]) -> Callable[..., T]:
+    """``torch.compile`` for a fixed batch shape (callers pad the last batch): fused elementwise
+    work around the matrix products, no recompilation per batch."""
+    return torch.compile(function, dynamic=False)
+
+
+def fixed_batches(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch: int) -> torch.Tensor:
+    """``function`` over ``inputs`` in calls of exactly ``batch`` rows (the last padded with copies
+    of its first row, whose outputs are dropped): a compiled function then never recompiles."""
+    pieces = []
+    for start in range(0, inputs.shape[0], batch):
+        part = inputs[start : start + batch]
+        short = batch - part.shape[0]
+        if short:
+            part = torch.cat([part, part[:1].expand(short, *part.shape[1:])])
+        pieces.append(function(part)[: batch - short])
+    return torch.cat(pieces)
+
+
+# --- overlap ---------------------------------------------------------------------------------
+_DONE = object()
+
+
+def pipelined(items: Iterable[T], prepare: Callable[[T], P], compute: Callable[[P], Callable[[], R]],
+              *, ahead: int = 2) -> Iterator[tuple[T, R]]:
+    """Yield ``(item, result)`` in order, where ``prepare`` runs in a thread up to ``ahead`` items
+    ahead and ``compute`` returns a function giving the result: the result of item n is asked
+    for only after item n+1's work has been started, so a GPU stays busy while this thread stores
+    results. An exception from either side is raised here."""
+    prepared: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def feed() -> None:
+        try:
+            for item in items:
+                value = (item, prepare(item))
+                while not stop.is_set():
+                    try:
+                        prepared.put(value, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            prepared.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the consuming thread
+            prepared.put(exc)
+
+    thread = threading.Thread(target=feed, name="phototag-prepare", daemon=True)
+    thread.start()
+    pending: tuple[T, Callable[[], R]] | None = None
+    try:
+        while True:
+            value = prepared.get()
+            if value is _DONE:
+                break
+            if isinstance(value, BaseException):
+                raise value
+            item, ready = value
+            started = (item, compute(ready))
+            if pending is not None:
+                yield pending[0], pending[1]()
+            pending = started
+        if pending is not None:
+            yield pending[0], pending[1]()
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                prepared.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+def fetch_later(tensor: torch.Tensor) -> Callable[[], Any]:
+    """Start copying ``tensor`` to the host and return a function that waits for it (a NumPy array).
+    From a GPU the copy goes to pinned memory without blocking this thread."""
+    if tensor.device.type != "cuda":
+        array = tensor.cpu().numpy()
+        return lambda: array
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+
+    def result() -> Any:
+        done.synchronize()
+        return host.numpy()
+
+    return result
+
+
+def read_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
