@@ -20,7 +20,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -430,7 +430,13 @@ class Indexer:
         by_id = {w.id: w for w in compute}
         by_path = {w.path: w for w in compute}
         batch_size = self._batch_size()
-        with Stages(self._workers_for(len(compute), DECODE_IN_PROCESS), stage.settings) as stages:
+        workers = self._workers_for(len(compute), DECODE_IN_PROCESS)
+        settings = stage.settings
+        if settings.device_jpeg:  # the GPU and the CPU workers each decode their share of the JPEGs
+            from ram_model.accel import device_share
+
+            settings = replace(settings, device_share=device_share(workers))
+        with Stages(workers, settings) as stages:
             decoded_batches = batched(stages.map(decode, jobs, lookahead=2 * batch_size), batch_size)
             for batch, outputs in stage.run(decoded_batches):
                 probs, vectors = outputs.probs, outputs.vectors

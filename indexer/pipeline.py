@@ -124,6 +124,8 @@ class DecodeSettings:
     pixels: bool = False
     # Leave plain JPEGs to the GPU's decoder (ram_model.accel.device_decodable); needs ``pixels``.
     device_jpeg: bool = False
+    # The share of those JPEGs the GPU decodes; the CPU workers decode the rest, so both decoders work.
+    device_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.device_jpeg and not self.pixels:
@@ -149,7 +151,7 @@ def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | 
     settings = settings or _settings
     assert settings is not None, "decode() needs settings (or a worker initialised with them)"
     wants_embedding = job.embedder and settings.embedder_transform is not None
-    if settings.device_jpeg:
+    if settings.device_jpeg and _to_device(job.photo_id, settings.device_share):
         orientation = device_decodable(job.path)
         if orientation is not None:
             return Decoded(job.photo_id, job.path, None, None, orientation, (job.tagger, wants_embedding))
@@ -168,6 +170,11 @@ def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | 
     except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the run
         return Failure(job.path, "corrupt", f"{job.path}: cannot decode it ({type(exc).__name__}: {exc})")
     return Decoded(job.photo_id, job.path, tagger_input, embedder_input)
+
+
+def _to_device(photo_id: int, share: float) -> bool:
+    """Whether this photo is among the ``share`` left to the GPU: spread evenly over ids (golden ratio)."""
+    return share >= 1.0 or (photo_id * 0.6180339887) % 1.0 < share
 
 
 class Stages:

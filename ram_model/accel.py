@@ -40,6 +40,18 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
+# Decoding throughput of 12 MP JPEGs measured on the H200 (bench/results/gpu.md): nvJPEG through
+# torchvision, and one CPU core's reduced-size decode. Both scale with pixels, so their ratio splits
+# a stream of JPEGs between the GPU and the CPU workers so that both finish together.
+GPU_JPEG_RATE = 270.0
+CPU_JPEG_RATE_PER_WORKER = 17.0
+
+
+def device_share(workers: int) -> float:
+    """The share of plain JPEGs to decode on the GPU when ``workers`` CPU processes decode the rest."""
+    return GPU_JPEG_RATE / (GPU_JPEG_RATE + CPU_JPEG_RATE_PER_WORKER * max(workers, 0))
+
+
 # --- which files the device decodes ------------------------------------------------------------
 def jpeg_frame(header: bytes) -> tuple[int, int, int, int, int] | None:
     """``(sof_marker, precision, height, width, components)`` of a JPEG's frame header, or None
