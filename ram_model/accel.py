@@ -145,9 +145,21 @@ def upright(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
     return pixels
 
 
-def model_pixels(pixels: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """One upright ``[3, H, W]`` uint8 photo → ``[3, S, S]`` uint8 model input (see the module doc)."""
+# Before the antialiased resize, photos are box-averaged by an integer factor that keeps at least twice
+# the largest input size (Pillow's reducing_gap=2): the resize kernels' cost grows with the square of
+# the scale factor, and on a 12 MP photo they were slower than nvJPEG itself (bench/results/gpu.md).
+REDUCING_GAP = 2
+
+
+def reduced(pixels: torch.Tensor, specs: Sequence[InputSpec]) -> torch.Tensor:
+    """Upright uint8 ``[3, H, W]`` → float ``[1, 3, H/k, W/k]``, box-averaged by ``k`` (often 1)."""
     x = pixels.unsqueeze(0).float()
+    factor = min(x.shape[-2:]) // (REDUCING_GAP * max(spec.size for spec in specs))
+    return F.avg_pool2d(x, factor) if factor > 1 else x
+
+
+def model_pixels(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """One upright float ``[1, 3, H, W]`` photo (from :func:`reduced`) → ``[3, S, S]`` uint8 model input."""
     height, width = x.shape[-2:]
     if spec.stretch:
         x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", antialias=True, align_corners=False)
@@ -200,8 +212,8 @@ def decode_on_device(
         if pixels is None:
             out.append(None)
             continue
-        pixels = upright(pixels.to(target), orientation)
-        out.append([model_pixels(pixels, spec) for spec in specs])
+        x = reduced(upright(pixels.to(target), orientation), specs)
+        out.append([model_pixels(x, spec) for spec in specs])
     return out
 
 
