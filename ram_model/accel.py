@@ -43,8 +43,8 @@ R = TypeVar("R")
 # Decoding throughput of 12 MP JPEGs measured on the H200 (bench/results/gpu.md): nvJPEG through
 # torchvision, and one CPU core's reduced-size decode. Both scale with pixels, so their ratio splits
 # a stream of JPEGs between the GPU and the CPU workers so that both finish together.
-GPU_JPEG_RATE = 270.0
-CPU_JPEG_RATE_PER_WORKER = 17.0
+GPU_JPEG_RATE = 410.0
+CPU_JPEG_RATE_PER_WORKER = 15.0
 
 
 def device_share(workers: int) -> float:

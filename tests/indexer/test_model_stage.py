@@ -1,0 +1,46 @@
+"""The model stage with JPEGs left to the device's decoder (here the CPU's, through the same code) and
+CPU-decoded photos in one batch: results for every photo, refused files decoded again or failed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from indexer.pipeline import Decoded, DecodeJob, DecodeSettings, Failure, ModelStage, decode
+from tests.indexer.conftest import EMBEDDER, TAGGER
+
+
+def _stage(model_dir: Path, device_jpeg: bool) -> ModelStage:
+    from ram_model.store import ModelStore
+
+    store = ModelStore(model_dir)
+    tagger = store.load_tagger(TAGGER, device="cpu", dtype="fp32")
+    embedder = store.load_embedder(EMBEDDER)
+    settings = DecodeSettings(tagger.image_size, embedder.pixel_transform, draft=False, pixels=True,
+                              device_jpeg=device_jpeg)
+    return ModelStage(tagger, embedder, settings)
+
+
+def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Path) -> None:
+    files = sorted(p for p in (photos / "library").rglob("*") if p.is_file())
+    files += [photos / "edge" / "truncated_jpeg.jpg", photos / "edge" / "pil_sample_cmyk.jpg"]
+    results = {}
+    for device_jpeg in (False, True):
+        stage = _stage(model_dir, device_jpeg)
+        jobs = [DecodeJob(i, str(p), True, True) for i, p in enumerate(files)]
+        batch = [decode(job, stage.settings) for job in jobs]
+        if device_jpeg:
+            left = [d for d in batch if isinstance(d, Decoded) and d.device_jpeg is not None]
+            assert len(left) >= 10  # the orientation set, flowers, people, space ...
+        [(out_batch, outputs)] = list(stage.run([batch]))
+        reasons = {Path(r.path).name: r.reason for r in out_batch if isinstance(r, Failure)}
+        reasons |= {files[i].name: f.reason for i, f in outputs.failures.items()}
+        results[device_jpeg] = (outputs, reasons)
+    (cpu, cpu_failed), (device, device_failed) = results[False], results[True]
+    assert set(device.probs) == set(cpu.probs) and set(device.vectors) == set(cpu.vectors)
+    # The truncated JPEG passes the header check; the device decoder refuses it, the CPU decoder names why.
+    assert cpu_failed == device_failed == {"truncated_jpeg.jpg": "truncated"}
+    for photo_id, probs in cpu.probs.items():
+        np.testing.assert_allclose(device.probs[photo_id], probs, atol=0.02)
+        assert float(device.vectors[photo_id] @ cpu.vectors[photo_id]) > 0.98
