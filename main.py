@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_BATCH_SIZE = 8  # tag-photo's images per model call
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
@@ -110,10 +109,12 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from indexer.settings import CPU_BATCH_SIZE
     from ram_model.errors import ImageError
     from ram_model.preprocess import open_image, preprocess_batch
 
     settings = _settings(args)
+    step = settings.batch_size or CPU_BATCH_SIZE
     tagger = _load_tagger(settings, settings.tagger, tags=args.tags.split(",") if args.tags else None)
     size = tagger.image_size
     draft = size if settings.draft_decode else None
@@ -121,9 +122,9 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
     failed = 0
     paths = [Path(p) for p in args.paths]
     with tqdm(total=len(paths), unit="photo", disable=None, file=sys.stderr) as bar:
-        for start in range(0, len(paths), (settings.batch_size or DEFAULT_BATCH_SIZE)):
+        for start in range(0, len(paths), step):
             batch, inputs = [], []
-            for path in paths[start : start + (settings.batch_size or DEFAULT_BATCH_SIZE)]:
+            for path in paths[start : start + step]:
                 try:
                     # Preprocessed at once: a batch holds 384x384 inputs, not full-size decoded photos.
                     inputs.append(preprocess_batch([open_image(path, draft_size=draft)], size))
@@ -140,7 +141,7 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
                 if not args.json:
                     names = ", ".join(f"{hit.name(args.lang)} ({hit.score:.2f})" for hit in result.tags)
                     print(f"{path}: {names or '(no tag above its threshold)'}", flush=True)
-            bar.update(len(paths[start : start + (settings.batch_size or DEFAULT_BATCH_SIZE)]))
+            bar.update(len(paths[start : start + step]))
     if args.json:
         print(json.dumps(records, indent=2, ensure_ascii=False))
     return EXIT_PARTIAL if failed else EXIT_OK
@@ -148,12 +149,7 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
 
 # --- phototag index / watch / status / failures / tags ---------------------------------------------
 def _load_embedder(settings, name: str):  # noqa: ANN001, ANN202
-    from ram_model.device import resolve_device, resolve_dtype
-
-    device = resolve_device(settings.device)
-    embedder = _store_with(settings, name).load_embedder(name).to(device)
-    if device.type == "cuda":  # image embeddings under the tagger's autocast precision on a GPU
-        embedder.set_precision(resolve_dtype(settings.precision, device))
+    embedder = _store_with(settings, name).load_embedder(name, settings.device, settings.precision)
     if embedder.bundle.random:
         _say(f"warning: {name} has RANDOM weights: its embeddings are meaningless")
     return embedder

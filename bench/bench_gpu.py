@@ -41,11 +41,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from bench_draft import f1  # noqa: E402
 
 from indexer.pipeline import DecodeJob, DecodeSettings, ModelStage, Stages, batched, decode  # noqa: E402
-from ram_model import builtin_vocabulary, create_tagger  # noqa: E402
+from ram_model import builtin_vocabulary  # noqa: E402
 from ram_model.clip import create_embedder  # noqa: E402
 from ram_model.preprocess import open_image, preprocess  # noqa: E402
+from ram_model.store import random_tagger  # noqa: E402
 from ram_model.tagger import Tagger  # noqa: E402
 
 RESULTS: dict[str, object] = {}
@@ -109,10 +111,7 @@ def build_models(arch: str, embedder_arch: str, device: torch.device):  # noqa: 
     """fp32 CPU tagger (the reference), bf16 tagger on ``device`` (matrix weights held in bf16, as
     the model store loads them), and CLIP in bf16 autocast on ``device``."""
     torch.manual_seed(0)
-    model = create_tagger(arch)
-    with torch.no_grad():
-        rows = torch.randn_like(model.label_embed)
-        model.label_embed.copy_(rows / rows.norm(dim=-1, keepdim=True))
+    model = random_tagger(arch)
     vocabulary = builtin_vocabulary() if model.num_class == 4585 else None
     if vocabulary is None:
         from ram_model.vocab import Vocabulary
@@ -129,7 +128,7 @@ def build_models(arch: str, embedder_arch: str, device: torch.device):  # noqa: 
     fast = Tagger(fast_model, vocabulary, device=device, dtype="bf16")
     embedder = create_embedder(embedder_arch).eval()
     fast_embedder = copy.deepcopy(embedder).to(device)
-    fast_embedder.set_precision(torch.bfloat16)
+    fast_embedder.dtype = torch.bfloat16  # as ModelStore.load_embedder sets it on a GPU
     return reference, fast, embedder, fast_embedder
 
 
@@ -196,13 +195,11 @@ def step_correctness(reference: Tagger, fast: Tagger, photos: list[Path], device
 
 
 def _f1(a: torch.Tensor, b: torch.Tensor) -> float:
-    tp = float((a & b).sum())
-    total = float(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2 * tp / total
+    return f1(a.numpy(), b.numpy())
 
 
 def step_decode_agreement(fast: Tagger, embedder, photos: list[Path], device: torch.device) -> None:  # noqa: ANN001
-    from ram_model.accel import device_decodable, read_bytes
+    from ram_model.accel import device_decodable
     from ram_model.preprocess import resized_pixels
 
     settings = DecodeSettings(fast.image_size, embedder.pixel_transform, draft=False, pixels=True, device_jpeg=True)
@@ -219,7 +216,7 @@ def step_decode_agreement(fast: Tagger, embedder, photos: list[Path], device: to
     cut = torch.quantile(probs[0].flatten()[:: max(1, probs[0].numel() // 1_000_000)], 0.95)
     fired = [p > cut for p in probs]  # the 5 % threshold of step_correctness
     record("gpu_decode_agreement", {
-        "photos": len(jpegs), "failures": len(failures), "read_bytes": sum(len(read_bytes(str(p))) for p in jpegs),
+        "photos": len(jpegs), "failures": len(failures), "bytes": sum(p.stat().st_size for p in jpegs),
         "pixel_mad_gpu": (gpu - cpu).abs().float().mean().item(), "pixel_max_gpu": (gpu - cpu).abs().max().item(),
         "pixel_mad_draft": (cpu_draft - cpu).abs().float().mean().item(),
         "f1_gpu": _f1(fired[0], fired[1]), "f1_draft": _f1(fired[0], fired[2]),
@@ -251,10 +248,10 @@ def step_decode_only(fast: Tagger, embedder, files: list[Path], batch: int, devi
     """The GPU decoder alone, and with the resizing to both inputs, on one batch of files already read."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from ram_model.accel import InputSpec, decode_on_device, read_bytes
+    from ram_model.accel import InputSpec, decode_on_device
     from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-    data = [read_bytes(str(p)) for p in files[:batch]]
+    data = [p.read_bytes() for p in files[:batch]]
     encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
     specs = [InputSpec(fast.image_size, IMAGENET_MEAN, IMAGENET_STD, True),
              InputSpec(embedder.image_size, embedder.mean, embedder.std, False)]

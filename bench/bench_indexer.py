@@ -211,7 +211,8 @@ def timed_pass(runner: Any) -> Iterator[PassTimes]:
             finally:
                 times.add(f"close:{self.stage}", time.perf_counter() - start)
 
-    models = [(runner.tagger, "predict"), (runner.embedder, "embed_image_tensors")]
+    # What the model stage calls (indexer.pipeline.ModelStage.compute); on a CPU they return when done.
+    models = [(runner.tagger, "probs_on_device"), (runner.embedder, "embeddings_on_device")]
     index_module.Stages = TimedStages
     for name in STEPS:
         setattr(runner, name, timed(name, getattr(runner, name)))
@@ -377,8 +378,8 @@ def e2e_table(count: int, repeat: int, passes: dict[int, list[PassTimes]], cli: 
     for workers, runs in passes.items():
         median, best = median_best([p.wall for p in runs])
         split = median_pass(runs)
-        decode_wait, tagging, embedding = split.get("wait:decode"), split.get("predict"), split.get(
-            "embed_image_tensors")
+        decode_wait, tagging, embedding = split.get("wait:decode"), split.get("probs_on_device"), split.get(
+            "embeddings_on_device")
         persist = split.get("_model_work") - decode_wait - tagging - embedding - split.get("close:decode")
         identify = split.get("_identify") - split.get("close:identify")
         stop = split.get("close:decode") + split.get("close:identify")

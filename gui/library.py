@@ -244,10 +244,9 @@ class Library:
         """The CLIP embedder, loaded once (a text search needs only this one). Slow the first time."""
         with self._models_lock:
             if self._embedder is None:
-                from ram_model.device import resolve_device
-
                 store = self._store(self.settings.embedder)
-                self._embedder = store.load_embedder(self.settings.embedder).to(resolve_device(self.settings.device))
+                self._embedder = store.load_embedder(self.settings.embedder, self.settings.device,
+                                                     self.settings.precision)
             return self._embedder
 
     def models(self) -> tuple[Any, Any]:

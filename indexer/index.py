@@ -62,11 +62,11 @@ from indexer.schema import (
     Run,
     Tag,
 )
+from indexer.settings import CPU_BATCH_SIZE
 
 GENERATION_KEY = "embeddings_generation"
 # Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
 # ~50-70 ms on a core (bench/results/indexer_cpu.md), while a spawn worker pool starts in ~4 s.
-DEFAULT_BATCH_SIZE = 8
 IDENTIFY_IN_PROCESS = 500
 DECODE_IN_PROCESS = 32
 VOCABULARY_KEY = "vocabulary_synced_for"  # the tagger version whose tags all have rows
@@ -483,7 +483,7 @@ class Indexer:
         """``batch_size`` as given; else 8 off a GPU, and on one the largest that fits its free memory."""
         if self.batch_size is None:
             if not self._on_gpu():
-                self.batch_size = DEFAULT_BATCH_SIZE
+                self.batch_size = CPU_BATCH_SIZE
             else:
                 from ram_model.accel import auto_batch_size
 

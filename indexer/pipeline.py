@@ -13,12 +13,15 @@ in the calling process, which is what the tests and small jobs use.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -291,7 +294,7 @@ class ModelStage:
 
     def _device_decode(self, items: list[Decoded], device: torch.device) -> tuple[list[Decoded], dict[int, Failure]]:
         """Decode the JPEGs left to the device into inputs; one it refuses is decoded on the CPU."""
-        from ram_model.accel import decode_on_device, read_bytes
+        from ram_model.accel import decode_on_device
 
         tagger = any(d.wants[0] for d in items)
         embedder = any(d.wants[1] for d in items)
@@ -301,7 +304,7 @@ class ModelStage:
         out: list[Decoded] = []
         for d in items:
             try:
-                files.append(read_bytes(d.path))
+                files.append(Path(d.path).read_bytes())
                 readable.append(d)
             except OSError as exc:
                 failures[d.photo_id] = Failure(d.path, "unreadable", f"cannot read {d.path}: {exc.strerror or exc}")
@@ -330,34 +333,18 @@ class ModelStage:
         on_gpu = device.type == "cuda"
         if on_gpu and self._stream is None:
             self._stream = torch.cuda.Stream(device)
-        with torch.cuda.stream(self._stream) if on_gpu else _no_context():
+        with torch.cuda.stream(self._stream) if on_gpu else nullcontext():
             jpegs = [d for d in decoded if d.device_jpeg is not None]
             failures: dict[int, Failure] = {}
             if jpegs:
                 done, failures = self._device_decode(jpegs, device)
-                decoded = [d for d in decoded if d.device_jpeg is None] + done
-
-            def stacked(tensors: list[torch.Tensor]) -> torch.Tensor | None:
-                if not tensors:
-                    return None
-                on_device = [t.to(device, non_blocking=True) for t in tensors if t.device.type != "cpu"]
-                on_host = [t for t in tensors if t.device.type == "cpu"]
-                if on_host and on_gpu:  # pinned: the copy to the GPU runs asynchronously
-                    host = torch.stack(on_host).pin_memory()
-                    on_device.insert(0, host.to(device, non_blocking=True))
-                elif on_host:
-                    on_device.insert(0, torch.stack(on_host))
-                parts = [p if p.dim() == 4 else p.unsqueeze(0) for p in on_device]
-                return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-            # Host-decoded photos first, then device-decoded ones, in each list's own order.
-            for_tags = sorted((d for d in decoded if d.tagger_input is not None),
-                              key=lambda d: d.tagger_input.device.type != "cpu")
-            for_embed = sorted((d for d in decoded if d.embedder_input is not None),
-                               key=lambda d: d.embedder_input.device.type != "cpu")
-            prepared = _Prepared([d.photo_id for d in for_tags], stacked([d.tagger_input for d in for_tags]),
-                                 [d.photo_id for d in for_embed], stacked([d.embedder_input for d in for_embed]),
-                                 failures)
+                # Host-decoded photos first (a refused JPEG's CPU decode too): the order _stacked keeps.
+                decoded = sorted([d for d in decoded if d.device_jpeg is None] + done, key=_decoded_on_device)
+            for_tags = [d for d in decoded if d.tagger_input is not None]
+            for_embed = [d for d in decoded if d.embedder_input is not None]
+            prepared = _Prepared([d.photo_id for d in for_tags], _stacked([d.tagger_input for d in for_tags], device),
+                                 [d.photo_id for d in for_embed],
+                                 _stacked([d.embedder_input for d in for_embed], device), failures)
             if on_gpu:
                 prepared.ready = torch.cuda.Event()
                 prepared.ready.record(self._stream)
@@ -392,22 +379,27 @@ class ModelStage:
         first = next(batches, None)
         if first is None:
             return
+        batches = itertools.chain([first], batches)
         decoded = [d for d in first if isinstance(d, Decoded)]
         if decoded and self.device(decoded).type == "cuda":
-            yield from pipelined(_chain(first, batches), self.prepare, self.compute)
+            yield from pipelined(batches, self.prepare, self.compute)
             return
-        for batch in _chain(first, batches):
+        for batch in batches:
             yield batch, self.compute(self.prepare(batch))()
 
 
-def _chain(first: T, rest: Iterator[T]) -> Iterator[T]:
-    yield first
-    yield from rest
+def _decoded_on_device(d: Decoded) -> bool:
+    return any(t is not None and t.device.type != "cpu" for t in (d.tagger_input, d.embedder_input))
 
 
-class _no_context:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
+def _stacked(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:
+    """One ``[B, 3, S, S]`` batch on ``device``: host tensors (which come first) stacked and copied
+    through pinned memory, asynchronously on a GPU; device tensors appended as they are."""
+    host = [t for t in tensors if t.device.type == "cpu"]
+    parts = [t.unsqueeze(0) for t in tensors[len(host) :]]
+    if host:
+        stack = torch.stack(host)
+        if device.type == "cuda":
+            stack = stack.pin_memory().to(device, non_blocking=True)
+        parts.insert(0, stack)
+    return torch.cat(parts) if parts else None

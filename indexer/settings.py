@@ -22,6 +22,9 @@ def _default_workers() -> int:
     return 0 if cores <= 2 else min(8, cores - 1)
 
 
+# Images per model call off a GPU when no batch size is set (on a GPU it comes from free memory).
+CPU_BATCH_SIZE = 8
+
 class Settings(BaseSettings):
     """Every knob Phototag has. ``PHOTOTAG_HOME`` holds the model store and the default catalog."""
 
@@ -33,7 +36,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: str = Field("auto", description="auto, fp32, bf16 or fp16")
     batch_size: PositiveInt | None = Field(
-        None, description="images per model call (default: 8 on a CPU, the largest that fits on a GPU)")
+        None, description=f"images per model call (default: {CPU_BATCH_SIZE} on a CPU, the largest that fits on a GPU)")
     gpu_decode: bool = Field(True, description="on a GPU, decode plain JPEGs there (nvJPEG) instead of on the CPU")
     compile: bool = Field(False, description="torch.compile the models on a GPU (a minute, then faster)")
     chunk_size: PositiveInt | None = Field(None, description="tags scored at a time (bounds memory)")

@@ -10,12 +10,14 @@ YCbCr, not MPO. Everything else, and any file nvJPEG refuses, takes the CPU deco
 The device path turns a decoded photo into each model's input the way the CPU path does: EXIF
 orientation as Pillow's ``exif_transpose`` applies it, then the tagger's stretch to S×S (bilinear,
 antialiased) and CLIP's shortest-side bicubic resize and centre crop, rounded to 8-bit pixels as
-Pillow's resize gives them, then normalised on the device. It is not bit-identical to Pillow (one
-level of difference on a few pixels, see bench/results/gpu.md).
+Pillow's resize gives them, then normalised on the device. It is not bit-identical to Pillow: nvJPEG
+upsamples colour differently from libjpeg, a mean of 0.5 levels per pixel (up to 46 at sharp colour
+edges) on 12 MP photos, about what the CPU path's reduced-size decode differs (bench/results/gpu.md).
 """
 
 from __future__ import annotations
 
+import io
 import queue
 import threading
 import warnings
@@ -35,6 +37,7 @@ DEVICE_JPEG_MAX_PIXELS = 64_000_000
 _SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})
 _OTHER_SOF = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
+Batchwise = Callable[[torch.Tensor], torch.Tensor]
 T = TypeVar("T")
 P = TypeVar("P")
 R = TypeVar("R")
@@ -89,7 +92,8 @@ def device_decodable(path: str | Path) -> int | None:
             header = stream.read(1 << 17)
             frame = jpeg_frame(header)
             if frame is None and len(header) == 1 << 17:  # a frame header behind large APP segments
-                frame = jpeg_frame(header + stream.read(1 << 20))
+                header += stream.read(1 << 20)
+                frame = jpeg_frame(header)
     except OSError:
         return None
     if frame is None:
@@ -102,7 +106,8 @@ def device_decodable(path: str | Path) -> int | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:  # headers only: no pixels are decoded
+            # The headers just read (Pillow stops at the scan): the file is not opened twice.
+            with Image.open(io.BytesIO(header)) as image:
                 if image.format != "JPEG" or image.info.get("adobe_transform") == 0:
                     return None  # MPO (several frames), or RGB stored without YCbCr
                 try:
@@ -197,7 +202,6 @@ def decode_on_device(
     from torchvision.io import ImageReadMode, decode_jpeg
 
     encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
-    target = "cuda" if device.type == "cuda" else "cpu"
     try:
         decoded: list[torch.Tensor | None] = list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
@@ -212,7 +216,7 @@ def decode_on_device(
         if pixels is None:
             out.append(None)
             continue
-        x = reduced(upright(pixels.to(target), orientation), specs)
+        x = reduced(upright(pixels, orientation), specs)
         out.append([model_pixels(x, spec) for spec in specs])
     return out
 
@@ -265,13 +269,14 @@ def auto_batch_size(tagger: Any, embedder: Any, *, limit: int = 128) -> int:
     return measure_batch_size(run, device, limit=limit)
 
 
-def compiled(function: Callable[..., T]) -> Callable[..., T]:
-    """``torch.compile`` for a fixed batch shape (callers pad the last batch): fused elementwise
-    work around the matrix products, no recompilation per batch."""
-    return torch.compile(function, dynamic=False)
+def compile_fixed(function: Batchwise, batch: int) -> Batchwise:
+    """``function`` through ``torch.compile`` (fused elementwise work around the matrix products),
+    always called with exactly ``batch`` rows (:func:`fixed_batches`): it never recompiles."""
+    compiled = torch.compile(function, dynamic=False)
+    return lambda inputs: fixed_batches(compiled, inputs, batch)
 
 
-def fixed_batches(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch: int) -> torch.Tensor:
+def fixed_batches(function: Batchwise, inputs: torch.Tensor, batch: int) -> torch.Tensor:
     """``function`` over ``inputs`` in calls of exactly ``batch`` rows (the last padded with copies
     of its first row, whose outputs are dropped): a compiled function then never recompiles."""
     pieces = []
@@ -356,7 +361,3 @@ def fetch_later(tensor: torch.Tensor) -> Callable[[], Any]:
         return host.numpy()
 
     return result
-
-
-def read_bytes(path: str) -> bytes:
-    return Path(path).read_bytes()

@@ -20,6 +20,8 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
+from ram_model.accel import compile_fixed, normalise
+from ram_model.device import autocast
 from ram_model.errors import ConfigError
 
 
@@ -106,8 +108,10 @@ class ClipEmbedder(nn.Module):
         # The same resize and crop without ToTensor/Normalize: uint8 [3, S, S], normalised on the device.
         self.pixel_transform = transforms.Compose([*self.transform.transforms[:-2], transforms.PILToTensor()])
         self.tokenizer = open_clip.get_tokenizer(spec.open_clip_name)
-        # Compute precision of image embeddings: fp32, or bf16/fp16 under autocast (set_precision).
+        # Compute precision of image embeddings: fp32, or bf16/fp16 under autocast (the model store
+        # sets it on GPUs: unit vectors within ~1e-2 of fp32's).
         self.dtype = torch.float32
+        self._forward = self._encode  # or its compiled form (compile)
 
     @property
     def embed_dim(self) -> int:
@@ -120,40 +124,22 @@ class ClipEmbedder(nn.Module):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image.convert("RGB"))
 
-    def set_precision(self, dtype: torch.dtype) -> None:
-        """Embed images under autocast in ``dtype`` (bf16 on GPUs: unit vectors within ~1e-2 of fp32's)."""
-        self.dtype = dtype
-
     def compile(self, batch_size: int) -> None:
         """``torch.compile`` the image encoder at exactly ``batch_size`` images per call (padded/split)."""
-        from ram_model.accel import compiled
-
-        self._compiled = compiled(self._encode)
-        self._compiled_batch = batch_size
+        self._forward = compile_fixed(self._encode, batch_size)
 
     def _encode(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.dtype == torch.float32:
-            return self.model.encode_image(batch)
-        with torch.autocast(self.device.type, dtype=self.dtype):
+        with autocast(self.device, self.dtype):
             return self.model.encode_image(batch)
 
     @torch.inference_mode()
     def embeddings_on_device(self, batch: torch.Tensor) -> torch.Tensor:
         """Unit vectors ``[B, embed_dim]`` (float32, on the model's device) for inputs from
         ``transform`` (float32) or ``pixel_transform`` (uint8, normalised here)."""
-        from ram_model.accel import normalise
-
         batch = batch.to(self.device, non_blocking=True)
         if batch.dtype == torch.uint8:
             batch = normalise(batch, self.mean, self.std)
-        compiled = getattr(self, "_compiled", None)
-        if compiled is None:
-            features = self._encode(batch)
-        else:
-            from ram_model.accel import fixed_batches
-
-            features = fixed_batches(compiled, batch, self._compiled_batch)
-        return nn.functional.normalize(features.float(), dim=-1)
+        return nn.functional.normalize(self._forward(batch).float(), dim=-1)
 
     def embed_image_tensors(self, batch: torch.Tensor) -> torch.Tensor:
         return self.embeddings_on_device(batch).cpu()

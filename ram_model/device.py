@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
     if device.type == "mps":
         return torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype):  # noqa: ANN201 - a context manager
+    """Autocast to ``dtype`` on ``device``; nothing for fp32."""
+    return nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -78,6 +78,16 @@ class Bundle:
         return json.dumps(data, indent=2, ensure_ascii=False)
 
 
+def random_tagger(arch: str | RamConfig) -> RamTagger:
+    """A tagger with random weights from torch's current generator; label embeddings are random unit
+    rows (the module's own init leaves them zero, which would make every tag alike)."""
+    model = RamTagger(resolve_config(arch))
+    with torch.no_grad():
+        rows = torch.randn_like(model.label_embed)
+        model.label_embed.copy_(rows / rows.norm(dim=-1, keepdim=True))
+    return model
+
+
 class LazyModel:
     """A tagger or embedder that loads on first use. ``bundle`` (its bundle.json) is there at once: enough for an
     index pass that finds no model work (it needs the versions only), which then never spends the seconds a
@@ -154,15 +164,21 @@ class ModelStore:
         tagger.bundle = bundle
         return tagger
 
-    def load_embedder(self, name: str):  # noqa: ANN201
-        """A ready :class:`ram_model.clip.ClipEmbedder`."""
+    def load_embedder(self, name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto"):  # noqa: ANN201
+        """A ready :class:`ram_model.clip.ClipEmbedder` on ``device``. On a CUDA GPU it embeds under
+        autocast in ``dtype`` (``auto``: the tagger's choice there, bf16 or fp16); elsewhere in fp32,
+        so that a CPU catalog's embeddings do not depend on the CPU's bf16 support."""
         from ram_model.clip import create_embedder
+        from ram_model.device import resolve_device, resolve_dtype
 
         bundle = self._get_kind(name, "embedder")
         embedder = create_embedder(bundle.arch)
         load_weights(embedder, bundle.weights)
         embedder.bundle = bundle
-        return embedder.eval()
+        device = resolve_device(device)
+        if device.type == "cuda":
+            embedder.dtype = resolve_dtype(dtype, device)
+        return embedder.eval().to(device)
 
     # --- writing -------------------------------------------------------------------------------
     def import_file(
@@ -213,11 +229,8 @@ class ModelStore:
                 model = create_embedder(arch)
                 bundle = Bundle(name=name, kind="embedder", arch=arch, random=True, source=source)
                 return self._write(bundle, model.state_dict())
-            config = resolve_config(arch)
-            model = RamTagger(config)
-            with torch.no_grad():
-                rows = torch.randn_like(model.label_embed)
-                model.label_embed.copy_(rows / rows.norm(dim=-1, keepdim=True))
+            model = random_tagger(arch)
+            config = model.config
             vocabulary = Vocabulary.from_file(tags_file) if tags_file else None
             self._check_vocabulary(vocabulary, config)
             bundle = Bundle(name=name, kind="tagger", arch=arch_name_of(config), config=config.to_dict(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,9 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ram_model.device import resolve_device, resolve_dtype
+from ram_model.accel import compile_fixed, normalise
+from ram_model.device import autocast, resolve_device, resolve_dtype
 from ram_model.errors import ConfigError
-from ram_model.preprocess import preprocess_batch
+from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_batch
 from ram_model.ram import RamTagger
 from ram_model.vocab import Vocabulary
 
@@ -85,6 +85,7 @@ class Tagger:
             self._label_sets.append(openset.label_embed_for(self.model).to(self.device))
             thresholds += [float(t) for t in openset.thresholds]
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
+        self._forward = self._logits  # or its compiled form (compile)
 
     @property
     def image_size(self) -> int:
@@ -100,22 +101,14 @@ class Tagger:
     def thresholds(self) -> np.ndarray:
         return self._thresholds
 
-    def _autocast(self):  # noqa: ANN202 - a context manager
-        if self.dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def compile(self, batch_size: int) -> None:
         """Run the model through ``torch.compile`` from now on, at exactly ``batch_size`` images per
         call (smaller batches are padded, larger ones split): worth its minute of compiling on a
         long run on a GPU, not for a few photos."""
-        from ram_model.accel import compiled
-
-        self._compiled = compiled(self._logits)
-        self._compiled_batch = batch_size
+        self._forward = compile_fixed(self._logits, batch_size)
 
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
+        with autocast(self.device, self.dtype):
             # Built-in and custom tags go through the same head in the same pass.
             logits = self.model.score_chunked(self.model.encode_image(images), self._label_sets, self.chunk_size)
         return torch.sigmoid(logits.float())
@@ -124,18 +117,10 @@ class Tagger:
     def probs_on_device(self, images: torch.Tensor) -> torch.Tensor:
         """Probabilities ``[B, T]`` on the model's device, for images ``[B, 3, H, W]``: float32
         preprocessed, or uint8 pixels (``preprocess.resized_pixels``) normalised here."""
-        from ram_model.accel import normalise
-        from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
             images = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
-        compiled = getattr(self, "_compiled", None)
-        if compiled is None:
-            return self._logits(images)
-        from ram_model.accel import fixed_batches
-
-        return fixed_batches(compiled, images, self._compiled_batch)
+        return self._forward(images)
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
         """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]`` (float32, or uint8 pixels)."""

@@ -22,7 +22,18 @@ def _stage(model_dir: Path, device_jpeg: bool) -> ModelStage:
     return ModelStage(tagger, embedder, settings)
 
 
-def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Path) -> None:
+def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Path, monkeypatch) -> None:  # noqa: ANN001
+    from ram_model import accel
+
+    decoded_on_device: list[int] = []
+    real = accel.decode_on_device
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = real(*args, **kwargs)
+        decoded_on_device.append(sum(inputs is not None for inputs in out))
+        return out
+
+    monkeypatch.setattr(accel, "decode_on_device", spy)
     files = sorted(p for p in (photos / "library").rglob("*") if p.is_file())
     files += [photos / "edge" / "truncated_jpeg.jpg", photos / "edge" / "pil_sample_cmyk.jpg"]
     results = {}
@@ -38,6 +49,7 @@ def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Pat
         reasons |= {files[i].name: f.reason for i, f in outputs.failures.items()}
         results[device_jpeg] = (outputs, reasons)
     (cpu, cpu_failed), (device, device_failed) = results[False], results[True]
+    assert decoded_on_device and decoded_on_device[0] >= 10  # not all refused and decoded on the CPU again
     assert set(device.probs) == set(cpu.probs) and set(device.vectors) == set(cpu.vectors)
     # The truncated JPEG passes the header check; the device decoder refuses it, the CPU decoder names why.
     assert cpu_failed == device_failed == {"truncated_jpeg.jpg": "truncated"}

@@ -27,6 +27,8 @@ def test_clip_bundle_round_trip(tmp_path) -> None:  # noqa: ANN001
     torch.testing.assert_close(embedder.embed_texts(["a red boat"]), expected.eval().embed_texts(["a red boat"]))
     with pytest.raises(ConfigError, match="holds embedder weights, not tagger weights"):
         store.load_tagger("clip")
+    # Reduced precision for image embeddings only on a GPU: a CPU catalog's embeddings stay fp32.
+    assert store.load_embedder("clip", "cpu", "bf16").dtype == torch.float32
 
     # An open_clip checkpoint imports as a bundle of the same weights.
     path = tmp_path / "open_clip_model.bin"
