@@ -722,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--home", type=Path, help="Phototag's data folder (default: the platform's user data dir)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", help="auto (default: bf16/fp16 on GPUs, fp32 on most CPUs), fp32, bf16, fp16")
+    parser.add_argument("--precision", help="auto (default: fp16 on GPUs, fp32 on most CPUs), fp32, bf16, fp16")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = _add(commands, "models", "list, download, import or create model bundles")

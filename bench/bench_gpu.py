@@ -4,17 +4,18 @@
     .venv/bin/python bench/bench_gpu.py --device cpu --quick              # a dry run of every step
 
 Measures, in one process and one session, what issue 8 asks for:
-- the machine's bf16 matrix rate (an 8192³ product on random data): the ceiling shares refer to;
+- the machine's fp16 matrix rate (an 8192³ product on random data): the ceiling shares refer to
+  (and bf16's, for comparison);
 - model only (inputs already on the GPU as uint8 pixels): photos/s and achieved TFLOP/s for RAM++
-  alone, CLIP alone and both, eager bf16, then ``torch.compile``d; FLOPs counted by PyTorch's
+  alone, CLIP alone and both, eager fp16 (the product's GPU precision), then ``torch.compile``d; FLOPs counted by PyTorch's
   FlopCounterMode (matrix products, convolutions, attention) at batch 1;
 - end to end from 12 MP JPEG files on disk through the product's own stages (decode workers →
   ``indexer.pipeline.ModelStage``): GPU decoding (nvJPEG) and CPU decoding (reduced-size decode in
   worker processes), with the peak GPU memory at the chosen batch size;
 - the reference-style pipeline (fp32 weights and compute, batch 1, Pillow full decode, one photo at a
   time) on the same GPU, as the ratio to beat;
-- correctness: bf16 on the GPU against fp32 on the CPU (same preprocessed inputs): tag F1 and logit
-  differences; and GPU-decoded inputs against CPU-decoded ones (pixel differences, tag F1).
+- correctness: fp16 and bf16 on the GPU against fp32 on the CPU (same preprocessed inputs): tag
+  F1 and logit differences; and GPU-decoded inputs against CPU-decoded ones (pixel differences, tag F1).
 
 The 12 MP JPEGs are made from the photos in ``--sources`` (upscaled to 4000×3000 with a little sensor
 noise, quality 92, a quarter of them with EXIF orientation 6), as camera files are.
@@ -89,11 +90,11 @@ def timed(function: Callable[[], object], device: torch.device, *, warmup: int =
     return float(np.median(times))
 
 
-def matmul_peak(device: torch.device) -> float:
-    """Measured bf16 TFLOP/s of an 8192³ matrix product on random data."""
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured TFLOP/s of an 8192³ matrix product in ``dtype`` on random data."""
     n = 8192 if device.type == "cuda" else 1024
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     seconds = timed(lambda: a @ b, device, seconds=2.0)
     return 2 * n**3 / seconds / 1e12
 
@@ -107,9 +108,20 @@ def count_flops(function: Callable[[], object]) -> float:
 
 
 # --- models ---------------------------------------------------------------------------------------
+def reduced_tagger(reference: Tagger, dtype: torch.dtype, device: torch.device) -> Tagger:
+    """A copy of the fp32 tagger on ``device`` computing in ``dtype``, its matrix weights held in
+    ``dtype`` as the model store loads them."""
+    model = copy.deepcopy(reference.model)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in set(model.matmul_only_parameters()):
+                parameter.data = parameter.data.to(dtype)
+    return Tagger(model, reference.vocabulary, device=device, dtype=dtype)
+
+
 def build_models(arch: str, embedder_arch: str, device: torch.device):  # noqa: ANN201
-    """fp32 CPU tagger (the reference), bf16 tagger on ``device`` (matrix weights held in bf16, as
-    the model store loads them), and CLIP in bf16 autocast on ``device``."""
+    """fp32 CPU tagger (the reference), fp16 tagger on ``device`` (the product's GPU precision),
+    and CLIP in fp16 autocast on ``device``."""
     torch.manual_seed(0)
     model = random_tagger(arch)
     vocabulary = builtin_vocabulary() if model.num_class == 4585 else None
@@ -118,17 +130,11 @@ def build_models(arch: str, embedder_arch: str, device: torch.device):  # noqa: 
 
         names = tuple(f"tag{i}" for i in range(model.num_class))
         vocabulary = Vocabulary(names, names, (0.5,) * model.num_class)
-    cpu_model = model.eval()
-    fast_model = copy.deepcopy(cpu_model)
-    with torch.no_grad():
-        for name, parameter in fast_model.named_parameters():
-            if name in set(fast_model.matmul_only_parameters()):
-                parameter.data = parameter.data.to(torch.bfloat16)
-    reference = Tagger(cpu_model, vocabulary, device="cpu", dtype="fp32")
-    fast = Tagger(fast_model, vocabulary, device=device, dtype="bf16")
+    reference = Tagger(model.eval(), vocabulary, device="cpu", dtype="fp32")
+    fast = reduced_tagger(reference, torch.float16, device)
     embedder = create_embedder(embedder_arch).eval()
     fast_embedder = copy.deepcopy(embedder).to(device)
-    fast_embedder.dtype = torch.bfloat16  # as ModelStore.load_embedder sets it on a GPU
+    fast_embedder.dtype = torch.float16  # as ModelStore.load_embedder sets it on a GPU
     return reference, fast, embedder, fast_embedder
 
 
@@ -166,32 +172,37 @@ def make_photos(sources: Path, folder: Path, count: int, workers: int) -> list[P
 
 # --- steps ------------------------------------------------------------------------------------------
 def step_correctness(reference: Tagger, fast: Tagger, photos: list[Path], device: torch.device) -> None:
+    """fp16 (the product's GPU precision) and bf16 on ``device`` against fp32 on the CPU."""
     size = reference.image_size
     inputs = torch.stack([preprocess(open_image(p), size) for p in photos])
+    thresholds = torch.as_tensor(reference.thresholds)
     with torch.inference_mode():
         ref_logits = reference.model(inputs).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            got = fast.model(inputs.to(device))
-        got_logits = got.float().cpu()
-    thresholds = torch.as_tensor(reference.thresholds)
     ref_fired = torch.sigmoid(ref_logits) > thresholds
-    got_fired = torch.sigmoid(got_logits) > thresholds
-    f1 = _f1(ref_fired, got_fired)
     # Random weights fire few tags at the official thresholds; a threshold at which 5 % of all tags
     # fire compares the two rankings where it matters as well.
     cut = torch.quantile(ref_logits.flatten()[:: max(1, ref_logits.numel() // 1_000_000)], 0.95)
-    f1_5 = _f1(ref_logits > cut, got_logits > cut)
-    diff = (got_logits - ref_logits).abs()
-    spread = ref_logits.std().item()
-    relative = ((got_logits - ref_logits).norm() / ref_logits.norm()).item()
-    record("bf16_vs_fp32", {"f1": f1, "f1_top5pct": f1_5, "max_abs_logit": diff.max().item(),
-                            "mean_abs_logit": diff.mean().item(), "relative_l2": relative,
-                            "logit_std": spread, "fired_fp32": int(ref_fired.sum()), "fired_bf16": int(got_fired.sum()),
-                            "fired_top5pct": int((ref_logits > cut).sum()), "photos": len(photos)},
-           f"bf16 {device.type} vs fp32 CPU on {len(photos)} photos: tag F1 {f1:.4f} at the official thresholds "
-           f"({int(ref_fired.sum())} vs {int(got_fired.sum())} fired), {f1_5:.4f} at a 5 % threshold "
-           f"({int((ref_logits > cut).sum())} fired); |Δlogit| max {diff.max():.4f} mean {diff.mean():.5f}, "
-           f"relative L2 {relative:.2e} (logit std {spread:.3f})")
+    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        tagger = fast if dtype == fast.dtype else reduced_tagger(reference, dtype, device)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype):
+            got_logits = tagger.model(inputs.to(device)).float().cpu()
+        del tagger
+        got_fired = torch.sigmoid(got_logits) > thresholds
+        f1 = _f1(ref_fired, got_fired)
+        f1_5 = _f1(ref_logits > cut, got_logits > cut)
+        diff = (got_logits - ref_logits).abs()
+        relative = ((got_logits - ref_logits).norm() / ref_logits.norm()).item()
+        record(f"{name}_vs_fp32", {"f1": f1, "f1_top5pct": f1_5, "max_abs_logit": diff.max().item(),
+                                   "mean_abs_logit": diff.mean().item(), "relative_l2": relative,
+                                   "logit_std": ref_logits.std().item(), "fired_fp32": int(ref_fired.sum()),
+                                   "fired": int(got_fired.sum()), "fired_top5pct": int((ref_logits > cut).sum()),
+                                   "photos": len(photos)},
+               f"{name} {device.type} vs fp32 CPU on {len(photos)} photos: tag F1 {f1:.4f} at the official "
+               f"thresholds ({int(ref_fired.sum())} vs {int(got_fired.sum())} fired), {f1_5:.4f} at a 5 % "
+               f"threshold ({int((ref_logits > cut).sum())} fired); |Δlogit| max {diff.max():.4f} mean "
+               f"{diff.mean():.5f}, relative L2 {relative:.2e}")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def _f1(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -331,7 +342,7 @@ def main() -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--only-compiled", action="store_true", help="skip the eager measurements")
     parser.add_argument("--skip-reference", action="store_true", help="skip the reference-style run")
-    parser.add_argument("--skip-correctness", action="store_true", help="skip bf16 GPU vs fp32 CPU")
+    parser.add_argument("--skip-correctness", action="store_true", help="skip fp16/bf16 GPU vs fp32 CPU")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per model-only measurement")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -351,8 +362,10 @@ def main() -> int:
             RESULTS[f"failed_{name}"] = traceback.format_exc()
         save(args.out)
 
-    peak = matmul_peak(device)
-    record("peak_tflops", peak, f"bf16 matrix product 8192³: {peak:.0f} TFLOP/s (the ceiling below)")
+    peak = matmul_peak(device, torch.float16)
+    record("peak_tflops", peak, f"fp16 matrix product 8192³: {peak:.0f} TFLOP/s (the ceiling below)")
+    bf16_peak = matmul_peak(device, torch.bfloat16)
+    record("peak_tflops_bf16", bf16_peak, f"bf16 matrix product 8192³: {bf16_peak:.0f} TFLOP/s")
     reference, fast, embedder, fast_embedder = build_models(arch, embedder_arch, device)
     say("models built")
     files = make_photos(args.sources, args.work, args.files, min(16, args.workers + 1))
@@ -378,14 +391,15 @@ def main() -> int:
     else:
         batch = 8
     record("batch", batch, f"batch size: {batch} ({'given' if args.batch else 'from free GPU memory'})")
-    from ram_model.accel import device_share
+    from ram_model.accel import CPU_JPEG_RATE_PER_WORKER, device_share
 
-    share = device_share(args.workers)
     attempt("decode_only", lambda: step_decode_only(fast, fast_embedder, files, batch, device))
-    if args.only_compiled:
-        attempt("e2e_gpu", lambda: step_end_to_end(fast, fast_embedder, files, batch, args.workers, device, True,
-                                                   "eager, GPU decode", args.photos))
-    else:
+    # The hybrid runs split the JPEGs by the GPU rate just measured (device_share's constants come
+    # from such a measurement).
+    measured = RESULTS.get("gpu_decode+resize", {}).get("photos_per_s")
+    share = (measured / (measured + CPU_JPEG_RATE_PER_WORKER * args.workers) if measured
+             else device_share(args.workers))
+    if not args.only_compiled:
         attempt("models_eager", lambda: step_models(fast, fast_embedder, batch, device, "eager", peak, flops,
                                                     args.seconds))
         attempt("e2e_hybrid", lambda: step_end_to_end(fast, fast_embedder, files, batch, args.workers, device, True,

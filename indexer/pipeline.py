@@ -366,7 +366,10 @@ class ModelStage:
             vectors = fetch_later(self.embedder.embeddings_on_device(prepared.embedder_input))
 
         def result() -> Outputs:
-            p = dict(zip(prepared.tagged, probs(), strict=True)) if probs else {}
+            p = {}
+            if probs:
+                found = self.tagger.repaired(prepared.tagger_input, probs())
+                p = dict(zip(prepared.tagged, found, strict=True))
             v = dict(zip(prepared.embedded, vectors().astype(np.float32), strict=True)) if vectors else {}
             return Outputs(p, v, prepared.failures)
 

@@ -154,17 +154,20 @@ def upright(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
 # the largest input size (Pillow's reducing_gap=2): the resize kernels' cost grows with the square of
 # the scale factor, and on a 12 MP photo they were slower than nvJPEG itself (bench/results/gpu.md).
 REDUCING_GAP = 2
+# Photos of one size are resized together (a camera's photos mostly share one), this many pixels at
+# a time: 12 bytes each in float32, so about 1.5 GB of working memory, ten 12 MP photos.
+RESIZE_CHUNK_PIXELS = 128_000_000
 
 
 def reduced(pixels: torch.Tensor, specs: Sequence[InputSpec]) -> torch.Tensor:
-    """Upright uint8 ``[3, H, W]`` → float ``[1, 3, H/k, W/k]``, box-averaged by ``k`` (often 1)."""
-    x = pixels.unsqueeze(0).float()
+    """Upright uint8 ``[B, 3, H, W]`` → float ``[B, 3, H/k, W/k]``, box-averaged by ``k`` (often 1)."""
+    x = pixels.float()
     factor = min(x.shape[-2:]) // (REDUCING_GAP * max(spec.size for spec in specs))
     return F.avg_pool2d(x, factor) if factor > 1 else x
 
 
 def model_pixels(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """One upright float ``[1, 3, H, W]`` photo (from :func:`reduced`) → ``[3, S, S]`` uint8 model input."""
+    """Upright float photos ``[B, 3, H, W]`` (from :func:`reduced`) → ``[B, 3, S, S]`` uint8 model inputs."""
     height, width = x.shape[-2:]
     if spec.stretch:
         x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", antialias=True, align_corners=False)
@@ -179,7 +182,26 @@ def model_pixels(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
         top = int(round((x.shape[-2] - spec.size) / 2.0))
         left = int(round((x.shape[-1] - spec.size) / 2.0))
         x = x[..., top : top + spec.size, left : left + spec.size]
-    return x.round_().clamp_(0, 255).to(torch.uint8).squeeze(0)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def model_inputs(photos: Sequence[torch.Tensor], specs: Sequence[InputSpec]) -> list[list[torch.Tensor]]:
+    """Every spec's uint8 ``[3, S, S]`` input of each upright uint8 ``[3, H, W]`` photo. Photos of
+    one size go through each step together (a few kernels per group, not per photo); a photo's
+    result is the same either way."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, pixels in enumerate(photos):
+        groups.setdefault(tuple(pixels.shape), []).append(index)
+    out: list[list[torch.Tensor]] = [[] for _ in photos]
+    for shape, members in groups.items():
+        step = max(1, RESIZE_CHUNK_PIXELS // (shape[-2] * shape[-1]))
+        for start in range(0, len(members), step):
+            part = members[start : start + step]
+            x = reduced(torch.stack([photos[i] for i in part]), specs)
+            for spec in specs:
+                for index, pixels in zip(part, model_pixels(x, spec), strict=True):
+                    out[index].append(pixels)
+    return out
 
 
 def normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -211,13 +233,11 @@ def decode_on_device(
                 decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
             except RuntimeError:
                 decoded.append(None)
-    out: list[list[torch.Tensor] | None] = []
-    for pixels, orientation in zip(decoded, orientations, strict=True):
-        if pixels is None:
-            out.append(None)
-            continue
-        x = reduced(upright(pixels, orientation), specs)
-        out.append([model_pixels(x, spec) for spec in specs])
+    good = [i for i, pixels in enumerate(decoded) if pixels is not None]
+    inputs = model_inputs([upright(decoded[i], orientations[i]) for i in good], specs)
+    out: list[list[torch.Tensor] | None] = [None] * len(decoded)
+    for i, found in zip(good, inputs, strict=True):
+        out[i] = found
     return out
 
 

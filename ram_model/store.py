@@ -166,7 +166,7 @@ class ModelStore:
 
     def load_embedder(self, name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto"):  # noqa: ANN201
         """A ready :class:`ram_model.clip.ClipEmbedder` on ``device``. On a CUDA GPU it embeds under
-        autocast in ``dtype`` (``auto``: the tagger's choice there, bf16 or fp16); elsewhere in fp32,
+        autocast in ``dtype`` (``auto``: the tagger's choice there, fp16); elsewhere in fp32,
         so that a CPU catalog's embeddings do not depend on the CPU's bf16 support."""
         from ram_model.clip import create_embedder
         from ram_model.device import resolve_device, resolve_dtype

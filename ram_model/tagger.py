@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from ram_model.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from ram_model.openset import OpenSetTags
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Tagger:
     ``openset`` adds custom tags scored by the same head in the same pass; ``chunk_size`` tags are
     scored at a time (:data:`ram_model.ram.DEFAULT_TAG_CHUNK` unless given), which bounds memory.
     Precision: fp32, or bf16/fp16 under autocast (``ModelStore.load_tagger`` then also holds the
-    matrix weights in that precision).
+    matrix weights in that precision); a photo that overflows fp16 is scored again in bf16.
     """
 
     def __init__(
@@ -107,24 +110,38 @@ class Tagger:
         long run on a GPU, not for a few photos."""
         self._forward = compile_fixed(self._logits, batch_size)
 
-    def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self.dtype):
+    def _logits(self, images: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        with autocast(self.device, dtype or self.dtype):
             # Built-in and custom tags go through the same head in the same pass.
             logits = self.model.score_chunked(self.model.encode_image(images), self._label_sets, self.chunk_size)
         return torch.sigmoid(logits.float())
 
     @torch.inference_mode()
-    def probs_on_device(self, images: torch.Tensor) -> torch.Tensor:
+    def probs_on_device(self, images: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Probabilities ``[B, T]`` on the model's device, for images ``[B, 3, H, W]``: float32
-        preprocessed, or uint8 pixels (``preprocess.resized_pixels``) normalised here."""
+        preprocessed, or uint8 pixels (``preprocess.resized_pixels``) normalised here. ``dtype``
+        overrides the compute precision for this call (uncompiled)."""
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
             images = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
-        return self._forward(images)
+        return self._forward(images) if dtype is None else self._logits(images, dtype)
+
+    def repaired(self, images: torch.Tensor, probs: np.ndarray) -> np.ndarray:
+        """``probs`` (of ``images``) with any row that fp16 overflowed (NaN) scored again in bf16.
+
+        fp16 rounds 8× finer than bf16 at the same speed, but its range ends at 65,504; where one
+        photo's activations exceed it, its row comes out NaN. bf16 has fp32's range."""
+        bad = np.flatnonzero(np.isnan(probs).any(axis=1))
+        if not bad.size or self.dtype != torch.float16:
+            return probs
+        log.warning("fp16 overflowed on %d of %d photos: scoring them again in bf16", bad.size, len(probs))
+        rows = torch.as_tensor(bad, device=images.device)
+        probs[bad] = self.probs_on_device(images[rows], torch.bfloat16).cpu().numpy()
+        return probs
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
         """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]`` (float32, or uint8 pixels)."""
-        return self.probs_on_device(images).cpu().numpy()
+        return self.repaired(images, self.probs_on_device(images).cpu().numpy())
 
     def tag(
         self, images: Sequence[Image.Image], *, batch_size: int = 8, return_probs: bool = False

@@ -75,6 +75,26 @@ def test_device_decoder_refusal_gives_none(tmp_path: Path) -> None:
     assert out[0] is not None and out[1] is None
 
 
+def test_photos_of_one_size_are_resized_together_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same-size photos share each resize call (few kernels per batch on a GPU), chunked by pixels;
+    every photo's inputs are what it gets alone, in the caller's order."""
+    generator = torch.Generator().manual_seed(0)
+    photos = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+              for shape in [(3, 900, 1200)] * 3 + [(3, 1200, 900), (3, 900, 1200), (3, 500, 700)]]
+    clip_spec = accel.InputSpec(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), stretch=False)
+    specs = [TAGGER_SPEC, clip_spec]
+    alone = [accel.model_inputs([p], specs)[0] for p in photos]
+    calls = []
+    real = accel.reduced
+    monkeypatch.setattr(accel, "reduced", lambda x, s: calls.append(x.shape[0]) or real(x, s))
+    monkeypatch.setattr(accel, "RESIZE_CHUNK_PIXELS", 3 * 900 * 1200)
+    together = accel.model_inputs(photos, specs)
+    assert sorted(calls) == [1, 1, 1, 3]  # four 900×1200 photos: a chunk of three, then one
+    for got, want in zip(together, alone, strict=True):
+        assert [t.shape for t in got] == [(3, 384, 384), (3, 224, 224)]
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
 def test_uint8_inputs_give_the_float_path_results(golden_model) -> None:  # noqa: ANN001
     from ram_model.tagger import Tagger
     from ram_model.vocab import builtin_vocabulary

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -102,6 +105,9 @@ def test_auto_device_and_precision_on_this_machine() -> None:
         from ram_model.device import cpu_has_native_bf16
 
         assert resolve_dtype("auto", device) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    # GPUs compute in fp16 (8x finer rounding than bf16 at the same speed), whatever their bf16 support.
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    assert resolve_dtype("auto", torch.device("mps")) == torch.float16
     with pytest.raises(ConfigError, match="unknown precision"):
         resolve_dtype("fp8", device)
     with pytest.raises(ConfigError, match="unknown device"):
@@ -129,3 +135,25 @@ def test_tags_are_scored_in_chunks_by_default(golden_model, images, monkeypatch)
         chunked = golden_model(images)
     assert sizes == [16, 16, 8]
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+
+
+def test_rows_that_overflow_fp16_are_scored_again_in_bf16(golden_model, images, caplog) -> None:  # noqa: ANN001
+    """fp16's range ends at 65,504: a photo whose activations exceed it comes out NaN. Only its row
+    is scored again, in bf16 (fp32's range); the other rows keep their fp16 probabilities."""
+    model = copy.deepcopy(golden_model)
+    with torch.no_grad():
+        model.visual_encoder.patch_embed.proj.weight.mul_(3e4)  # still within fp16's range
+    vocabulary = builtin_vocabulary().head(40)
+    fp16 = Tagger(model, vocabulary, device="cpu", dtype="fp16")
+    bf16 = Tagger(model, vocabulary, device="cpu", dtype="bf16")
+    # A zero input gives the patch embedding's bias alone; a large one overflows it.
+    batch = torch.stack([torch.zeros_like(images[0]), 100 * images[1]])
+    raw = fp16.probs_on_device(batch).numpy()
+    assert np.isfinite(raw[0]).all() and np.isnan(raw[1]).all()
+    with caplog.at_level(logging.WARNING, logger="ram_model.tagger"):
+        probs = fp16.predict(batch)
+    assert "fp16 overflowed on 1 of 2 photos" in caplog.text
+    np.testing.assert_array_equal(probs[0], raw[0])
+    np.testing.assert_allclose(probs[1], bf16.predict(batch[1:])[0], atol=1e-6)
+    assert np.isfinite(probs).all()
+    assert np.isnan(bf16.repaired(batch, raw.copy())[1]).all()  # only an fp16 tagger repairs
