@@ -7,8 +7,8 @@ Measures, in one process and one session, what issue 8 asks for:
 - the machine's fp16 matrix rate (an 8192³ product on random data): the ceiling shares refer to
   (and bf16's, for comparison);
 - model only (inputs already on the GPU as uint8 pixels): photos/s and achieved TFLOP/s for RAM++
-  alone, CLIP alone and both, eager fp16 (the product's GPU precision), then ``torch.compile``d; FLOPs counted by PyTorch's
-  FlopCounterMode (matrix products, convolutions, attention) at batch 1;
+  alone, CLIP alone and both, eager fp16 (the product's GPU precision), then ``torch.compile``d;
+  FLOPs counted by PyTorch's FlopCounterMode (matrix products, convolutions, attention) at batch 1;
 - end to end from 12 MP JPEG files on disk through the product's own stages (decode workers →
   ``indexer.pipeline.ModelStage``): GPU decoding (nvJPEG) and CPU decoding (reduced-size decode in
   worker processes), with the peak GPU memory at the chosen batch size;
