@@ -259,18 +259,15 @@ def step_decode_only(fast: Tagger, embedder, files: list[Path], batch: int, devi
     """The GPU decoder alone, and with the resizing to both inputs, on one batch of files already read."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    from ram_model.accel import InputSpec, PinnedStaging, decode_on_device
+    from ram_model.accel import InputSpec, decode_on_device
     from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
     data = [p.read_bytes() for p in files[:batch]]
     encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
     specs = [InputSpec(fast.image_size, IMAGENET_MEAN, IMAGENET_STD, True),
              InputSpec(embedder.image_size, embedder.mean, embedder.std, False)]
-    staging = PinnedStaging()
-    steps = (("decode", lambda: decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)),
-             ("decode pinned", lambda: decode_jpeg(staging(data), mode=ImageReadMode.RGB, device=device)),
-             ("decode+resize", lambda: decode_on_device(data, [1] * len(data), specs, device, staging)))
-    for label, function in steps:
+    for label, function in (("decode", lambda: decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)),
+                            ("decode+resize", lambda: decode_on_device(data, [1] * len(data), specs, device))):
         cpu = time.process_time()
         per_call = timed(function, device, warmup=1, seconds=2.0)
         runs = max(1, round(2.0 / per_call))
@@ -418,21 +415,11 @@ def main() -> int:
         torch.cuda.empty_cache()  # the fp32 copies are gone
     if not args.no_compile:
         def compile_both() -> None:
-            from ram_model.accel import compile_fixed
-
             start = time.perf_counter()
-            try:
-                fast.compile(batch)  # with CUDA graphs on a GPU
-                fast_embedder.compile(batch)
-                record("compiled_with", "torch.compile + CUDA graphs" if device.type == "cuda" else "torch.compile")
-            except Exception:  # noqa: BLE001 - measure without graphs rather than not at all
-                say(f"CUDA graphs failed:\n{traceback.format_exc()}")
-                RESULTS["failed_graphs"] = traceback.format_exc()
-                fast._forward = compile_fixed(fast._logits, batch)  # noqa: SLF001
-                fast_embedder._forward = compile_fixed(fast_embedder._encode, batch)  # noqa: SLF001
-                record("compiled_with", "torch.compile without graphs")
-            record("compile_seconds", time.perf_counter() - start)
+            fast.compile(batch)
+            fast_embedder.compile(batch)
             step_models(fast, fast_embedder, batch, device, "compiled", peak, flops, args.seconds)
+            record("compile_seconds", time.perf_counter() - start)
 
         attempt("models_compiled", compile_both)
         attempt("e2e_hybrid_compiled", lambda: step_end_to_end(fast, fast_embedder, files, batch, args.workers,

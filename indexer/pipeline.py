@@ -273,7 +273,6 @@ class ModelStage:
         self.settings = settings
         self._device: torch.device | None = None
         self._stream: Any = None
-        self._staging: Any = None  # pinned host memory for the encoded JPEGs (accel.PinnedStaging)
 
     def _specs(self, tagger: bool, embedder: bool) -> list[Any]:
         from ram_model.accel import InputSpec
@@ -295,10 +294,8 @@ class ModelStage:
 
     def _device_decode(self, items: list[Decoded], device: torch.device) -> tuple[list[Decoded], dict[int, Failure]]:
         """Decode the JPEGs left to the device into inputs; one it refuses is decoded on the CPU."""
-        from ram_model.accel import PinnedStaging, decode_on_device
+        from ram_model.accel import decode_on_device
 
-        if self._staging is None:
-            self._staging = PinnedStaging()
         tagger = any(d.wants[0] for d in items)
         embedder = any(d.wants[1] for d in items)
         specs = self._specs(tagger, embedder)
@@ -311,8 +308,7 @@ class ModelStage:
                 readable.append(d)
             except OSError as exc:
                 failures[d.photo_id] = Failure(d.path, "unreadable", f"cannot read {d.path}: {exc.strerror or exc}")
-        orientations = [d.device_jpeg or 1 for d in readable]
-        results = decode_on_device(files, orientations, specs, device, self._staging) if files else []
+        results = decode_on_device(files, [d.device_jpeg or 1 for d in readable], specs, device) if files else []
         cpu = DecodeSettings(self.settings.tagger_size, self.embedder.pixel_transform if embedder else None,
                              self.settings.draft, pixels=True)
         for d, inputs in zip(readable, results, strict=True):

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
@@ -213,50 +212,18 @@ def normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return pixels.to(torch.float32).div(255).sub_(m).div_(s)
 
 
-class PinnedStaging:
-    """Page-locked host memory for the encoded JPEGs of a batch, so that nvJPEG copies them to the
-    GPU by DMA instead of through the driver's pageable staging (a third of its decode time on an
-    H200, bench/profile_gpu_prepare.py). Two buffers are used in turn and kept: torchvision's decoder
-    waits for its previous batch before it starts the next, so a buffer is rewritten only once the
-    copies out of it are done. Used from one thread."""
-
-    def __init__(self) -> None:
-        self._buffers: list[torch.Tensor | None] = [None, None]
-        self._turn = 0
-
-    def __call__(self, files: Sequence[bytes]) -> list[torch.Tensor]:
-        total = sum(len(data) for data in files)
-        turn, self._turn = self._turn, self._turn ^ 1
-        buffer = self._buffers[turn]
-        if buffer is None or buffer.numel() < total:
-            pinned = torch.cuda.is_available()  # (plain memory where there is no GPU: the same views)
-            buffer = self._buffers[turn] = torch.empty(total + total // 4, dtype=torch.uint8, pin_memory=pinned)
-        host = buffer.numpy()
-        views, at = [], 0
-        for data in files:
-            host[at : at + len(data)] = np.frombuffer(data, dtype=np.uint8)
-            views.append(buffer[at : at + len(data)])
-            at += len(data)
-        return views
-
-
 def decode_on_device(
-    files: Sequence[bytes], orientations: Sequence[int], specs: Sequence[InputSpec], device: torch.device,
-    staging: PinnedStaging | None = None,
+    files: Sequence[bytes], orientations: Sequence[int], specs: Sequence[InputSpec], device: torch.device
 ) -> list[list[torch.Tensor] | None]:
     """Decode JPEG files on ``device`` (nvJPEG on CUDA, libjpeg-turbo on the CPU) and make every
     spec's uint8 input of each. A file the decoder refuses gives None (decode it on the CPU).
 
     The whole list goes to the decoder at once (nvJPEG's batched decode); if it refuses the
-    batch, each file is decoded alone so that one bad file costs only itself. ``staging`` (on
-    CUDA) holds the encoded files in pinned memory.
+    batch, each file is decoded alone so that one bad file costs only itself.
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    if staging is not None and device.type == "cuda":
-        encoded = staging(files)
-    else:
-        encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
     try:
         decoded: list[torch.Tensor | None] = list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
@@ -322,35 +289,11 @@ def auto_batch_size(tagger: Any, embedder: Any, *, limit: int = 128) -> int:
     return measure_batch_size(run, device, limit=limit)
 
 
-def compile_fixed(function: Batchwise, batch: int, *, graphs: bool = False) -> Batchwise:
+def compile_fixed(function: Batchwise, batch: int) -> Batchwise:
     """``function`` through ``torch.compile`` (fused elementwise work around the matrix products),
-    always called with exactly ``batch`` rows (:func:`fixed_batches`): it never recompiles.
-
-    ``graphs`` (CUDA): replay each call as one CUDA graph (``mode="reduce-overhead"``) instead of
-    launching its thousand-odd kernels one by one from Python, so the GPU's queue never waits for
-    a Python thread busy elsewhere (decoding the next batch). Each call's result is copied out of
-    the graph's memory before the next call reuses it."""
-    if not graphs:
-        compiled = torch.compile(function, dynamic=False)
-        return lambda inputs: fixed_batches(compiled, inputs, batch)
-    compiled = torch.compile(function, dynamic=False, mode="reduce-overhead")
-
-    def replayed(inputs: torch.Tensor) -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()  # the previous call's outputs are no longer read
-        return compiled(inputs).clone()
-
-    return lambda inputs: fixed_batches(replayed, inputs, batch)
-
-
-def warm_up(function: Batchwise, shape: Sequence[int], device: torch.device, calls: int = 3) -> None:
-    """Call ``function`` on zeros of ``shape`` until it is compiled (and its CUDA graph recorded),
-    before a run starts rather than in its first batches."""
-    inputs = torch.zeros(*shape, device=device)
-    with torch.inference_mode():
-        for _ in range(calls):
-            function(inputs)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    always called with exactly ``batch`` rows (:func:`fixed_batches`): it never recompiles."""
+    compiled = torch.compile(function, dynamic=False)
+    return lambda inputs: fixed_batches(compiled, inputs, batch)
 
 
 def fixed_batches(function: Batchwise, inputs: torch.Tensor, batch: int) -> torch.Tensor:

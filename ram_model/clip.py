@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from ram_model.accel import compile_fixed, normalise, warm_up
+from ram_model.accel import compile_fixed, normalise
 from ram_model.device import autocast
 from ram_model.errors import ConfigError
 
@@ -125,10 +125,8 @@ class ClipEmbedder(nn.Module):
         return self.transform(image.convert("RGB"))
 
     def compile(self, batch_size: int) -> None:
-        """``torch.compile`` the image encoder at exactly ``batch_size`` images per call (padded/split),
-        on CUDA replayed as a CUDA graph; it compiles here (see ``Tagger.compile``)."""
-        self._forward = compile_fixed(self._encode, batch_size, graphs=self.device.type == "cuda")
-        warm_up(self._forward, (batch_size, 3, self.image_size, self.image_size), self.device)
+        """``torch.compile`` the image encoder at exactly ``batch_size`` images per call (padded/split)."""
+        self._forward = compile_fixed(self._encode, batch_size)
 
     def _encode(self, batch: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.dtype):

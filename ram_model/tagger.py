@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ram_model.accel import compile_fixed, normalise, warm_up
+from ram_model.accel import compile_fixed, normalise
 from ram_model.device import autocast, resolve_device, resolve_dtype
 from ram_model.errors import ConfigError
 from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_batch
@@ -106,12 +106,9 @@ class Tagger:
 
     def compile(self, batch_size: int) -> None:
         """Run the model through ``torch.compile`` from now on, at exactly ``batch_size`` images per
-        call (smaller batches are padded, larger ones split), on CUDA replayed as a CUDA graph; it
-        compiles here, before the first batch: worth its minute on a long run on a GPU, not for a
-        few photos."""
-        graphs = self.device.type == "cuda"
-        self._forward = compile_fixed(self._logits, batch_size, graphs=graphs)
-        warm_up(self._forward, (batch_size, 3, self.image_size, self.image_size), self.device)
+        call (smaller batches are padded, larger ones split): worth its minute of compiling on a
+        long run on a GPU, not for a few photos."""
+        self._forward = compile_fixed(self._logits, batch_size)
 
     def _logits(self, images: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         with autocast(self.device, dtype or self.dtype):
