@@ -56,3 +56,32 @@ def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Pat
     for photo_id, probs in cpu.probs.items():
         np.testing.assert_allclose(device.probs[photo_id], probs, atol=0.02)
         assert float(device.vectors[photo_id] @ cpu.vectors[photo_id]) > 0.98
+
+
+def test_photos_that_overflow_fp16_get_bf16_scores(model_dir: Path, photos: Path, caplog) -> None:  # noqa: ANN001
+    """The stage hands the tagger's results through ``Tagger.repaired``: photos whose fp16 activations
+    overflow (a patch embedding scaled past fp16's range here) are scored again in bf16, not stored as NaN."""
+    import logging
+
+    import torch
+
+    from ram_model.store import ModelStore
+
+    store = ModelStore(model_dir)
+    tagger = store.load_tagger(TAGGER, device="cpu", dtype="fp16")
+    with torch.no_grad():
+        tagger.model.visual_encoder.patch_embed.proj.weight.mul_(3e5)  # still within fp16
+    embedder = store.load_embedder(EMBEDDER)
+    settings = DecodeSettings(tagger.image_size, embedder.pixel_transform, draft=False, pixels=True)
+    stage = ModelStage(tagger, embedder, settings)
+    files = sorted((photos / "library").rglob("*.jpg"))[:2]
+    batch = [decode(DecodeJob(i, str(p), True, False), settings) for i, p in enumerate(files)]
+    pixels = torch.stack([d.tagger_input for d in batch])
+    assert np.isnan(tagger.probs_on_device(pixels).numpy()).all()  # fp16 alone overflows on these photos
+    with caplog.at_level(logging.WARNING, logger="ram_model.tagger"):
+        [(_batch, outputs)] = list(stage.run([batch]))
+    assert "fp16 overflowed on 2 of 2 photos" in caplog.text
+    expected = tagger.probs_on_device(pixels, torch.bfloat16).numpy()
+    for photo_id, probs in outputs.probs.items():
+        assert np.isfinite(probs).all()
+        np.testing.assert_allclose(probs, expected[photo_id], atol=1e-6)
