@@ -775,8 +775,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", default=argparse.SUPPRESS, help="auto (default), fp32, bf16, fp16")
         p.add_argument("--batch-size", type=int,
                        help="images per model call (default: 8 on a CPU; on a GPU the largest that fits in memory)")
-        p.add_argument("--compile", action="store_true", default=None,
-                       help="on a GPU, torch.compile the models first (about a minute; faster on large libraries)")
+        p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="on a GPU, torch.compile the models first: about a minute, then faster (default: only "
+                            "for passes of 100,000 photos or more)")
         p.add_argument("--no-gpu-decode", dest="gpu_decode", action="store_false", default=None,
                        help="on a GPU, decode every photo on the CPU (default: plain JPEGs are decoded by the GPU)")
         p.add_argument("--workers", type=int,

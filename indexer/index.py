@@ -62,7 +62,7 @@ from indexer.schema import (
     Run,
     Tag,
 )
-from indexer.settings import CPU_BATCH_SIZE
+from indexer.settings import COMPILE_FROM_PHOTOS, CPU_BATCH_SIZE
 
 GENERATION_KEY = "embeddings_generation"
 # Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
@@ -149,7 +149,7 @@ class Indexer:
         rules: ScanRules | None = None,
         draft: bool = True,
         device_decode: bool = True,
-        compile: bool = False,
+        compile: bool | None = None,
         max_attempts: int = 3,
         on_progress: Progress | None = None,
         on_failure: Callable[[Failure], None] | None = None,
@@ -425,7 +425,7 @@ class Indexer:
                     done += self._copy_results(session, donors[items[0].content_hash], items, summary)
             self.on_progress("model", done, total)
 
-        stage = self._model_stage()
+        stage = self._model_stage(len(compute))
         jobs = (DecodeJob(w.id, w.path, w.needs_tags, w.needs_embedding) for w in compute)
         by_id = {w.id: w for w in compute}
         by_path = {w.path: w for w in compute}
@@ -464,16 +464,18 @@ class Indexer:
     def _on_gpu(self) -> bool:
         return self.tagger.device.type == "cuda"
 
-    def _model_stage(self) -> ModelStage:
+    def _model_stage(self, photos: int) -> ModelStage:
         """The model stage, built once per Indexer (a compiled model is compiled once). On a GPU, photos
-        travel as uint8 pixels and plain JPEGs are decoded by the GPU (unless ``device_decode`` is off)."""
+        travel as uint8 pixels and plain JPEGs are decoded by the GPU (unless ``device_decode`` is off),
+        and the models are compiled when ``compile`` says so (None: when the first pass computes
+        ``COMPILE_FROM_PHOTOS`` photos or more)."""
         if self._stage is None:
             gpu = self._on_gpu()
             transform = getattr(self.embedder, "pixel_transform" if gpu else "transform", None)
             settings = DecodeSettings(self.tagger.image_size, transform, self.draft, pixels=gpu,
                                       device_jpeg=gpu and self.device_decode)
             self._stage = ModelStage(self.tagger, self.embedder, settings)
-            if gpu and self.compile:
+            if gpu and (self.compile if self.compile is not None else photos >= COMPILE_FROM_PHOTOS):
                 batch = self._batch_size()
                 self.tagger.compile(batch)
                 self.embedder.compile(batch)

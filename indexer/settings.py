@@ -24,6 +24,10 @@ def _default_workers() -> int:
 
 # Images per model call off a GPU when no batch size is set (on a GPU it comes from free memory).
 CPU_BATCH_SIZE = 8
+# Unless told, a GPU pass compiles its models when it has at least this many photos to compute:
+# compiling takes about a minute and saves ~0.5-0.6 ms a photo end to end (331 → 414 photos/s,
+# bench/results/gpu.md), so it pays from ~100,000 photos (a NAS archive, not an import).
+COMPILE_FROM_PHOTOS = 100_000
 
 class Settings(BaseSettings):
     """Every knob Phototag has. ``PHOTOTAG_HOME`` holds the model store and the default catalog."""
@@ -38,7 +42,9 @@ class Settings(BaseSettings):
     batch_size: PositiveInt | None = Field(
         None, description=f"images per model call (default: {CPU_BATCH_SIZE} on a CPU, the largest that fits on a GPU)")
     gpu_decode: bool = Field(True, description="on a GPU, decode plain JPEGs there (nvJPEG) instead of on the CPU")
-    compile: bool = Field(False, description="torch.compile the models on a GPU (a minute, then faster)")
+    compile: bool | None = Field(
+        None, description=f"torch.compile the models on a GPU (a minute, then faster); unset: for passes of "
+                          f"{COMPILE_FROM_PHOTOS:,}+ photos")
     chunk_size: PositiveInt | None = Field(None, description="tags scored at a time (bounds memory)")
     draft_decode: bool = Field(True, description="decode large JPEGs at reduced size when still >= model input")
     auto_download: bool = Field(True, description="download a missing default model on first use")

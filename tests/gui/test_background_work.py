@@ -105,3 +105,24 @@ def test_write_metadata_shows_the_dry_run_first(qtbot, window, small_folder) -> 
     assert os.path.exists(sidecar) and "my trip" in open(sidecar, encoding="utf-8").read()
     assert "undo-metadata" in dialog.status.text()
     dialog.close()
+
+
+def test_the_app_indexes_with_the_gpu_settings(settings, small_folder, monkeypatch) -> None:  # noqa: ANN001
+    """PHOTOTAG_GPU_DECODE and PHOTOTAG_COMPILE reach the app's indexer as they reach `phototag index`."""
+    from gui.library import Library
+    from indexer.index import Indexer, IndexSummary
+
+    seen = {}
+
+    def run(self, roots, **_options) -> IndexSummary:  # noqa: ANN001
+        seen.update(device_decode=self.device_decode, compile=self.compile)
+        return IndexSummary()
+
+    monkeypatch.setattr(Indexer, "run", run)
+    for gpu_decode, compile_ in ((False, True), (True, None)):
+        library = Library.open(settings.model_copy(update={"gpu_decode": gpu_decode, "compile": compile_}))
+        try:
+            library.index([str(small_folder)])
+        finally:
+            library.close()
+        assert seen == {"device_decode": gpu_decode, "compile": compile_}

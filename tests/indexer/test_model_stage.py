@@ -85,3 +85,35 @@ def test_photos_that_overflow_fp16_get_bf16_scores(model_dir: Path, photos: Path
     for photo_id, probs in outputs.probs.items():
         assert np.isfinite(probs).all()
         np.testing.assert_allclose(probs, expected[photo_id], atol=1e-6)
+
+
+class _GpuModel:
+    """Stands in for a model on a CUDA device: the stage only reads these attributes here."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.device = torch.device("cuda")
+        self.image_size = 384
+        self.pixel_transform = None
+        self.bundle = type("Bundle", (), {"version": "v"})()
+        self.compiled: list[int] = []
+
+    def compile(self, batch_size: int) -> None:
+        self.compiled.append(batch_size)
+
+
+def test_a_gpu_pass_compiles_its_models_only_when_it_pays() -> None:
+    """Unset, ``compile`` is decided by the first pass's size: a minute of compiling pays from
+    COMPILE_FROM_PHOTOS photos; told true or false, the indexer does as told."""
+    from indexer.index import Indexer
+    from indexer.settings import COMPILE_FROM_PHOTOS
+
+    for compile_, photos, expected in ((None, COMPILE_FROM_PHOTOS - 1, []), (None, COMPILE_FROM_PHOTOS, [16]),
+                                       (True, 10, [16]), (False, 10**7, [])):
+        tagger, embedder = _GpuModel(), _GpuModel()
+        indexer = Indexer(None, tagger, embedder, batch_size=16, compile=compile_)
+        stage = indexer._model_stage(photos)  # noqa: SLF001 - the decision under test
+        assert tagger.compiled == embedder.compiled == expected, (compile_, photos)
+        assert indexer._model_stage(photos * 10) is stage  # noqa: SLF001 - built (and compiled) once
+        assert tagger.compiled == expected
