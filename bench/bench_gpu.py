@@ -13,7 +13,8 @@ Measures, in one process and one session, what issue 8 asks for:
   ``indexer.pipeline.ModelStage``): GPU decoding (nvJPEG) and CPU decoding (reduced-size decode in
   worker processes), with the peak GPU memory at the chosen batch size;
 - the reference-style pipeline (fp32 weights and compute, batch 1, Pillow full decode, one photo at a
-  time) on the same GPU, as the ratio to beat;
+  time) on the same GPU, as the ratio to beat: end to end with its TFLOP/s and peak memory, and its
+  models alone at batch 1;
 - correctness: fp16 and bf16 on the GPU against fp32 on the CPU (same preprocessed inputs): tag
   F1 and logit differences; and GPU-decoded inputs against CPU-decoded ones (pixel differences, tag F1).
 
@@ -306,8 +307,9 @@ def step_end_to_end(fast: Tagger, embedder, files: list[Path], batch: int, worke
 
 
 def step_reference(reference_model, embedder, vocabulary, files: list[Path], device: torch.device,
-                   photos: int) -> None:  # noqa: ANN001
-    """The reference implementation's way: fp32, batch 1, Pillow full decode, one photo after another."""
+                   photos: int, peak: float, flops: dict[str, float], seconds: float) -> None:  # noqa: ANN001
+    """The reference implementation's way: fp32, batch 1, Pillow full decode, one photo after another;
+    then the same models alone at batch 1, as ``step_models`` measures the product's."""
     model = copy.deepcopy(reference_model)
     tagger = Tagger(model, vocabulary, device=device, dtype="fp32")
     clip = copy.deepcopy(embedder).to(device)
@@ -319,13 +321,20 @@ def step_reference(reference_model, embedder, vocabulary, files: list[Path], dev
         clip.embed_images([image])
 
     one(files[0])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for path in files[1 : photos + 1]:
         one(path)
     sync(device)
     rate = photos / (time.perf_counter() - start)
-    record("reference_style", {"photos_per_s": rate, "photos": photos},
-           f"reference style (fp32, batch 1, Pillow full decode, RAM++ + CLIP): {rate:.2f} photos/s")
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    tflops = rate * (flops["ram++"] + flops["clip"]) / 1e12
+    record("reference_style", {"photos_per_s": rate, "photos": photos, "tflops": tflops, "share": tflops / peak,
+                               "gpu_mem_gib": memory},
+           f"reference style (fp32, batch 1, Pillow full decode, RAM++ + CLIP): {rate:.2f} photos/s, "
+           f"{tflops:.2f} TFLOP/s ({100 * tflops / peak:.2f} % of measured peak), peak GPU memory {memory:.1f} GiB")
+    step_models(tagger, clip, 1, device, "reference fp32", peak, flops, seconds)
 
 
 def main() -> int:
@@ -410,7 +419,7 @@ def main() -> int:
                                                    "eager, CPU decode", args.photos))
     if not args.skip_reference:
         attempt("reference", lambda: step_reference(reference.model, embedder, reference.vocabulary, files, device,
-                                                    min(24, len(files) - 1)))
+                                                    min(24, len(files) - 1), peak, flops, args.seconds))
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the fp32 copies are gone
     if not args.no_compile:
