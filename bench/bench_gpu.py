@@ -353,6 +353,8 @@ def main() -> int:
     parser.add_argument("--skip-reference", action="store_true", help="skip the reference-style run")
     parser.add_argument("--skip-correctness", action="store_true", help="skip fp16/bf16 GPU vs fp32 CPU")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per model-only measurement")
+    parser.add_argument("--shares", type=float, nargs="*", default=[],
+                        help="GPU shares of the JPEGs to try end to end, compiled, besides the indexer's rule")
     args = parser.parse_args()
     device = torch.device(args.device)
     arch, embedder_arch = ("ram_plus_tiny", "clip_tiny") if args.quick else ("ram_plus_swin_l_384", "clip_vit_b16")
@@ -400,14 +402,11 @@ def main() -> int:
     else:
         batch = 8
     record("batch", batch, f"batch size: {batch} ({'given' if args.batch else 'from free GPU memory'})")
-    from ram_model.accel import CPU_JPEG_RATE_PER_WORKER, device_share
+    from ram_model.accel import device_share
 
     attempt("decode_only", lambda: step_decode_only(fast, fast_embedder, files, batch, device))
-    # The hybrid runs split the JPEGs by the GPU rate just measured (device_share's constants come
-    # from such a measurement).
-    measured = RESULTS.get("gpu_decode+resize", {}).get("photos_per_s")
-    share = (measured / (measured + CPU_JPEG_RATE_PER_WORKER * args.workers) if measured
-             else device_share(args.workers))
+    # The hybrid runs split the JPEGs as the indexer does (device_share), then at each --shares.
+    share = device_share(args.workers)
     if not args.only_compiled:
         attempt("models_eager", lambda: step_models(fast, fast_embedder, batch, device, "eager", peak, flops,
                                                     args.seconds))
@@ -431,9 +430,10 @@ def main() -> int:
             record("compile_seconds", time.perf_counter() - start)
 
         attempt("models_compiled", compile_both)
-        attempt("e2e_hybrid_compiled", lambda: step_end_to_end(fast, fast_embedder, files, batch, args.workers,
-                                                               device, True, "compiled, GPU + CPU decode",
-                                                               args.photos, share))
+        for split in [device_share(args.workers, compiled=True), *args.shares]:
+            attempt(f"e2e_hybrid_compiled_{split:.2f}", lambda split=split: step_end_to_end(
+                fast, fast_embedder, files, batch, args.workers, device, True,
+                f"compiled, GPU {split:.2f} + CPU decode", args.photos, split))
         attempt("e2e_gpu_compiled", lambda: step_end_to_end(fast, fast_embedder, files, batch, args.workers, device,
                                                             True, "compiled, GPU decode", args.photos))
     summary()

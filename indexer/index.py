@@ -166,6 +166,7 @@ class Indexer:
         self.device_decode = device_decode
         self.compile = compile
         self._stage: ModelStage | None = None
+        self._compiled = False  # whether the stage's models run compiled
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda stage, done, total: None)
         self.on_failure = on_failure or (lambda failure: None)
@@ -435,7 +436,7 @@ class Indexer:
         if settings.device_jpeg:  # the GPU and the CPU workers each decode their share of the JPEGs
             from ram_model.accel import device_share
 
-            settings = replace(settings, device_share=device_share(workers))
+            settings = replace(settings, device_share=device_share(workers, self._compiled))
         with Stages(workers, settings) as stages:
             decoded_batches = batched(stages.map(decode, jobs, lookahead=2 * batch_size), batch_size)
             for batch, outputs in stage.run(decoded_batches):
@@ -475,7 +476,8 @@ class Indexer:
             settings = DecodeSettings(self.tagger.image_size, transform, self.draft, pixels=gpu,
                                       device_jpeg=gpu and self.device_decode)
             self._stage = ModelStage(self.tagger, self.embedder, settings)
-            if gpu and (self.compile if self.compile is not None else photos >= COMPILE_FROM_PHOTOS):
+            self._compiled = gpu and (self.compile if self.compile is not None else photos >= COMPILE_FROM_PHOTOS)
+            if self._compiled:
                 batch = self._batch_size()
                 self.tagger.compile(batch)
                 self.embedder.compile(batch)

@@ -43,16 +43,30 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
-# Decoding throughput of 12 MP JPEGs measured on the H200 (bench/results/gpu.md): nvJPEG through
-# torchvision, and one CPU core's reduced-size decode. Both scale with pixels, so their ratio splits
-# a stream of JPEGs between the GPU and the CPU workers so that both finish together.
+# Throughputs measured on the H200 with 12 MP JPEGs (bench/results/gpu.md): nvJPEG through torchvision
+# with the resizing to both inputs, one CPU core's reduced-size decode, and RAM++ + CLIP alone (fp16,
+# eager or compiled). Decoding and resizing scale with pixels, the models do not; the ratios are what
+# split a stream of JPEGs between the GPU and the CPU workers.
 GPU_JPEG_RATE = 410.0
 CPU_JPEG_RATE_PER_WORKER = 15.0
+MODEL_RATE_EAGER = 546.0
+MODEL_RATE_COMPILED = 800.0
 
 
-def device_share(workers: int) -> float:
-    """The share of plain JPEGs to decode on the GPU when ``workers`` CPU processes decode the rest."""
-    return GPU_JPEG_RATE / (GPU_JPEG_RATE + CPU_JPEG_RATE_PER_WORKER * max(workers, 0))
+def device_share(workers: int, compiled: bool = False) -> float:
+    """The share of plain JPEGs to decode on the GPU when ``workers`` CPU processes decode the rest.
+
+    GPU decoding barely overlaps the models (end to end ≈ 1 / (1/models + 1/decoding), bench/results/
+    gpu.md), so each photo the GPU decodes costs the models time, while the workers' photos cost it
+    nothing. With G, C and M the GPU's decoding, the workers' and the models' rates, the pass runs
+    at R = (G + C)·M / (M + G) when the GPU decodes 1 − C/R of the photos: both sides kept busy.
+    (Measured with 15 workers: a GPU share of 0.51 gave 445 photos/s, 0.63 gave 405, 0.72 gave 368.)"""
+    gpu, cpu = GPU_JPEG_RATE, CPU_JPEG_RATE_PER_WORKER * max(workers, 0)
+    models = MODEL_RATE_COMPILED if compiled else MODEL_RATE_EAGER
+    if cpu >= models:
+        return 0.0  # the workers alone keep the models busy
+    rate = (gpu + cpu) * models / (models + gpu)
+    return max(0.0, 1.0 - cpu / rate)
 
 
 # --- which files the device decodes ------------------------------------------------------------

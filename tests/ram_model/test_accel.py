@@ -130,9 +130,19 @@ def test_batch_size_from_memory() -> None:
 def test_device_share_splits_jpegs_between_decoders() -> None:
     from indexer.pipeline import _to_device
 
-    assert accel.device_share(0) == 1.0
+    assert accel.device_share(0) == accel.device_share(0, compiled=True) == 1.0
     share = accel.device_share(15)
     assert 0.3 < share < 0.9
+    # At that share both sides finish together: the workers' photos at their rate, the GPU's
+    # decoding and the models one after the other.
+    cpu = 15 * accel.CPU_JPEG_RATE_PER_WORKER
+    for compiled, models in ((False, accel.MODEL_RATE_EAGER), (True, accel.MODEL_RATE_COMPILED)):
+        f = accel.device_share(15, compiled)
+        assert cpu / (1 - f) == pytest.approx(1 / (1 / models + f / accel.GPU_JPEG_RATE))
+    # Faster models leave more decoding to the GPU; more workers, less; enough workers, none.
+    assert accel.device_share(15, compiled=True) > accel.device_share(15)
+    assert accel.device_share(30) < accel.device_share(15) < accel.device_share(4)
+    assert accel.device_share(100) == 0.0
     chosen = sum(_to_device(i, share) for i in range(1, 1001))
     assert abs(chosen / 1000 - share) < 0.02
 
