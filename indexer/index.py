@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -444,6 +444,9 @@ class Indexer:
                 batch = [outputs.failures.get(r.photo_id, r) if isinstance(r, Decoded) else r for r in batch]
                 with self.catalog.session() as session, session.begin():
                     items = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
+                    stored = [(item, probs.get(item.id), vectors.get(item.id))
+                              for result, item in zip(batch, items, strict=True) if isinstance(result, Decoded)]
+                    self._store_results(session, stored, summary)
                     for result, item in zip(batch, items, strict=True):
                         followers = copies.get(item.content_hash, []) if item.content_hash else []
                         if isinstance(result, Failure):
@@ -451,7 +454,6 @@ class Indexer:
                             for follower in followers:
                                 self._fail(session, follower.id, result, summary, path=follower.path)
                         else:
-                            self._store_results(session, item, probs.get(item.id), vectors.get(item.id), summary)
                             done += self._copy_results(session, item.id, followers, summary)
                         done += 1
                     # Custom tags and the personal model score what this batch stored (indexer/_hooks.py).
@@ -507,48 +509,79 @@ class Indexer:
                 donors.update({digest: photo_id for digest, photo_id in rows})
         return donors
 
-    def _store_results(self, session: Session, item: _Work, probs: np.ndarray | None, vector: np.ndarray | None,
+    def _store_results(self, session: Session,
+                       stored: Sequence[tuple[_Work, np.ndarray | None, np.ndarray | None]],
                        summary: IndexSummary) -> None:
+        """One batch's results ``(photo, probabilities, embedding)``, in a few statements for the whole
+        batch (a GPU pass stores hundreds of photos a second, bench/results/store_cpu.md)."""
         stamp = now()
-        values: dict[str, Any] = {"status": INDEXED, "indexed_at": stamp, "error_reason": None,
-                                  "error_message": None, "attempts": 0}
-        if probs is not None:
-            fired = np.flatnonzero(probs > self.tagger.thresholds)
-            self._store_model_tags(session, item.id, {int(self._tag_ids[i]): float(probs[i]) for i in fired}, stamp)
-            values["tagger_version"] = self.tagger_version
-            summary.tagged += 1
-        if vector is not None:
-            self._store_embedding(session, item.id, vector)
-            values["embedder_version"] = self.embedder_version
-            summary.embedded += 1
-        session.execute(update(Photo).where(Photo.id == item.id).values(**values))
+        scores: dict[int, dict[int, float]] = {}
+        embeddings: dict[int, np.ndarray] = {}
+        rows: list[dict[str, Any]] = []
+        for item, probs, vector in stored:
+            values: dict[str, Any] = {"id": item.id, "status": INDEXED, "indexed_at": stamp, "error_reason": None,
+                                      "error_message": None, "attempts": 0}
+            if probs is not None:
+                fired = np.flatnonzero(probs > self.tagger.thresholds)
+                scores[item.id] = {int(self._tag_ids[i]): float(probs[i]) for i in fired}
+                values["tagger_version"] = self.tagger_version
+                summary.tagged += 1
+            if vector is not None:
+                embeddings[item.id] = vector
+                values["embedder_version"] = self.embedder_version
+                summary.embedded += 1
+            rows.append(values)
+        self._store_model_tags(session, scores, stamp)
+        self._store_embeddings(session, embeddings)
+        _update_by_id(session, Photo, rows)
 
-    def _store_model_tags(self, session: Session, photo_id: int, scores: dict[int, float], stamp: datetime) -> None:
-        """Replace the model's suggestions; a person's accept or reject stays, with the new score."""
-        existing = dict(session.execute(
-            select(PhotoTag.tag_id, PhotoTag.state).where(PhotoTag.photo_id == photo_id)).all())
-        stale = [tag_id for tag_id, state in existing.items() if state == SUGGESTED and tag_id not in scores]
+    def _store_model_tags(self, session: Session, scores: dict[int, dict[int, float]], stamp: datetime) -> None:
+        """Replace the model's suggestions of each photo (``photo id → {tag id: score}``); a person's accept
+        or reject stays, with the new score."""
+        if not scores:
+            return
+        existing: dict[int, dict[int, str]] = {}
+        for chunk in batched(list(scores), 500):
+            for photo_id, tag_id, state in session.execute(
+                    select(PhotoTag.photo_id, PhotoTag.tag_id, PhotoTag.state).where(PhotoTag.photo_id.in_(chunk))):
+                existing.setdefault(photo_id, {})[tag_id] = state
+        stale, changed, added = [], [], []
+        for photo_id, fired in scores.items():
+            have = existing.get(photo_id, {})
+            stale += [{"p": photo_id, "t": tag_id} for tag_id, state in have.items()
+                      if state == SUGGESTED and tag_id not in fired]
+            for tag_id, score in fired.items():
+                row = {"p": photo_id, "t": tag_id, "score": score}
+                (changed if tag_id in have else added).append(row)
+        table = PhotoTag.__table__
         if stale:
-            session.execute(delete(PhotoTag).where(PhotoTag.photo_id == photo_id, PhotoTag.tag_id.in_(stale),
-                                                   PhotoTag.source == SOURCE_MODEL))
-        for tag_id, score in scores.items():
-            if tag_id in existing:
-                session.execute(update(PhotoTag).where(PhotoTag.photo_id == photo_id, PhotoTag.tag_id == tag_id)
-                                .values(score=score, model_version=self.tagger_version, updated_at=stamp))
-            else:
-                session.add(PhotoTag(photo_id=photo_id, tag_id=tag_id, score=score, source=SOURCE_MODEL,
-                                     state=SUGGESTED, model_version=self.tagger_version, updated_at=stamp))
+            session.execute(table.delete().where(
+                table.c.photo_id == bindparam("p"), table.c.tag_id == bindparam("t"),
+                table.c.source == SOURCE_MODEL), stale)
+        if changed:
+            session.execute(table.update().where(table.c.photo_id == bindparam("p"), table.c.tag_id == bindparam("t"))
+                            .values(score=bindparam("score"), model_version=self.tagger_version, updated_at=stamp),
+                            changed)
+        if added:
+            session.execute(table.insert(), [
+                {"photo_id": row["p"], "tag_id": row["t"], "score": row["score"], "source": SOURCE_MODEL,
+                 "state": SUGGESTED, "model_version": self.tagger_version, "updated_at": stamp} for row in added])
 
-    def _store_embedding(self, session: Session, photo_id: int, vector: np.ndarray) -> None:
-        vector = np.ascontiguousarray(vector, dtype=np.float32)
-        statement = sqlite_insert(Embedding).values(
-            photo_id=photo_id, model_version=self.embedder_version, dim=vector.shape[0], vector=vector.tobytes())
+    def _store_embeddings(self, session: Session, vectors: dict[int, np.ndarray]) -> None:
+        """Insert or replace each photo's embedding (``photo id → vector``), and add them to the FAISS index."""
+        if not vectors:
+            return
+        ids = np.fromiter(vectors, dtype=np.int64, count=len(vectors))
+        matrix = np.stack([np.asarray(v, dtype=np.float32) for v in vectors.values()])
+        statement = sqlite_insert(Embedding.__table__)
         session.execute(statement.on_conflict_do_update(
-            index_elements=[Embedding.photo_id],
+            index_elements=["photo_id"],
             set_={"model_version": statement.excluded.model_version, "dim": statement.excluded.dim,
-                  "vector": statement.excluded.vector}))
+                  "vector": statement.excluded.vector}),
+            [{"photo_id": int(i), "model_version": self.embedder_version, "dim": matrix.shape[1],
+              "vector": row.tobytes()} for i, row in zip(ids, matrix, strict=True)])
         if self._vectors is not None:
-            self._vectors.add(np.asarray([photo_id], dtype=np.int64), vector[None, :])
+            self._vectors.add(ids, matrix)
 
     def _copy_results(self, session: Session, donor_id: int, items: list[_Work], summary: IndexSummary) -> int:
         """Give identical files the donor's model tags and embedding (no model work)."""
@@ -558,13 +591,15 @@ class Indexer:
         scores = dict(session.execute(select(PhotoTag.tag_id, PhotoTag.score).where(
             PhotoTag.photo_id == donor_id, PhotoTag.source == SOURCE_MODEL)).all())
         vector_blob = session.scalar(select(Embedding.vector).where(Embedding.photo_id == donor_id))
-        for item in items:
-            self._store_model_tags(session, item.id, {k: v for k, v in scores.items() if v is not None}, stamp)
-            if vector_blob is not None:
-                self._store_embedding(session, item.id, np.frombuffer(vector_blob, dtype=np.float32))
-            session.execute(update(Photo).where(Photo.id == item.id).values(
-                status=INDEXED, indexed_at=stamp, tagger_version=self.tagger_version,
-                embedder_version=self.embedder_version, error_reason=None, error_message=None, attempts=0))
+        fired = {k: v for k, v in scores.items() if v is not None}
+        self._store_model_tags(session, {item.id: fired for item in items}, stamp)
+        if vector_blob is not None:
+            vector = np.frombuffer(vector_blob, dtype=np.float32)
+            self._store_embeddings(session, {item.id: vector for item in items})
+        _update_by_id(session, Photo, [
+            {"id": item.id, "status": INDEXED, "indexed_at": stamp, "tagger_version": self.tagger_version,
+             "embedder_version": self.embedder_version, "error_reason": None, "error_message": None, "attempts": 0}
+            for item in items])
         if vector_blob is not None:
             self._bump_generation(session)
         after_store(session, [item.id for item in items])  # custom tags, personal model (indexer/_hooks.py)
@@ -654,6 +689,18 @@ class Indexer:
         with self.catalog.session() as session, session.begin():
             session.execute(update(Run).where(Run.id == run_id).values(
                 finished_at=now(), outcome=outcome, summary=json.dumps(counts)))
+
+
+def _update_by_id(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """``UPDATE`` each row (a dict with ``id``) in one executemany per set of columns."""
+    table = model.__table__
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_columns.setdefault(tuple(sorted(row)), []).append(row)
+    for columns, group in by_columns.items():
+        values = {name: bindparam(f"v_{name}") for name in columns if name != "id"}
+        session.execute(table.update().where(table.c.id == bindparam("v_id")).values(**values),
+                        [{f"v_{name}": value for name, value in row.items()} for row in group])
 
 
 def embedding_rows(catalog: Catalog, model_version: str, dim: int,

@@ -281,3 +281,51 @@ def test_raw_files_go_through_the_decoder_and_are_recorded(home, tmp_path, capsy
     assert (summary["new"], summary["failed"], summary["tagged"]) == (2, 1, 1)
     [failure] = summary["failures"]
     assert failure["path"].endswith("IMG_0001.CR2") and failure["reason"] in {"unsupported", "corrupt"}
+
+
+def test_storing_results_replaces_suggestions_and_keeps_decisions(tmp_path) -> None:  # noqa: ANN001
+    """A batch's results, stored in bulk: suggestions that no longer fire go, those that fire again get the
+    new score and model version, a person's accept or reject stays (with the new score where it fired),
+    new tags are suggested; the embedding is inserted, then replaced; the photo row is marked indexed."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from indexer.index import Indexer, IndexSummary, _Work
+    from indexer.schema import SOURCE_MODEL
+
+    names = ["a", "b", "c", "d", "e"]
+    old_version = "old@1"
+    with Catalog.open(tmp_path / "catalog") as catalog:
+        with catalog.session() as session, session.begin():
+            tags = [Tag(name=name, kind="builtin", threshold=0.5) for name in names]
+            photo = Photo(path="/p.jpg", size=1, mtime_ns=1, status="pending", attempts=0,
+                          first_seen=datetime.now(UTC), last_seen=datetime.now(UTC))
+            session.add_all([*tags, photo])
+            session.flush()
+            ids = {t.name: t.id for t in tags}
+            stamp = datetime.now(UTC)
+            for name, state in (("a", "suggested"), ("b", "suggested"), ("c", ACCEPTED), ("d", REJECTED)):
+                session.add(PhotoTag(photo_id=photo.id, tag_id=ids[name], score=0.6, source=SOURCE_MODEL,
+                                     state=state, model_version=old_version, updated_at=stamp))
+            photo_id = photo.id
+        tagger = SimpleNamespace(bundle=SimpleNamespace(version="new@2"), thresholds=np.full(5, 0.5, np.float32))
+        embedder = SimpleNamespace(bundle=SimpleNamespace(version="clip@1"))
+        indexer = Indexer(catalog, tagger, embedder)
+        indexer._tag_ids = np.asarray([ids[n] for n in names])  # noqa: SLF001 - the vocabulary sync's result
+        work = _Work(photo_id, "/p.jpg", None, True, True)
+        # b and c fire again, e is new; a (suggested) and d (rejected) do not fire.
+        probs = np.asarray([0.1, 0.9, 0.8, 0.2, 0.7], dtype=np.float32)
+        for vector in (np.ones(4, np.float32), np.arange(4, dtype=np.float32)):
+            summary = IndexSummary()
+            with catalog.session() as session, session.begin():
+                indexer._store_results(session, [(work, probs, vector)], summary)  # noqa: SLF001
+            assert summary.tagged == summary.embedded == 1
+        with catalog.session() as session:
+            rows = {t: (state, round(score, 3), version) for t, state, score, version in session.execute(
+                select(PhotoTag.tag_id, PhotoTag.state, PhotoTag.score, PhotoTag.model_version))}
+            stored = session.scalars(select(Embedding)).all()
+            photo = session.get(Photo, photo_id)
+            assert (photo.status, photo.tagger_version, photo.embedder_version) == ("indexed", "new@2", "clip@1")
+    assert rows == {ids["b"]: ("suggested", 0.9, "new@2"), ids["c"]: (ACCEPTED, 0.8, "new@2"),
+                    ids["d"]: (REJECTED, 0.6, old_version), ids["e"]: ("suggested", 0.7, "new@2")}
+    assert len(stored) == 1 and np.array_equal(np.frombuffer(stored[0].vector, np.float32), np.arange(4))
