@@ -219,13 +219,9 @@ def _indexer(settings, catalog, stop, progress, args, on_failure=None):  # noqa:
     from indexer.index import Indexer
     from indexer.scan import ScanRules
 
-    return Indexer(
-        catalog, *_lazy_models(settings),
-        workers=settings.workers, batch_size=settings.batch_size, draft=settings.draft_decode,
-        device_decode=settings.gpu_decode, compile=settings.compile,
-        max_attempts=settings.max_attempts, on_progress=progress, stop=stop, on_failure=on_failure,
+    return Indexer.from_settings(
+        catalog, *_lazy_models(settings), settings, on_progress=progress, stop=stop, on_failure=on_failure,
         rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
-        vector_index=settings.vector_index,
     )
 
 

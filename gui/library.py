@@ -279,10 +279,8 @@ class Library:
 
         tagger, embedder = self.models()
         settings = self.settings
-        indexer = Indexer(self.catalog, tagger, embedder, workers=settings.workers, batch_size=settings.batch_size,
-                          draft=settings.draft_decode, device_decode=settings.gpu_decode, compile=settings.compile,
-                          max_attempts=settings.max_attempts, on_progress=on_progress,
-                          on_failure=on_failure, stop=stop, vector_index=settings.vector_index)
+        indexer = Indexer.from_settings(self.catalog, tagger, embedder, settings, on_progress=on_progress,
+                                        on_failure=on_failure, stop=stop)
         with self.catalog.writer(settings.lock_wait, task="gui"):
             summary = indexer.run(list(roots))
         self._vocabulary = None

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
-from indexer.index import embedding_rows, now
+from indexer.index import embedding_rows, now, write_suggestions
 from indexer.pipeline import batched
 from indexer.schema import (
     ACCEPTED,
@@ -236,8 +236,9 @@ def _embeddings(session: Session, version: str, dim: int, photo_ids: Sequence[in
 
 
 def _write(session: Session, tag: CustomTag, ids: np.ndarray, scores: np.ndarray, stamp: datetime) -> int:
-    """Store one tag's scores for ``ids`` like ``Indexer._store_model_tags``: suggest what fires, drop
-    suggestions that no longer do, keep every person's decision. Returns how many photos it fires on."""
+    """Store one tag's scores for ``ids`` as the indexer stores its tags (``write_suggestions``): suggest
+    what fires, drop suggestions that no longer do, keep every person's decision. Returns how many
+    photos it fires on."""
     fired = scores >= tag.threshold
     id_list = ids.tolist()
     existing: dict[int, str] = {}
@@ -247,22 +248,10 @@ def _write(session: Session, tag: CustomTag, ids: np.ndarray, scores: np.ndarray
         # Withheld by a personal model: back to the base state; the personal model decides again after.
         session.execute(delete(PersonalHidden).where(PersonalHidden.tag_id == tag.tag_id,
                                                      PersonalHidden.photo_id.in_(chunk)))
-    stale = [i for i, f in zip(id_list, fired.tolist(), strict=True) if not f and existing.get(i) == SUGGESTED]
-    for chunk in batched(stale, _IDS_PER_QUERY):
-        session.execute(delete(PhotoTag).where(PhotoTag.tag_id == tag.tag_id, PhotoTag.source == SOURCE_MODEL,
-                                               PhotoTag.state == SUGGESTED, PhotoTag.photo_id.in_(chunk)))
-    updates, inserts = [], []
-    for photo_id, score in zip(ids[fired].tolist(), scores[fired].tolist(), strict=True):
-        values = {"photo_id": photo_id, "tag_id": tag.tag_id, "score": score, "model_version": tag.model_version,
-                  "updated_at": stamp}
-        if photo_id in existing:
-            updates.append(values)
-        else:
-            inserts.append(values | {"source": SOURCE_MODEL, "state": SUGGESTED})
-    if updates:
-        session.execute(update(PhotoTag), updates)
-    if inserts:
-        session.execute(PhotoTag.__table__.insert(), inserts)
+    stale = [(i, tag.tag_id) for i, f in zip(id_list, fired.tolist(), strict=True)
+             if not f and existing.get(i) == SUGGESTED]
+    hits = {(i, tag.tag_id): s for i, s in zip(ids[fired].tolist(), scores[fired].tolist(), strict=True)}
+    write_suggestions(session, hits, {(i, tag.tag_id) for i in existing}, stale, tag.model_version, stamp)
     return int(fired.sum())
 
 

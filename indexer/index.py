@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,7 @@ from indexer.schema import (
     Run,
     Tag,
 )
-from indexer.settings import COMPILE_FROM_PHOTOS, CPU_BATCH_SIZE
+from indexer.settings import COMPILE_FROM_PHOTOS, CPU_BATCH_SIZE, Settings
 
 GENERATION_KEY = "embeddings_generation"
 # Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
@@ -179,6 +179,14 @@ class Indexer:
         self._generation = 0
         self._failed_now: set[int] = set()  # failed in this pass: not retried until the next one
         self._vanished_now: set[int] = set()  # marked missing in this pass (a move found later is not missing)
+
+    @classmethod
+    def from_settings(cls, catalog: Catalog, tagger: Any, embedder: Any, settings: Settings, **options: Any) -> Indexer:
+        """An Indexer configured by ``settings`` (the CLI and the app build theirs alike); ``options`` add
+        the rest (``on_progress``, ``stop``, ``rules`` ...)."""
+        return cls(catalog, tagger, embedder, workers=settings.workers, batch_size=settings.batch_size,
+                   draft=settings.draft_decode, device_decode=settings.gpu_decode, compile=settings.compile,
+                   max_attempts=settings.max_attempts, vector_index=settings.vector_index, **options)
 
     # --- the pass --------------------------------------------------------------------------------
     def run(self, roots: Sequence[str | os.PathLike[str]], *, allow_missing_roots: bool = False) -> IndexSummary:
@@ -533,39 +541,22 @@ class Indexer:
             rows.append(values)
         self._store_model_tags(session, scores, stamp)
         self._store_embeddings(session, embeddings)
-        _update_by_id(session, Photo, rows)
+        if rows:
+            session.execute(update(Photo), rows)
 
     def _store_model_tags(self, session: Session, scores: dict[int, dict[int, float]], stamp: datetime) -> None:
         """Replace the model's suggestions of each photo (``photo id → {tag id: score}``); a person's accept
         or reject stays, with the new score."""
-        if not scores:
-            return
         existing: dict[int, dict[int, str]] = {}
         for chunk in batched(list(scores), 500):
             for photo_id, tag_id, state in session.execute(
                     select(PhotoTag.photo_id, PhotoTag.tag_id, PhotoTag.state).where(PhotoTag.photo_id.in_(chunk))):
                 existing.setdefault(photo_id, {})[tag_id] = state
-        stale, changed, added = [], [], []
-        for photo_id, fired in scores.items():
-            have = existing.get(photo_id, {})
-            stale += [{"p": photo_id, "t": tag_id} for tag_id, state in have.items()
-                      if state == SUGGESTED and tag_id not in fired]
-            for tag_id, score in fired.items():
-                row = {"p": photo_id, "t": tag_id, "score": score}
-                (changed if tag_id in have else added).append(row)
-        table = PhotoTag.__table__
-        if stale:
-            session.execute(table.delete().where(
-                table.c.photo_id == bindparam("p"), table.c.tag_id == bindparam("t"),
-                table.c.source == SOURCE_MODEL), stale)
-        if changed:
-            session.execute(table.update().where(table.c.photo_id == bindparam("p"), table.c.tag_id == bindparam("t"))
-                            .values(score=bindparam("score"), model_version=self.tagger_version, updated_at=stamp),
-                            changed)
-        if added:
-            session.execute(table.insert(), [
-                {"photo_id": row["p"], "tag_id": row["t"], "score": row["score"], "source": SOURCE_MODEL,
-                 "state": SUGGESTED, "model_version": self.tagger_version, "updated_at": stamp} for row in added])
+        fired = {(photo_id, tag_id): score for photo_id, tags in scores.items() for tag_id, score in tags.items()}
+        stale = [(photo_id, tag_id) for photo_id in scores for tag_id, state in existing.get(photo_id, {}).items()
+                 if state == SUGGESTED and tag_id not in scores[photo_id]]
+        known = {(photo_id, tag_id) for photo_id, tags in existing.items() for tag_id in tags}
+        write_suggestions(session, fired, known, stale, self.tagger_version, stamp)
 
     def _store_embeddings(self, session: Session, vectors: dict[int, np.ndarray]) -> None:
         """Insert or replace each photo's embedding (``photo id → vector``), and add them to the FAISS index."""
@@ -596,7 +587,7 @@ class Indexer:
         if vector_blob is not None:
             vector = np.frombuffer(vector_blob, dtype=np.float32)
             self._store_embeddings(session, {item.id: vector for item in items})
-        _update_by_id(session, Photo, [
+        session.execute(update(Photo), [
             {"id": item.id, "status": INDEXED, "indexed_at": stamp, "tagger_version": self.tagger_version,
              "embedder_version": self.embedder_version, "error_reason": None, "error_message": None, "attempts": 0}
             for item in items])
@@ -691,16 +682,23 @@ class Indexer:
                 finished_at=now(), outcome=outcome, summary=json.dumps(counts)))
 
 
-def _update_by_id(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """``UPDATE`` each row (a dict with ``id``) in one executemany per set of columns."""
-    table = model.__table__
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_columns.setdefault(tuple(sorted(row)), []).append(row)
-    for columns, group in by_columns.items():
-        values = {name: bindparam(f"v_{name}") for name in columns if name != "id"}
-        session.execute(table.update().where(table.c.id == bindparam("v_id")).values(**values),
-                        [{f"v_{name}": value for name, value in row.items()} for row in group])
+def write_suggestions(session: Session, fired: dict[tuple[int, int], float], existing: Container[tuple[int, int]],
+                      stale: Sequence[tuple[int, int]], model_version: str, stamp: datetime) -> None:
+    """A model's photo tags, in bulk: each ``(photo id, tag id)`` that ``fired`` gets its score — a row
+    that exists keeps its state (a person's accept or reject stays), a new one is suggested — and the
+    ``stale`` pairs, suggestions that no longer fire, go. ``existing``: the pairs that have a row."""
+    for chunk in batched(stale, 500):
+        session.execute(delete(PhotoTag).where(tuple_(PhotoTag.photo_id, PhotoTag.tag_id).in_(chunk),
+                                               PhotoTag.source == SOURCE_MODEL, PhotoTag.state == SUGGESTED))
+    values = [{"photo_id": photo_id, "tag_id": tag_id, "score": score, "model_version": model_version,
+               "updated_at": stamp} for (photo_id, tag_id), score in fired.items()]
+    updates = [row for row in values if (row["photo_id"], row["tag_id"]) in existing]
+    inserts = [row | {"source": SOURCE_MODEL, "state": SUGGESTED} for row in values
+               if (row["photo_id"], row["tag_id"]) not in existing]
+    if updates:
+        session.execute(update(PhotoTag), updates)
+    if inserts:
+        session.execute(PhotoTag.__table__.insert(), inserts)
 
 
 def embedding_rows(catalog: Catalog, model_version: str, dim: int,

@@ -361,15 +361,12 @@ class ModelStage:
                     tensor.record_stream(stream)  # made on the side stream, read on this one
         probs = vectors = None
         if prepared.tagger_input is not None and self.tagger is not None:
-            probs = fetch_later(self.tagger.probs_on_device(prepared.tagger_input))
+            probs = self.tagger.probs_later(prepared.tagger_input)
         if prepared.embedder_input is not None and self.embedder is not None:
             vectors = fetch_later(self.embedder.embeddings_on_device(prepared.embedder_input))
 
         def result() -> Outputs:
-            p = {}
-            if probs:
-                found = self.tagger.repaired(prepared.tagger_input, probs())
-                p = dict(zip(prepared.tagged, found, strict=True))
+            p = dict(zip(prepared.tagged, probs(), strict=True)) if probs else {}
             v = dict(zip(prepared.embedded, vectors().astype(np.float32), strict=True)) if vectors else {}
             return Outputs(p, v, prepared.failures)
 

@@ -50,7 +50,7 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
     (AVX512-BF16/AMX). On a GPU's tensor cores fp16 and bf16 run at the same speed, and fp16
     rounds 8× finer (10 mantissa bits against 7): its tags agree with fp32's where bf16's did not
     always (bench/results/gpu.md); a photo that overflows fp16's range is scored again in bf16
-    (``Tagger.repaired``)."""
+    (``Tagger.probs_later``)."""
     if isinstance(name, torch.dtype):
         return name
     if name != "auto":

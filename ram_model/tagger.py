@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ram_model.accel import compile_fixed, normalise
+from ram_model.accel import compile_fixed, fetch_later, normalise
 from ram_model.device import autocast, resolve_device, resolve_dtype
 from ram_model.errors import ConfigError
 from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_batch
@@ -88,7 +88,7 @@ class Tagger:
             self._label_sets.append(openset.label_embed_for(self.model).to(self.device))
             thresholds += [float(t) for t in openset.thresholds]
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
-        self._forward = self._logits  # or its compiled form (compile)
+        self._forward = self._probs  # or its compiled form (compile)
 
     @property
     def image_size(self) -> int:
@@ -108,9 +108,9 @@ class Tagger:
         """Run the model through ``torch.compile`` from now on, at exactly ``batch_size`` images per
         call (smaller batches are padded, larger ones split): worth its minute of compiling on a
         long run on a GPU, not for a few photos."""
-        self._forward = compile_fixed(self._logits, batch_size)
+        self._forward = compile_fixed(self._probs, batch_size)
 
-    def _logits(self, images: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def _probs(self, images: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         with autocast(self.device, dtype or self.dtype):
             # Built-in and custom tags go through the same head in the same pass.
             logits = self.model.score_chunked(self.model.encode_image(images), self._label_sets, self.chunk_size)
@@ -124,24 +124,30 @@ class Tagger:
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
             images = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
-        return self._forward(images) if dtype is None else self._logits(images, dtype)
+        return self._forward(images) if dtype is None else self._probs(images, dtype)
 
-    def repaired(self, images: torch.Tensor, probs: np.ndarray) -> np.ndarray:
-        """``probs`` (of ``images``) with any row that fp16 overflowed (NaN) scored again in bf16.
+    def probs_later(self, images: torch.Tensor) -> Callable[[], np.ndarray]:
+        """Start the model on ``images`` (as ``probs_on_device`` takes them) and return a function that
+        waits for the probabilities ``[B, T]`` on the host: from a GPU they are copied without blocking
+        this thread, so the caller can start the next batch first.
 
-        fp16 rounds 8× finer than bf16 at the same speed, but its range ends at 65,504; where one
-        photo's activations exceed it, its row comes out NaN. bf16 has fp32's range."""
-        bad = np.flatnonzero(np.isnan(probs).any(axis=1))
-        if not bad.size or self.dtype != torch.float16:
+        fp16 rounds 8× finer than bf16 at the same speed, but its range ends at 65,504: a photo whose
+        activations exceed it comes out NaN, and its row is scored again in bf16 (fp32's range)."""
+        fetch = fetch_later(self.probs_on_device(images))
+
+        def result() -> np.ndarray:
+            probs = fetch()
+            if self.dtype == torch.float16 and (bad := np.flatnonzero(np.isnan(probs).any(axis=1))).size:
+                log.warning("fp16 overflowed on %d of %d photos: scoring them again in bf16", bad.size, len(probs))
+                rows = torch.as_tensor(bad, device=images.device)
+                probs[bad] = self.probs_on_device(images[rows], torch.bfloat16).cpu().numpy()
             return probs
-        log.warning("fp16 overflowed on %d of %d photos: scoring them again in bf16", bad.size, len(probs))
-        rows = torch.as_tensor(bad, device=images.device)
-        probs[bad] = self.probs_on_device(images[rows], torch.bfloat16).cpu().numpy()
-        return probs
+
+        return result
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
         """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]`` (float32, or uint8 pixels)."""
-        return self.repaired(images, self.probs_on_device(images).cpu().numpy())
+        return self.probs_later(images)()
 
     def tag(
         self, images: Sequence[Image.Image], *, batch_size: int = 8, return_probs: bool = False

@@ -59,7 +59,7 @@ def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Pat
 
 
 def test_photos_that_overflow_fp16_get_bf16_scores(model_dir: Path, photos: Path, caplog) -> None:  # noqa: ANN001
-    """The stage hands the tagger's results through ``Tagger.repaired``: photos whose fp16 activations
+    """The stage takes the tagger's results through ``Tagger.probs_later``: photos whose fp16 activations
     overflow (a patch embedding scaled past fp16's range here) are scored again in bf16, not stored as NaN."""
     import logging
 
