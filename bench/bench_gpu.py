@@ -216,10 +216,10 @@ def step_decode_agreement(fast: Tagger, embedder, photos: list[Path], device: to
     from ram_model.preprocess import resized_pixels
 
     settings = DecodeSettings(fast.image_size, embedder.pixel_transform, draft=False, pixels=True, device_jpeg=True)
-    stage = ModelStage(fast, embedder, settings)
+    stage = ModelStage(fast, embedder, settings, fast.device)
     jpegs = [p for p in photos if device_decodable(p) is not None]
     decoded = [decode(DecodeJob(i, str(p), True, True), settings) for i, p in enumerate(jpegs)]
-    done, failures = stage._device_decode(decoded, device)  # noqa: SLF001 - the step under test
+    done, failures = stage._device_decode(decoded)  # noqa: SLF001 - the step under test
     gpu = torch.stack([d.tagger_input.cpu() for d in done]).int()
     cpu = torch.stack([resized_pixels(open_image(p), fast.image_size) for p in jpegs]).int()
     cpu_draft = torch.stack([resized_pixels(open_image(p, draft_size=fast.image_size), fast.image_size)
@@ -283,7 +283,7 @@ def step_end_to_end(fast: Tagger, embedder, files: list[Path], batch: int, worke
                     gpu_decode: bool, label: str, photos: int, share: float = 1.0) -> None:  # noqa: ANN001
     settings = DecodeSettings(fast.image_size, embedder.pixel_transform, draft=True, pixels=True,
                               device_jpeg=gpu_decode, device_share=share)
-    stage = ModelStage(fast, embedder, settings)
+    stage = ModelStage(fast, embedder, settings, fast.device)
     jobs = [DecodeJob(i, str(files[i % len(files)]), True, True) for i in range(photos)]
     with Stages(workers, settings) as stages:
         # Warm the workers (spawn + imports) and the models outside the timing.
@@ -461,8 +461,8 @@ def main() -> int:
     if not args.no_compile:
         def compile_both() -> None:
             start = time.perf_counter()
-            fast.compile(batch)
-            fast_embedder.compile(batch)
+            fast.compile_batches(batch)
+            fast_embedder.compile_batches(batch)
             step_models(fast, fast_embedder, batch, device, "compiled", peak, flops, args.seconds)
             record("compile_seconds", time.perf_counter() - start)
 

@@ -167,6 +167,7 @@ class Indexer:
         self.compile = compile
         self._stage: ModelStage | None = None
         self._compiled = False  # whether the stage's models run compiled
+        self._measured_batch: int | None = None  # the batch size chosen when none is given
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda stage, done, total: None)
         self.on_failure = on_failure or (lambda failure: None)
@@ -434,6 +435,8 @@ class Indexer:
                     done += self._copy_results(session, donors[items[0].content_hash], items, summary)
             self.on_progress("model", done, total)
 
+        if not compute:
+            return  # only copies of photos computed before: neither the models nor the GPU are needed
         stage = self._model_stage(len(compute))
         jobs = (DecodeJob(w.id, w.path, w.needs_tags, w.needs_embedding) for w in compute)
         by_id = {w.id: w for w in compute}
@@ -485,24 +488,27 @@ class Indexer:
             transform = getattr(self.embedder, "pixel_transform" if gpu else "transform", None)
             settings = DecodeSettings(self.tagger.image_size, transform, self.draft, pixels=gpu,
                                       device_jpeg=gpu and self.device_decode)
-            self._stage = ModelStage(self.tagger, self.embedder, settings)
+            self._stage = ModelStage(self.tagger, self.embedder, settings, self.tagger.device)
             self._compiled = gpu and (self.compile if self.compile is not None else photos >= COMPILE_FROM_PHOTOS)
             if self._compiled:
                 batch = self._batch_size()
-                self.tagger.compile(batch)
-                self.embedder.compile(batch)
+                self.tagger.compile_batches(batch)
+                self.embedder.compile_batches(batch)
         return self._stage
 
     def _batch_size(self) -> int:
-        """``batch_size`` as given; else 8 off a GPU, and on one the largest that fits its free memory."""
-        if self.batch_size is None:
+        """``batch_size`` as given; else 8 off a GPU, and on one the largest that fits its free memory
+        (measured once per Indexer)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        if self._measured_batch is None:
             if not self._on_gpu():
-                self.batch_size = CPU_BATCH_SIZE
+                self._measured_batch = CPU_BATCH_SIZE
             else:
                 from ram_model.accel import auto_batch_size
 
-                self.batch_size = auto_batch_size(self.tagger, self.embedder)
-        return self.batch_size
+                self._measured_batch = auto_batch_size(self.tagger, self.embedder)
+        return self._measured_batch
 
     def _current_donors(self, hashes: set[str]) -> dict[str, int]:
         """content hash → a photo whose results for these bytes are current."""
@@ -687,7 +693,7 @@ def write_suggestions(session: Session, fired: dict[tuple[int, int], float], exi
     """A model's photo tags, in bulk: each ``(photo id, tag id)`` that ``fired`` gets its score — a row
     that exists keeps its state (a person's accept or reject stays), a new one is suggested — and the
     ``stale`` pairs, suggestions that no longer fire, go. ``existing``: the pairs that have a row."""
-    for chunk in batched(stale, 500):
+    for chunk in batched(stale, 400):  # two parameters a pair: under SQLite's old limit of 999
         session.execute(delete(PhotoTag).where(tuple_(PhotoTag.photo_id, PhotoTag.tag_id).in_(chunk),
                                                PhotoTag.source == SOURCE_MODEL, PhotoTag.state == SUGGESTED))
     values = [{"photo_id": photo_id, "tag_id": tag_id, "score": score, "model_version": model_version,

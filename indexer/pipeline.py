@@ -13,12 +13,11 @@ in the calling process, which is what the tests and small jobs use.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,21 +256,21 @@ class _Prepared:
 
 
 class ModelStage:
-    """Stage 3: batches of decoded photos → probabilities and embeddings.
+    """Stage 3: batches of decoded photos → probabilities and embeddings, on ``device`` (the models').
 
-    ``prepare`` finishes the inputs on the models' device (GPU JPEG decoding and resizing, pinned
-    copies of CPU-decoded pixels, on a side stream); ``compute`` starts both models and returns a
-    function that waits for their results. On a GPU ``run`` prepares the next batch in a thread and
-    collects a batch's results only once the next one is started (``ram_model.accel.pipelined``);
-    elsewhere it runs the two steps in turn. ``tagger`` and ``embedder`` are only touched when a
-    batch needs them, so lazily loaded models stay unloaded for work that does not need them.
+    ``prepare`` finishes the inputs on the device (GPU JPEG decoding and resizing, pinned copies of
+    CPU-decoded pixels, on a side stream); ``compute`` starts both models and returns a function that
+    waits for their results. On a GPU ``run`` prepares the next batch in a thread and collects a
+    batch's results only once the next one is started (``ram_model.accel.pipelined``); elsewhere it
+    runs the two steps in turn. ``tagger`` and ``embedder`` are only touched when a batch needs them,
+    so lazily loaded models stay unloaded for work that does not need them.
     """
 
-    def __init__(self, tagger: Any, embedder: Any, settings: DecodeSettings) -> None:
+    def __init__(self, tagger: Any, embedder: Any, settings: DecodeSettings, device: torch.device) -> None:
         self.tagger = tagger
         self.embedder = embedder
         self.settings = settings
-        self._device: torch.device | None = None
+        self.device = device
         self._stream: Any = None
 
     def _specs(self, tagger: bool, embedder: bool) -> list[Any]:
@@ -286,32 +285,28 @@ class ModelStage:
             specs.append(InputSpec(e.image_size, e.mean, e.std, stretch=False))
         return specs
 
-    def device(self, decoded: list[Decoded]) -> torch.device:
-        if self._device is None:
-            needs_tags = any(d.tagger_input is not None or d.wants[0] for d in decoded)
-            self._device = self.tagger.device if needs_tags else self.embedder.device
-        return self._device
-
-    def _device_decode(self, items: list[Decoded], device: torch.device) -> tuple[list[Decoded], dict[int, Failure]]:
+    def _device_decode(self, items: list[Decoded]) -> tuple[list[Decoded], dict[int, Failure]]:
         """Decode the JPEGs left to the device into inputs; one it refuses is decoded on the CPU."""
         from ram_model.accel import decode_on_device
 
         tagger = any(d.wants[0] for d in items)
         embedder = any(d.wants[1] for d in items)
         specs = self._specs(tagger, embedder)
-        files, readable = [], []
+        with ThreadPoolExecutor(min(8, len(items))) as pool:  # reads overlap, on a NAS above all
+            contents = list(pool.map(_read, items))
         failures: dict[int, Failure] = {}
-        out: list[Decoded] = []
-        for d in items:
-            try:
-                files.append(Path(d.path).read_bytes())
-                readable.append(d)
-            except OSError as exc:
-                failures[d.photo_id] = Failure(d.path, "unreadable", f"cannot read {d.path}: {exc.strerror or exc}")
-        results = decode_on_device(files, [d.device_jpeg or 1 for d in readable], specs, device) if files else []
+        readable = []
+        for d, data in zip(items, contents, strict=True):
+            if isinstance(data, Failure):
+                failures[d.photo_id] = data
+            else:
+                readable.append((d, data))
+        results = decode_on_device([data for _, data in readable], [d.device_jpeg or 1 for d, _ in readable], specs,
+                                   self.device) if readable else []
         cpu = DecodeSettings(self.settings.tagger_size, self.embedder.pixel_transform if embedder else None,
                              self.settings.draft, pixels=True)
-        for d, inputs in zip(readable, results, strict=True):
+        out: list[Decoded] = []
+        for (d, _), inputs in zip(readable, results, strict=True):
             if inputs is None:
                 again = decode(DecodeJob(d.photo_id, d.path, d.wants[0], d.wants[1]), cpu)
                 if isinstance(again, Failure):
@@ -329,45 +324,39 @@ class ModelStage:
         decoded = [d for d in batch if isinstance(d, Decoded)]
         if not decoded:
             return _Prepared([], None, [], None, {})
-        device = self.device(decoded)
-        on_gpu = device.type == "cuda"
+        on_gpu = self.device.type == "cuda"
         if on_gpu and self._stream is None:
-            self._stream = torch.cuda.Stream(device)
+            self._stream = torch.cuda.Stream(self.device)
         with torch.cuda.stream(self._stream) if on_gpu else nullcontext():
             jpegs = [d for d in decoded if d.device_jpeg is not None]
             failures: dict[int, Failure] = {}
             if jpegs:
-                done, failures = self._device_decode(jpegs, device)
-                # Host-decoded photos first (a refused JPEG's CPU decode too): the order _stacked keeps.
-                decoded = sorted([d for d in decoded if d.device_jpeg is None] + done, key=_decoded_on_device)
-            for_tags = [d for d in decoded if d.tagger_input is not None]
-            for_embed = [d for d in decoded if d.embedder_input is not None]
-            prepared = _Prepared([d.photo_id for d in for_tags], _stacked([d.tagger_input for d in for_tags], device),
-                                 [d.photo_id for d in for_embed],
-                                 _stacked([d.embedder_input for d in for_embed], device), failures)
+                done, failures = self._device_decode(jpegs)
+                decoded = [d for d in decoded if d.device_jpeg is None] + done
+            tagged, tagger_input = _stacked([(d.photo_id, d.tagger_input) for d in decoded], self.device)
+            embedded, embedder_input = _stacked([(d.photo_id, d.embedder_input) for d in decoded], self.device)
+            prepared = _Prepared(tagged, tagger_input, embedded, embedder_input, failures)
             if on_gpu:
                 prepared.ready = torch.cuda.Event()
                 prepared.ready.record(self._stream)
         return prepared
 
     def compute(self, prepared: _Prepared) -> Callable[[], Outputs]:
-        from ram_model.accel import fetch_later
-
         if prepared.ready is not None:
-            stream = torch.cuda.current_stream(self._device)
+            stream = torch.cuda.current_stream(self.device)
             stream.wait_event(prepared.ready)
             for tensor in (prepared.tagger_input, prepared.embedder_input):
                 if tensor is not None:
                     tensor.record_stream(stream)  # made on the side stream, read on this one
         probs = vectors = None
-        if prepared.tagger_input is not None and self.tagger is not None:
+        if prepared.tagger_input is not None:
             probs = self.tagger.probs_later(prepared.tagger_input)
-        if prepared.embedder_input is not None and self.embedder is not None:
-            vectors = fetch_later(self.embedder.embeddings_on_device(prepared.embedder_input))
+        if prepared.embedder_input is not None:
+            vectors = self.embedder.embeddings_later(prepared.embedder_input)
 
         def result() -> Outputs:
             p = dict(zip(prepared.tagged, probs(), strict=True)) if probs else {}
-            v = dict(zip(prepared.embedded, vectors().astype(np.float32), strict=True)) if vectors else {}
+            v = dict(zip(prepared.embedded, vectors(), strict=True)) if vectors else {}
             return Outputs(p, v, prepared.failures)
 
         return result
@@ -375,31 +364,32 @@ class ModelStage:
     def run(self, batches: Iterable[list[Decoded | Failure]]) -> Iterator[tuple[list[Decoded | Failure], Outputs]]:
         from ram_model.accel import pipelined
 
-        batches = iter(batches)
-        first = next(batches, None)
-        if first is None:
-            return
-        batches = itertools.chain([first], batches)
-        decoded = [d for d in first if isinstance(d, Decoded)]
-        if decoded and self.device(decoded).type == "cuda":
+        if self.device.type == "cuda":
             yield from pipelined(batches, self.prepare, self.compute)
             return
         for batch in batches:
             yield batch, self.compute(self.prepare(batch))()
 
 
-def _decoded_on_device(d: Decoded) -> bool:
-    return any(t is not None and t.device.type != "cpu" for t in (d.tagger_input, d.embedder_input))
+def _read(d: Decoded) -> bytes | Failure:
+    try:
+        return Path(d.path).read_bytes()
+    except OSError as exc:
+        return Failure(d.path, "unreadable", f"cannot read {d.path}: {exc.strerror or exc}")
 
 
-def _stacked(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor | None:
-    """One ``[B, 3, S, S]`` batch on ``device``: host tensors (which come first) stacked and copied
-    through pinned memory, asynchronously on a GPU; device tensors appended as they are."""
-    host = [t for t in tensors if t.device.type == "cpu"]
-    parts = [t.unsqueeze(0) for t in tensors[len(host) :]]
+def _stacked(items: list[tuple[int, torch.Tensor | None]],
+             device: torch.device) -> tuple[list[int], torch.Tensor | None]:
+    """The photo ids and one ``[B, 3, S, S]`` batch on ``device`` of the inputs given (None: no input):
+    host tensors stacked and copied through pinned memory, asynchronously on a GPU, then the tensors
+    already on the device."""
+    host = [(i, t) for i, t in items if t is not None and t.device.type == "cpu"]
+    there = [(i, t) for i, t in items if t is not None and t.device.type != "cpu"]
+    parts = []
     if host:
-        stack = torch.stack(host)
-        if device.type == "cuda":
-            stack = stack.pin_memory().to(device, non_blocking=True)
-        parts.insert(0, stack)
-    return torch.cat(parts) if parts else None
+        stack = torch.stack([t for _, t in host])
+        parts.append(stack.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else stack)
+    if there:
+        parts.append(torch.stack([t for _, t in there]))
+    batch = (parts[0] if len(parts) == 1 else torch.cat(parts)) if parts else None
+    return [i for i, _ in host + there], batch

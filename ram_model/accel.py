@@ -18,6 +18,7 @@ edges) on 12 MP photos, about what the CPU path's reduced-size decode differs (b
 from __future__ import annotations
 
 import io
+import logging
 import queue
 import threading
 import warnings
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
@@ -37,6 +39,7 @@ DEVICE_JPEG_MAX_PIXELS = 64_000_000
 _SEQUENTIAL_HUFFMAN = frozenset({0xC0, 0xC1})
 _OTHER_SOF = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
+log = logging.getLogger(__name__)
 Batchwise = Callable[[torch.Tensor], torch.Tensor]
 T = TypeVar("T")
 P = TypeVar("P")
@@ -218,14 +221,6 @@ def model_inputs(photos: Sequence[torch.Tensor], specs: Sequence[InputSpec]) -> 
     return out
 
 
-def normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``[B, 3, S, S]`` → float32, as ``ToTensor()`` + ``Normalize(mean, std)`` compute it
-    (the same operations in the same order as :func:`ram_model.preprocess.preprocess`)."""
-    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1)
-    return pixels.to(torch.float32).div(255).sub_(m).div_(s)
-
-
 def decode_on_device(
     files: Sequence[bytes], orientations: Sequence[int], specs: Sequence[InputSpec], device: torch.device
 ) -> list[list[torch.Tensor] | None]:
@@ -238,6 +233,11 @@ def decode_on_device(
     from torchvision.io import ImageReadMode, decode_jpeg
 
     encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
+    if device.type == "cuda":
+        # torchvision allocates the decoded images on this stream but writes them from a stream of its
+        # own that does not wait for this one: memory this stream freed while its kernels still read it
+        # (the previous batch's photos) must not be written before they are done.
+        torch.cuda.current_stream(device).synchronize()
     try:
         decoded: list[torch.Tensor | None] = list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
     except RuntimeError:
@@ -379,19 +379,32 @@ def pipelined(items: Iterable[T], prepare: Callable[[T], P], compute: Callable[[
         thread.join()
 
 
-def fetch_later(tensor: torch.Tensor) -> Callable[[], Any]:
-    """Start copying ``tensor`` to the host and return a function that waits for it (a NumPy array).
-    From a GPU the copy goes to pinned memory without blocking this thread."""
+def fetch_later(tensor: torch.Tensor, again: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> Callable[[], np.ndarray]:
+    """Start copying ``tensor`` (one row per photo) to the host and return a function that waits for
+    it (a NumPy array). From a GPU the copy goes to pinned memory without blocking this thread.
+
+    ``again(rows)`` computes the given rows once more (another precision): rows that came out NaN —
+    fp16 overflowed on that photo — are replaced by its result, with a warning."""
     if tensor.device.type != "cuda":
         array = tensor.cpu().numpy()
-        return lambda: array
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    host.copy_(tensor, non_blocking=True)
-    done = torch.cuda.Event()
-    done.record()
+        fetch = lambda: array  # noqa: E731
+    else:
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
 
-    def result() -> Any:
-        done.synchronize()
-        return host.numpy()
+        def fetch() -> np.ndarray:
+            done.synchronize()
+            return host.numpy()
+
+    def result() -> np.ndarray:
+        array = fetch()
+        bad = np.flatnonzero(np.isnan(array.reshape(len(array), -1)).any(axis=1)) if again else []
+        if len(bad):
+            log.warning("fp16 overflowed on %d of %d photos: computing them again in bf16", bad.size, len(array))
+            array[bad] = again(torch.as_tensor(bad, device=tensor.device)).cpu().numpy()
+        return array
 
     return result

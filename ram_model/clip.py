@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import torch
 from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from ram_model.accel import compile_fixed, normalise
+from ram_model.accel import compile_fixed, fetch_later
 from ram_model.device import autocast
 from ram_model.errors import ConfigError
+from ram_model.preprocess import normalise
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ class ClipEmbedder(nn.Module):
         # Compute precision of image embeddings: fp32, or bf16/fp16 under autocast (the model store
         # sets it on GPUs: unit vectors within ~1e-2 of fp32's).
         self.dtype = torch.float32
-        self._forward = self._encode  # or its compiled form (compile)
+        self._forward = self._encode  # or its compiled form (compile_batches)
+        self._compiled_for: int | None = None
 
     @property
     def embed_dim(self) -> int:
@@ -124,22 +127,36 @@ class ClipEmbedder(nn.Module):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image.convert("RGB"))
 
-    def compile(self, batch_size: int) -> None:
-        """``torch.compile`` the image encoder at exactly ``batch_size`` images per call (padded/split)."""
-        self._forward = compile_fixed(self._encode, batch_size)
+    def compile_batches(self, batch_size: int) -> None:
+        """``torch.compile`` the image encoder at exactly ``batch_size`` images per call (padded/split);
+        once per size, as ``Tagger.compile_batches``."""
+        if self._compiled_for != batch_size:
+            self._forward = compile_fixed(self._encode, batch_size)
+            self._compiled_for = batch_size
 
-    def _encode(self, batch: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self.dtype):
+    def _encode(self, batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        with autocast(self.device, dtype or self.dtype):
             return self.model.encode_image(batch)
 
     @torch.inference_mode()
-    def embeddings_on_device(self, batch: torch.Tensor) -> torch.Tensor:
+    def embeddings_on_device(self, batch: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Unit vectors ``[B, embed_dim]`` (float32, on the model's device) for inputs from
-        ``transform`` (float32) or ``pixel_transform`` (uint8, normalised here)."""
+        ``transform`` (float32) or ``pixel_transform`` (uint8, normalised here). ``dtype`` overrides
+        the compute precision for this call (uncompiled)."""
         batch = batch.to(self.device, non_blocking=True)
         if batch.dtype == torch.uint8:
             batch = normalise(batch, self.mean, self.std)
-        return nn.functional.normalize(self._forward(batch).float(), dim=-1)
+        features = self._forward(batch) if dtype is None else self._encode(batch, dtype)
+        return nn.functional.normalize(features.float(), dim=-1)
+
+    def embeddings_later(self, batch: torch.Tensor) -> Callable[[], np.ndarray]:
+        """Start embedding ``batch`` and return a function that waits for the unit vectors on the host
+        (see ``Tagger.probs_later``: a photo that overflows fp16 is embedded again in bf16)."""
+        again = None
+        if self.dtype == torch.float16:
+            def again(rows: torch.Tensor) -> torch.Tensor:
+                return self.embeddings_on_device(batch.to(rows.device)[rows], torch.bfloat16)
+        return fetch_later(self.embeddings_on_device(batch), again)
 
     def embed_image_tensors(self, batch: torch.Tensor) -> torch.Tensor:
         return self.embeddings_on_device(batch).cpu()

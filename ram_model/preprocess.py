@@ -37,8 +37,6 @@ _ISOBMFF_FORMATS = frozenset({"HEIF", "AVIF"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ROTATING_ORIENTATIONS = frozenset(range(2, 9))
 
-_MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
 
 _registered = False
 _register_lock = threading.Lock()
@@ -150,14 +148,14 @@ def preprocess(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> torc
     Bit-exact with torchvision's ``Compose([Resize((S, S), BILINEAR), ToTensor(),
     Normalize(IMAGENET_MEAN, IMAGENET_STD)])`` on ``image.convert("RGB")``.
     """
-    return _normalise(resized_pixels(image, image_size))
+    return normalise(resized_pixels(image, image_size))
 
 
 def preprocess_batch(images: Sequence[Image.Image], image_size: int = DEFAULT_IMAGE_SIZE) -> torch.Tensor:
     """``preprocess`` for several images at once: float32 ``[B, 3, S, S]`` (``B`` may be 0)."""
     if not images:
         return torch.empty((0, 3, image_size, image_size), dtype=torch.float32)
-    return _normalise(torch.stack([resized_pixels(image, image_size) for image in images]))
+    return normalise(torch.stack([resized_pixels(image, image_size) for image in images]))
 
 
 def resized_pixels(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> torch.Tensor:
@@ -168,9 +166,13 @@ def resized_pixels(image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE) -> 
     return pixels.permute(2, 0, 1).contiguous()
 
 
-def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    # The same operations, in the same order and dtype, as ToTensor() and Normalize(): keep them so.
-    return pixels.to(torch.float32).div(255).sub_(_MEAN).div_(_STD)
+def normalise(pixels: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """uint8 ``[..., 3, S, S]`` → float32 on the same device, as ``ToTensor()`` + ``Normalize(mean, std)``
+    compute it: the same operations, in the same order and dtype (keep them so)."""
+    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(3, 1, 1)
+    return pixels.to(torch.float32).div(255).sub_(m).div_(s)
 
 
 def _oriented(image: Image.Image, orientation: int) -> Image.Image:

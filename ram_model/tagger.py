@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,17 +10,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ram_model.accel import compile_fixed, fetch_later, normalise
+from ram_model.accel import compile_fixed, fetch_later
 from ram_model.device import autocast, resolve_device, resolve_dtype
 from ram_model.errors import ConfigError
-from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_batch
+from ram_model.preprocess import normalise, preprocess_batch
 from ram_model.ram import RamTagger
 from ram_model.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from ram_model.openset import OpenSetTags
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,8 @@ class Tagger:
             self._label_sets.append(openset.label_embed_for(self.model).to(self.device))
             thresholds += [float(t) for t in openset.thresholds]
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
-        self._forward = self._probs  # or its compiled form (compile)
+        self._forward = self._probs  # or its compiled form (compile_batches)
+        self._compiled_for: int | None = None
 
     @property
     def image_size(self) -> int:
@@ -104,11 +103,14 @@ class Tagger:
     def thresholds(self) -> np.ndarray:
         return self._thresholds
 
-    def compile(self, batch_size: int) -> None:
+    def compile_batches(self, batch_size: int) -> None:
         """Run the model through ``torch.compile`` from now on, at exactly ``batch_size`` images per
         call (smaller batches are padded, larger ones split): worth its minute of compiling on a
-        long run on a GPU, not for a few photos."""
-        self._forward = compile_fixed(self._probs, batch_size)
+        long run on a GPU, not for a few photos. Asked again for the same size (the app's next pass),
+        it keeps what it compiled."""
+        if self._compiled_for != batch_size:
+            self._forward = compile_fixed(self._probs, batch_size)
+            self._compiled_for = batch_size
 
     def _probs(self, images: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         with autocast(self.device, dtype or self.dtype):
@@ -123,7 +125,7 @@ class Tagger:
         overrides the compute precision for this call (uncompiled)."""
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
-            images = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
+            images = normalise(images)
         return self._forward(images) if dtype is None else self._probs(images, dtype)
 
     def probs_later(self, images: torch.Tensor) -> Callable[[], np.ndarray]:
@@ -132,18 +134,12 @@ class Tagger:
         this thread, so the caller can start the next batch first.
 
         fp16 rounds 8× finer than bf16 at the same speed, but its range ends at 65,504: a photo whose
-        activations exceed it comes out NaN, and its row is scored again in bf16 (fp32's range)."""
-        fetch = fetch_later(self.probs_on_device(images))
-
-        def result() -> np.ndarray:
-            probs = fetch()
-            if self.dtype == torch.float16 and (bad := np.flatnonzero(np.isnan(probs).any(axis=1))).size:
-                log.warning("fp16 overflowed on %d of %d photos: scoring them again in bf16", bad.size, len(probs))
-                rows = torch.as_tensor(bad, device=images.device)
-                probs[bad] = self.probs_on_device(images[rows], torch.bfloat16).cpu().numpy()
-            return probs
-
-        return result
+        activations exceed it comes out NaN, and is scored again in bf16 (fp32's range)."""
+        again = None
+        if self.dtype == torch.float16:
+            def again(rows: torch.Tensor) -> torch.Tensor:
+                return self.probs_on_device(images.to(rows.device)[rows], torch.bfloat16)
+        return fetch_later(self.probs_on_device(images), again)
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
         """Probabilities ``[B, T]`` for preprocessed images ``[B, 3, H, W]`` (float32, or uint8 pixels)."""

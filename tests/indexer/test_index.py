@@ -286,7 +286,8 @@ def test_raw_files_go_through_the_decoder_and_are_recorded(home, tmp_path, capsy
 def test_storing_results_replaces_suggestions_and_keeps_decisions(tmp_path) -> None:  # noqa: ANN001
     """A batch's results, stored in bulk: suggestions that no longer fire go, those that fire again get the
     new score and model version, a person's accept or reject stays (with the new score where it fired),
-    new tags are suggested; the embedding is inserted, then replaced; the photo row is marked indexed."""
+    new tags are suggested — each photo by its own rows; the embedding is inserted, then replaced; the
+    photo rows are marked indexed."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
@@ -294,38 +295,44 @@ def test_storing_results_replaces_suggestions_and_keeps_decisions(tmp_path) -> N
     from indexer.schema import SOURCE_MODEL
 
     names = ["a", "b", "c", "d", "e"]
-    old_version = "old@1"
+    old = "old@1"
+    before = {1: {"a": "suggested", "b": "suggested", "c": ACCEPTED, "d": REJECTED},
+              2: {"a": "suggested", "e": REJECTED}}
     with Catalog.open(tmp_path / "catalog") as catalog:
         with catalog.session() as session, session.begin():
             tags = [Tag(name=name, kind="builtin", threshold=0.5) for name in names]
-            photo = Photo(path="/p.jpg", size=1, mtime_ns=1, status="pending", attempts=0,
-                          first_seen=datetime.now(UTC), last_seen=datetime.now(UTC))
-            session.add_all([*tags, photo])
+            photos = [Photo(path=f"/p{n}.jpg", size=1, mtime_ns=1, status="pending", attempts=0,
+                            first_seen=datetime.now(UTC), last_seen=datetime.now(UTC)) for n in (1, 2)]
+            session.add_all([*tags, *photos])
             session.flush()
             ids = {t.name: t.id for t in tags}
-            stamp = datetime.now(UTC)
-            for name, state in (("a", "suggested"), ("b", "suggested"), ("c", ACCEPTED), ("d", REJECTED)):
-                session.add(PhotoTag(photo_id=photo.id, tag_id=ids[name], score=0.6, source=SOURCE_MODEL,
-                                     state=state, model_version=old_version, updated_at=stamp))
-            photo_id = photo.id
+            pid = {1: photos[0].id, 2: photos[1].id}
+            for n, states in before.items():
+                for name, state in states.items():
+                    session.add(PhotoTag(photo_id=pid[n], tag_id=ids[name], score=0.6, source=SOURCE_MODEL,
+                                         state=state, model_version=old, updated_at=datetime.now(UTC)))
         tagger = SimpleNamespace(bundle=SimpleNamespace(version="new@2"), thresholds=np.full(5, 0.5, np.float32))
         embedder = SimpleNamespace(bundle=SimpleNamespace(version="clip@1"))
         indexer = Indexer(catalog, tagger, embedder)
         indexer._tag_ids = np.asarray([ids[n] for n in names])  # noqa: SLF001 - the vocabulary sync's result
-        work = _Work(photo_id, "/p.jpg", None, True, True)
-        # b and c fire again, e is new; a (suggested) and d (rejected) do not fire.
-        probs = np.asarray([0.1, 0.9, 0.8, 0.2, 0.7], dtype=np.float32)
+        work = {n: _Work(pid[n], f"/p{n}.jpg", None, True, True) for n in (1, 2)}
+        # Photo 1: b and c fire again, e is new, a (suggested) and d (rejected) do not fire.
+        # Photo 2: a fires again, e (rejected) fires.
+        probs = {1: np.asarray([0.1, 0.9, 0.8, 0.2, 0.7], np.float32), 2: np.asarray([0.95, 0, 0, 0, 0.85], np.float32)}
         for vector in (np.ones(4, np.float32), np.arange(4, dtype=np.float32)):
             summary = IndexSummary()
             with catalog.session() as session, session.begin():
-                indexer._store_results(session, [(work, probs, vector)], summary)  # noqa: SLF001
-            assert summary.tagged == summary.embedded == 1
+                indexer._store_results(session, [(work[n], probs[n], vector * n) for n in (1, 2)],  # noqa: SLF001
+                                       summary)
+            assert summary.tagged == summary.embedded == 2
         with catalog.session() as session:
-            rows = {t: (state, round(score, 3), version) for t, state, score, version in session.execute(
-                select(PhotoTag.tag_id, PhotoTag.state, PhotoTag.score, PhotoTag.model_version))}
-            stored = session.scalars(select(Embedding)).all()
-            photo = session.get(Photo, photo_id)
-            assert (photo.status, photo.tagger_version, photo.embedder_version) == ("indexed", "new@2", "clip@1")
-    assert rows == {ids["b"]: ("suggested", 0.9, "new@2"), ids["c"]: (ACCEPTED, 0.8, "new@2"),
-                    ids["d"]: (REJECTED, 0.6, old_version), ids["e"]: ("suggested", 0.7, "new@2")}
-    assert len(stored) == 1 and np.array_equal(np.frombuffer(stored[0].vector, np.float32), np.arange(4))
+            rows = {(p, t): (state, round(score, 3), version) for p, t, state, score, version in session.execute(
+                select(PhotoTag.photo_id, PhotoTag.tag_id, PhotoTag.state, PhotoTag.score, PhotoTag.model_version))}
+            vectors = {e.photo_id: np.frombuffer(e.vector, np.float32) for e in session.scalars(select(Embedding))}
+            states = {(p.status, p.tagger_version, p.embedder_version) for p in session.scalars(select(Photo))}
+    assert rows == {(pid[1], ids["b"]): ("suggested", 0.9, "new@2"), (pid[1], ids["c"]): (ACCEPTED, 0.8, "new@2"),
+                    (pid[1], ids["d"]): (REJECTED, 0.6, old), (pid[1], ids["e"]): ("suggested", 0.7, "new@2"),
+                    (pid[2], ids["a"]): ("suggested", 0.95, "new@2"), (pid[2], ids["e"]): (REJECTED, 0.85, "new@2")}
+    assert set(vectors) == {pid[1], pid[2]}
+    assert np.array_equal(vectors[pid[2]], 2 * np.arange(4)) and np.array_equal(vectors[pid[1]], np.arange(4))
+    assert states == {("indexed", "new@2", "clip@1")}

@@ -19,7 +19,7 @@ def _stage(model_dir: Path, device_jpeg: bool) -> ModelStage:
     embedder = store.load_embedder(EMBEDDER)
     settings = DecodeSettings(tagger.image_size, embedder.pixel_transform, draft=False, pixels=True,
                               device_jpeg=device_jpeg)
-    return ModelStage(tagger, embedder, settings)
+    return ModelStage(tagger, embedder, settings, tagger.device)
 
 
 def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -58,9 +58,10 @@ def test_device_and_cpu_decoding_give_the_same_tags(model_dir: Path, photos: Pat
         assert float(device.vectors[photo_id] @ cpu.vectors[photo_id]) > 0.98
 
 
-def test_photos_that_overflow_fp16_get_bf16_scores(model_dir: Path, photos: Path, caplog) -> None:  # noqa: ANN001
-    """The stage takes the tagger's results through ``Tagger.probs_later``: photos whose fp16 activations
-    overflow (a patch embedding scaled past fp16's range here) are scored again in bf16, not stored as NaN."""
+def test_photos_that_overflow_fp16_are_computed_again_in_bf16(model_dir: Path, photos: Path, caplog) -> None:  # noqa: ANN001
+    """The stage takes both models' results through ``accel.fetch_later``: photos whose fp16 activations
+    overflow (a patch embedding scaled past fp16's range here) are tagged and embedded again in bf16,
+    not stored as NaN."""
     import logging
 
     import torch
@@ -69,22 +70,30 @@ def test_photos_that_overflow_fp16_get_bf16_scores(model_dir: Path, photos: Path
 
     store = ModelStore(model_dir)
     tagger = store.load_tagger(TAGGER, device="cpu", dtype="fp16")
+    embedder = store.load_embedder(EMBEDDER)
+    embedder.dtype = torch.float16  # as the model store sets it on a GPU
     with torch.no_grad():
         tagger.model.visual_encoder.patch_embed.proj.weight.mul_(3e5)  # still within fp16
-    embedder = store.load_embedder(EMBEDDER)
+        embedder.model.visual.conv1.weight.mul_(3e5)
     settings = DecodeSettings(tagger.image_size, embedder.pixel_transform, draft=False, pixels=True)
-    stage = ModelStage(tagger, embedder, settings)
+    stage = ModelStage(tagger, embedder, settings, tagger.device)
     files = sorted((photos / "library").rglob("*.jpg"))[:2]
-    batch = [decode(DecodeJob(i, str(p), True, False), settings) for i, p in enumerate(files)]
+    batch = [decode(DecodeJob(i, str(p), True, True), settings) for i, p in enumerate(files)]
     pixels = torch.stack([d.tagger_input for d in batch])
-    assert np.isnan(tagger.probs_on_device(pixels).numpy()).all()  # fp16 alone overflows on these photos
-    with caplog.at_level(logging.WARNING, logger="ram_model.tagger"):
+    crops = torch.stack([d.embedder_input for d in batch])
+    # fp16 alone overflows on these photos, in both models.
+    assert np.isnan(tagger.probs_on_device(pixels).numpy()).all()
+    assert np.isnan(embedder.embeddings_on_device(crops).numpy()).all()
+    with caplog.at_level(logging.WARNING, logger="ram_model.accel"):
         [(_batch, outputs)] = list(stage.run([batch]))
-    assert "fp16 overflowed on 2 of 2 photos" in caplog.text
+    assert caplog.text.count("fp16 overflowed on 2 of 2 photos") == 2
     expected = tagger.probs_on_device(pixels, torch.bfloat16).numpy()
-    for photo_id, probs in outputs.probs.items():
-        assert np.isfinite(probs).all()
-        np.testing.assert_allclose(probs, expected[photo_id], atol=1e-6)
+    vectors = embedder.embeddings_on_device(crops, torch.bfloat16).numpy()
+    assert set(outputs.probs) == set(outputs.vectors) == {0, 1}
+    for photo_id in (0, 1):
+        assert np.isfinite(outputs.probs[photo_id]).all() and np.isfinite(outputs.vectors[photo_id]).all()
+        np.testing.assert_allclose(outputs.probs[photo_id], expected[photo_id], atol=1e-6)
+        np.testing.assert_allclose(outputs.vectors[photo_id], vectors[photo_id], atol=1e-6)
 
 
 class _GpuModel:
@@ -99,7 +108,7 @@ class _GpuModel:
         self.bundle = type("Bundle", (), {"version": "v"})()
         self.compiled: list[int] = []
 
-    def compile(self, batch_size: int) -> None:
+    def compile_batches(self, batch_size: int) -> None:
         self.compiled.append(batch_size)
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ram_model import accel
-from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, open_image, preprocess, resized_pixels
+from ram_model.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalise, open_image, preprocess, resized_pixels
 from tests.conftest import PHOTOS
 
 LIBRARY, EDGE = PHOTOS / "library", PHOTOS / "edge"
@@ -104,7 +104,7 @@ def test_uint8_inputs_give_the_float_path_results(golden_model) -> None:  # noqa
     size = tagger.image_size
     floats = torch.stack([preprocess(i, size) for i in images])
     pixels = torch.stack([resized_pixels(i, size) for i in images])
-    assert torch.equal(accel.normalise(pixels, IMAGENET_MEAN, IMAGENET_STD), floats)
+    assert torch.equal(normalise(pixels), floats)
     np.testing.assert_array_equal(tagger.predict(pixels), tagger.predict(floats))
 
 
@@ -147,29 +147,35 @@ def test_device_share_splits_jpegs_between_decoders() -> None:
     assert abs(chosen / 1000 - share) < 0.02
 
 
-def test_pipelined_keeps_order_and_prepares_ahead() -> None:
-    prepared: list[int] = []
-    collected: list[int] = []
-    second_prepared = threading.Event()
+def test_pipelined_keeps_order_and_starts_the_next_batch_before_a_result() -> None:
+    """The GPU is kept busy: batch n+1's compute starts before batch n's result is asked for, and
+    the thread prepares ahead; results come out in order."""
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def note(event: str) -> None:
+        with lock:
+            events.append(event)
 
     def prepare(item: int) -> int:
-        prepared.append(item)
-        if item == 1:
-            second_prepared.set()
+        note(f"p{item}")
         return item * 10
 
     def compute(value: int):  # noqa: ANN202
+        note(f"c{value // 10}")
+
         def result() -> int:
-            # The next item was prepared (in the other thread) before this result is asked for.
-            assert second_prepared.wait(5) or value == 40
-            collected.append(value)
+            note(f"r{value // 10}")
             return value + 1
 
         return result
 
-    out = list(accel.pipelined(range(5), prepare, compute))
-    assert out == [(i, i * 10 + 1) for i in range(5)]
-    assert prepared == list(range(5)) and collected == [0, 10, 20, 30, 40]
+    out = list(accel.pipelined(range(4), prepare, compute))
+    assert out == [(i, i * 10 + 1) for i in range(4)]
+    calls = [e for e in events if e[0] in "cr"]  # this thread's calls, in order
+    assert calls == ["c0", "c1", "r0", "c2", "r1", "c3", "r2", "r3"]
+    for i in range(4):  # each batch was prepared before it was computed
+        assert events.index(f"p{i}") < events.index(f"c{i}")
 
 
 def test_pipelined_raises_a_prepare_error() -> None:

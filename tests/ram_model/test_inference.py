@@ -150,7 +150,7 @@ def test_rows_that_overflow_fp16_are_scored_again_in_bf16(golden_model, images, 
     batch = torch.stack([torch.zeros_like(images[0]), 100 * images[1]])
     raw = fp16.probs_on_device(batch).numpy()
     assert np.isfinite(raw[0]).all() and np.isnan(raw[1]).all()
-    with caplog.at_level(logging.WARNING, logger="ram_model.tagger"):
+    with caplog.at_level(logging.WARNING, logger="ram_model.accel"):
         probs = fp16.predict(batch)
     assert "fp16 overflowed on 1 of 2 photos" in caplog.text
     np.testing.assert_array_equal(probs[0], raw[0])
