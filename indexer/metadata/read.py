@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
+from xml.parsers import expat
 
 from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
 
@@ -45,7 +46,8 @@ from ram_model.preprocess import (
     register_formats,
 )
 
-__all__ = ["PhotoInfo", "read_keywords_from_xmp", "read_photo_info"]
+__all__ = ["MAX_FILE_KEYWORDS", "MAX_KEYWORD_CHARS", "MAX_XMP_BYTES", "PhotoInfo", "parse_xmp",
+           "read_keywords_from_xmp", "read_photo_info"]
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,15 @@ _SIDEWAYS = frozenset({5, 6, 7, 8})
 
 # HEIF metadata boxes are kilobytes; a larger 'meta' box is not read for the size/orientation.
 _MAX_HEIF_META_BYTES = 16 << 20
-# XMP sidecars are kilobytes; anything larger is not a sidecar worth reading.
-_MAX_SIDECAR_BYTES = 16 << 20
+# Caps on what one file may state, so that a hostile or broken file costs bounded time and catalog rows.
+# Real libraries stay far below them: photo tools write a few dozen keywords, hundreds at most, and
+# sidecars of kilobytes (a few megabytes with many local adjustments). Above a cap the photo is still
+# indexed, and PhotoInfo.warnings says what was left out.
+MAX_XMP_BYTES = 16 << 20  # one XMP packet or sidecar; a larger one is ignored (the writer leaves it untouched)
+MAX_FILE_KEYWORDS = 2_000  # keywords per file, all sources together; the first ones are kept
+MAX_KEYWORD_CHARS = 500  # a longer "keyword" is a text, not a keyword, and is ignored
+_MAX_XMP_DEPTH = 200  # element nesting; XMP needs about 10 (structures in arrays in properties)
+_MAX_SIDECAR_BYTES = MAX_XMP_BYTES
 _SIDECAR_SUFFIXES = (".xmp", ".XMP")
 _PNG_LATE_CHUNKS = frozenset({b"eXIf", b"iTXt", b"tEXt", b"zTXt"})
 
@@ -151,7 +160,8 @@ def read_photo_info(path: str | os.PathLike[str]) -> PhotoInfo:
     keywords = list(facts.pop("keywords"))
     for sidecar in _sidecars(path):
         keywords.extend(_sidecar_keywords(sidecar, notes))
-    return PhotoInfo(**facts, keywords=tuple(_clean_keywords(keywords)), warnings=tuple(dict.fromkeys(notes)))
+    keywords = _capped_keywords(keywords, notes)
+    return PhotoInfo(**facts, keywords=tuple(keywords), warnings=tuple(dict.fromkeys(notes)))
 
 
 def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
@@ -475,35 +485,104 @@ def _gps_coordinate(value: Any, ref: Any, refs: str, limit: float) -> float:
 # --- XMP ---------------------------------------------------------------------------------------
 
 
-def _xmp_markup(data: bytes | str) -> bytes:
-    """A packet's bytes from its first ``<``, padding stripped; the XMP writer parses through this too.
+def parse_xmp(data: bytes | str) -> tuple[ElementTree.Element, dict[str, str]]:
+    """Parse an XMP packet or sidecar: its root element and the prefix it declared for each namespace.
+
+    UTF-8, UTF-16 and UTF-32 (with or without a byte order mark) are read; padding around the
+    packet is ignored. Parsing takes time linear in the packet's size: a document type declaration
+    (XMP never has one; entities could expand without bound) is refused by the parser itself, in
+    whatever encoding, and so is nesting deeper than any metadata needs.
 
     Raises:
-        ValueError: not XML, or it declares a DTD (XMP never does; entities could expand without bound).
+        ValueError: larger than :data:`MAX_XMP_BYTES`, not XML, not well-formed, a DTD, or too deep.
     """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    data = bytes(data).strip(b"\x00 \t\r\n")
-    start = data.find(b"<")
+    if len(data) > MAX_XMP_BYTES:
+        raise ValueError(f"larger than {MAX_XMP_BYTES >> 20} MiB, more than any photo tool writes")
+    markup = _xmp_markup(data)
+    builder = ElementTree.TreeBuilder()
+    prefixes: dict[str, str] = {}
+    names: dict[str, str] = {}  # expat's 'uri}local' -> ElementTree's '{uri}local'
+    depth = 0
+
+    def qualified(name: str) -> str:
+        if (tag := names.get(name)) is None:
+            tag = names[name] = "{" + name if "}" in name else name
+        return tag
+
+    def start(name: str, attributes: dict[str, str]) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > _MAX_XMP_DEPTH:
+            raise ValueError(f"elements nested more than {_MAX_XMP_DEPTH} deep")
+        builder.start(qualified(name), {qualified(key): value for key, value in attributes.items()})
+
+    def end(name: str) -> None:
+        nonlocal depth
+        depth -= 1
+        builder.end(qualified(name))
+
+    def namespace(prefix: str | None, uri: str | None) -> None:
+        if prefix and uri and uri not in prefixes:
+            prefixes[uri] = prefix
+
+    def refuse(*_args: object) -> None:
+        raise ValueError("declares a DTD, which XMP never does")
+
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.buffer_text = True
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler, parser.StartNamespaceDeclHandler = builder.data, namespace
+    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(markup, True)
+    except expat.ExpatError as exc:
+        raise ValueError(f"not well-formed XML: {exc}") from None
+    return builder.close(), prefixes
+
+
+# Byte order marks, then the first four bytes of '<' in each encoding without one (XML 1.0, appendix F).
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xef\xbb\xbf", "utf-8"),
+         (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
+_UNIT_PATTERNS = {(0, 0, 0, 1): "utf-32-be", (1, 0, 0, 0): "utf-32-le", (0, 1, 0, 1): "utf-16-be",
+                  (1, 0, 1, 0): "utf-16-le"}
+
+
+def _xmp_markup(data: bytes | str) -> bytes | str:
+    """A packet from its first ``<``, padding stripped: UTF-8 bytes as they are (expat honours their
+    XML declaration), any other encoding decoded to text (expat then reads it as such)."""
+    if not isinstance(data, str):
+        data = bytes(data)
+        codec, skip = next(((codec, len(bom)) for bom, codec in _BOMS if data.startswith(bom)), (None, 0))
+        if codec is None:
+            codec = _UNIT_PATTERNS.get(tuple(int(byte != 0) for byte in data[:4]), "utf-8")
+        if codec == "utf-8":
+            data = data[skip:].strip(b"\x00 \t\r\n")
+            start = data.find(b"<")
+            if start < 0:
+                raise ValueError("not XML")
+            return data[start:]
+        try:
+            data = data[skip:].decode(codec)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not {codec.upper()} text ({exc.reason} at byte {exc.start})") from None
+    data = data.strip("\x00 \t\r\n\ufeff")
+    start = data.find("<")
     if start < 0:
         raise ValueError("not XML")
-    data = data[start:]
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ValueError("declares a DTD, which XMP never does")
-    return data
+    return data[start:]
 
 
 def _parse_xmp(data: bytes | str) -> ElementTree.Element:
-    data = _xmp_markup(data)
-    try:
-        return ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
-        raise ValueError(f"not well-formed XML: {exc}") from None
+    return parse_xmp(data)[0]
 
 
 def _embedded_xmp(info: dict, notes: list[str]) -> ElementTree.Element | None:
     packet = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if not packet:
+        return None
+    if len(packet) > MAX_XMP_BYTES:
+        notes.append(f"XMP packet ignored ({len(packet) / (1 << 20):.1f} MiB: larger than {MAX_XMP_BYTES >> 20} MiB, "
+                     "more than any photo tool writes)")
         return None
     try:
         return _parse_xmp(packet)
@@ -834,11 +913,40 @@ def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
         return []
 
 
+def _capped_keywords(keywords: Iterable[str], notes: list[str]) -> list[str]:
+    """The file's keywords as the catalog takes them: cleaned and de-duplicated like :func:`_clean_keywords`,
+    at most :data:`MAX_FILE_KEYWORDS` of them (the first ones), none longer than :data:`MAX_KEYWORD_CHARS`.
+    What is left out is said in ``notes``."""
+    kept: dict[str, str] = {}
+    too_long, left_out = 0, False
+    for keyword in keywords:
+        text = _clean_keyword(keyword)
+        key = text.casefold()
+        if not text or key in kept:
+            continue
+        if len(text) > MAX_KEYWORD_CHARS:
+            too_long += 1
+        elif len(kept) < MAX_FILE_KEYWORDS:
+            kept[key] = text
+        else:
+            left_out = True
+            break
+    if too_long:
+        notes.append(f"{too_long:,} keyword(s) longer than {MAX_KEYWORD_CHARS} characters ignored")
+    if left_out:
+        notes.append(f"more than {MAX_FILE_KEYWORDS:,} keywords: only the first {MAX_FILE_KEYWORDS:,} kept "
+                     "(the most a file may state)")
+    return list(kept.values())
+
+
 def _clean_keywords(keywords: Iterable[str]) -> list[str]:
     """Trimmed, NFC-normalised, empty ones dropped, de-duplicated case-insensitively in order."""
     kept: dict[str, str] = {}
     for keyword in keywords:
-        text = unicodedata.normalize("NFC", keyword.replace("\x00", "")).strip()
-        if text:
+        if text := _clean_keyword(keyword):
             kept.setdefault(text.casefold(), text)
     return list(kept.values())
+
+
+def _clean_keyword(keyword: str) -> str:
+    return unicodedata.normalize("NFC", keyword.replace("\x00", "")).strip()
