@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -34,6 +35,13 @@ def _store(settings):  # noqa: ANN001, ANN202
     return ModelStore(settings.models_dir)
 
 
+def _print_json(data: object, **options: Any) -> None:
+    """``data`` as JSON on stdout: a file name that is not valid UTF-8 keeps its bytes as surrogate escapes."""
+    from indexer._paths import json_text
+
+    print(json_text(json.dumps(data, ensure_ascii=False, **options)), flush=True)
+
+
 def _say(message: str) -> None:
     sys.stdout.flush()  # keep results and messages in order on a terminal
     print(message, file=sys.stderr, flush=True)
@@ -44,8 +52,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     store = _store(_settings(args))
     bundles = store.list()
     if args.json:
-        print(json.dumps([json.loads(b.to_json()) | {"path": str(b.path)} for b in bundles], indent=2,
-                         ensure_ascii=False))
+        _print_json([json.loads(b.to_json()) | {"path": str(b.path)} for b in bundles], indent=2)
         return EXIT_OK
     if not bundles:
         _say(f"no models in {store.root}. Try: phototag models download ram_plus_swin_l_384")
@@ -143,7 +150,7 @@ def cmd_tag_photo(args: argparse.Namespace) -> int:
                     print(f"{path}: {names or '(no tag above its threshold)'}", flush=True)
             bar.update(len(paths[start : start + step]))
     if args.json:
-        print(json.dumps(records, indent=2, ensure_ascii=False))
+        _print_json(records, indent=2)
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
@@ -261,7 +268,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         finally:
             progress.close()
     if args.json:
-        print(json.dumps(summary.counts() | {"catalog": str(settings.catalog_dir)}, indent=2, ensure_ascii=False))
+        _print_json(summary.counts() | {"catalog": str(settings.catalog_dir)}, indent=2)
     else:
         _say(f"{'interrupted: ' if summary.interrupted else ''}{_summary_line(summary)} "
              f"(catalog: {settings.catalog_dir})")
@@ -307,7 +314,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
         status = catalog_status(catalog)
     if args.json:
-        print(json.dumps(status, indent=2, ensure_ascii=False, default=str))
+        _print_json(status, indent=2, default=str)
         return EXIT_OK
     print(f"catalog: {status['catalog']} ({status['size_bytes'] / 2**20:.1f} MiB, schema {status['schema']})")
     print("photos: " + ", ".join(f"{count} {state}" for state, count in status["photos"].items()))
@@ -328,7 +335,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
         rows = failures(catalog)
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        _print_json(rows, indent=2)
     elif not rows:
         _say("no failed files")
     for row in rows if not args.json else []:
@@ -351,7 +358,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
                 continue
             results.append(entry)
     if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
+        _print_json(results, indent=2)
     else:
         for entry in results:
             names = [f"{t['name_zh'] if args.lang == 'zh' and t['name_zh'] else t['name']}"
@@ -393,8 +400,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
             catalog.writer(settings.lock_wait, task="tag"):
         changes = apply_edits(catalog, photo_ids_for(catalog, paths), edits)
     if args.json:
-        print(json.dumps([{"photo_id": c.photo_id, "tag": c.tag, "before": c.before, "after": c.after}
-                          for c in changes], ensure_ascii=False))
+        _print_json([{"photo_id": c.photo_id, "tag": c.tag, "before": c.before, "after": c.after}
+                     for c in changes])
     else:
         _say(f"{len(changes)} change(s) on {len(paths)} photo(s)" if changes else "nothing to change")
     return EXIT_OK
@@ -432,7 +439,7 @@ def cmd_custom_tag_list(args: argparse.Namespace) -> int:
     with Catalog.open(_settings(args).catalog_dir, create=False) as catalog:
         tags = list_custom(catalog)
     if args.json:
-        print(json.dumps(tags, indent=2, ensure_ascii=False))
+        _print_json(tags, indent=2)
         return EXIT_OK
     if not tags:
         _say("no custom tags: define one with phototag custom-tag add NAME --description TEXT")
@@ -483,7 +490,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     with Catalog.open(_settings(args).catalog_dir, create=False) as catalog:
         items = review_queue(catalog, tag=args.tag, limit=args.limit)
     if args.json:
-        print(json.dumps([item.to_dict() for item in items], indent=2, ensure_ascii=False))
+        _print_json([item.to_dict() for item in items], indent=2)
         return EXIT_OK
     for item in items:
         print(f"{item.priority:.3f}  {item.tag} ({item.score:.2f}, threshold {item.threshold:.2f})  {item.path}")
@@ -513,7 +520,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             active = [v for v in found if v["active"]]
             shown = {v["id"]: v for v in active + found[-1:]}
             if args.json:
-                print(json.dumps(list(shown.values()), indent=2, ensure_ascii=False))
+                _print_json(list(shown.values()), indent=2)
                 return EXIT_OK
             if not found:
                 _say("no personal model yet: run phototag finetune")
@@ -541,8 +548,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                     return EXIT_OK
                 result = finetune.train(catalog)
     if args.json:
-        print(json.dumps({"model_id": result.model_id, "activated": result.activated} | result.report, indent=2,
-                         ensure_ascii=False))
+        _print_json({"model_id": result.model_id, "activated": result.activated} | result.report, indent=2)
     else:
         _print_finetune_report(result.report)
         if result.activated:
@@ -591,9 +597,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         found = searcher.search(text, limit=args.limit, min_score=min_score, sort=args.sort)
     for result in found.results:
         if args.json:
-            print(json.dumps({"path": result.path, "score": round(result.score, 4), "tags": result.tags,
-                              "taken_at": result.taken_at.isoformat() if result.taken_at else None},
-                             ensure_ascii=False))
+            _print_json({"path": result.path, "score": round(result.score, 4), "tags": result.tags,
+                         "taken_at": result.taken_at.isoformat() if result.taken_at else None})
         else:
             tags = f"  [{', '.join(result.tags)}]" if result.tags else ""
             print(f"{result.score:.3f}  {result.path}{tags}")
@@ -646,9 +651,9 @@ def cmd_write_metadata(args: argparse.Namespace) -> int:
                 summary = writer.run(photo_ids)
     counts = summary.counts()
     if args.json:
-        print(json.dumps({"run": summary.run_id, "dry_run": summary.dry_run, "interrupted": summary.interrupted,
-                          "counts": counts, "files": [report.to_dict() for report in summary.files]},
-                         indent=2, ensure_ascii=False))
+        _print_json({"run": summary.run_id, "dry_run": summary.dry_run, "interrupted": summary.interrupted,
+                     "counts": counts, "files": [report.to_dict() for report in summary.files]},
+                    indent=2)
     elif args.dry_run:
         _say(f"dry run: {counts['would_write']} file(s) would be written, {counts['unchanged']} unchanged, "
              f"{counts['skipped']} skipped; nothing was changed")
@@ -677,8 +682,8 @@ def cmd_undo_metadata(args: argparse.Namespace) -> int:
         if args.list:
             runs = list_runs(catalog.directory)
             if args.json:
-                print(json.dumps([{"run": r.id, "started_at": r.started_at, "options": r.options, "counts": r.counts,
-                                   "undone": r.undone} for r in runs], indent=2, ensure_ascii=False))
+                _print_json([{"run": r.id, "started_at": r.started_at, "options": r.options, "counts": r.counts,
+                              "undone": r.undone} for r in runs], indent=2)
             elif not runs:
                 _say("no metadata runs in this catalog")
             for run in runs if not args.json else []:
@@ -694,9 +699,9 @@ def cmd_undo_metadata(args: argparse.Namespace) -> int:
                 summary = undo_run(catalog, args.run, force=args.force, on_file=on_file)
     counts = summary.counts()
     if args.json:
-        print(json.dumps({"run": summary.run_id, "dry_run": summary.dry_run, "complete": summary.complete,
-                          "counts": counts, "files": [vars(report) for report in summary.files]},
-                         indent=2, ensure_ascii=False))
+        _print_json({"run": summary.run_id, "dry_run": summary.dry_run, "complete": summary.complete,
+                     "counts": counts, "files": [vars(report) for report in summary.files]},
+                    indent=2)
     else:
         done = ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in counts.items()) or "nothing to do"
         more = "" if summary.complete else " (files changed since the run are kept: --force restores them anyway)"
@@ -973,9 +978,23 @@ def _search_argv(argv: list[str]) -> list[str]:
     return argv[:at] + options + ["--"] + query
 
 
+def _escaping_streams() -> None:
+    """Let stdout and stderr print any path: a byte of a file name that is not valid UTF-8 is shown as ``\\xNN``
+    (indexer._paths.display_path) instead of raising UnicodeEncodeError or writing raw bytes."""
+    import codecs
+
+    from indexer._paths import escape_undecodable
+
+    codecs.register_error("phototag-display", escape_undecodable)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="phototag-display")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ram_model.errors import PhototagError
 
+    _escaping_streams()
     args = build_parser().parse_args(_search_argv(list(sys.argv[1:] if argv is None else argv)))
     try:
         return args.func(args)

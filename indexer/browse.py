@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from indexer._paths import spellings
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import under
@@ -50,7 +51,7 @@ def list_photos(catalog: Catalog, *, roots: Sequence[str | os.PathLike[str]] | N
     if roots is not None:
         if not roots:
             return []
-        statement = statement.where(under(Photo.path, [os.path.abspath(os.fspath(r)) for r in roots]))
+        statement = statement.where(under(Photo.path, [name for root in roots for name in spellings(root)]))
     if not include_missing:
         statement = statement.where(Photo.status != MISSING)
     if sort == "date":

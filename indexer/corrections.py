@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from indexer._paths import spellings
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import now
@@ -40,10 +41,11 @@ def photo_ids_for(catalog: Catalog, paths: Iterable[str | os.PathLike[str]]) -> 
     ids = []
     with catalog.session() as session:
         for path in paths:
-            absolute = os.path.abspath(os.fspath(path))
-            photo_id = session.scalar(select(Photo.id).where(Photo.path == absolute))
+            names = spellings(path)
+            photo_id = next(filter(None, (session.scalar(select(Photo.id).where(Photo.path == name))
+                                          for name in names)), None)
             if photo_id is None:
-                raise CorrectionError(f"{absolute} is not in the catalog: index it first (phototag index {path})")
+                raise CorrectionError(f"{names[0]} is not in the catalog: index it first (phototag index {path})")
             ids.append(photo_id)
     return ids
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from indexer._hooks import after_store
+from indexer._paths import catalog_path
 from indexer.catalog import Catalog
 from indexer.errors import ScanError
 from indexer.pipeline import (
@@ -76,6 +78,22 @@ Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _check_root(root: str) -> None:
+    """ScanError unless ``root`` can be stat'ed: gone, or unreadable (a share that is not mounted)."""
+    try:
+        os.stat(root)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ScanError(f"{root} does not exist: check the path (is the share mounted?)") from exc
+    except OSError as exc:
+        raise ScanError(f"cannot read {root} ({exc.strerror or exc}): is the share mounted and readable? "
+                        "Nothing was changed") from exc
+
+
+def _within(path: str, folders: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` (or files) or lies below one."""
+    return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
 
 
 def under(column: Any, roots: Sequence[str]) -> Any:
@@ -192,13 +210,18 @@ class Indexer:
     # --- the pass --------------------------------------------------------------------------------
     def run(self, roots: Sequence[str | os.PathLike[str]], *, allow_missing_roots: bool = False) -> IndexSummary:
         """One incremental pass over ``roots`` (folders or files). Takes the catalog's writer lock
-        is the caller's job (see :meth:`Catalog.writer`)."""
-        roots = [os.path.abspath(os.fspath(root)) for root in roots]
-        for root in roots:
-            if not allow_missing_roots and not os.path.exists(root):
-                raise ScanError(f"{root} does not exist: check the path (is the share mounted?)")
-            if not allow_missing_roots:
-                self._refuse_an_empty_library_folder(root)
+        is the caller's job (see :meth:`Catalog.writer`).
+
+        A root reached through a symbolic link is indexed under its real path (``_paths.catalog_path``); rows
+        recorded under the link's spelling (by an older Phototag, or before the folder became a link) are
+        matched to the files by content, as moves, so they keep their tags."""
+        given = [os.path.abspath(os.fspath(root)) for root in roots]
+        roots = [catalog_path(root) for root in given]
+        spellings = list(dict.fromkeys(roots + given))  # every spelling the catalog may hold these photos under
+        if not allow_missing_roots:
+            for root in roots:
+                _check_root(root)
+                self._refuse_an_empty_library_folder(root, spellings)
         summary = IndexSummary()
         self._failed_now, self._vanished_now = set(), set()
         self._vectors = None  # opened when model work needs it: the file may have changed since the last pass
@@ -207,9 +230,9 @@ class Indexer:
         try:
             if self.catalog.get_meta(VOCABULARY_KEY) != self.tagger_version:
                 self._sync_vocabulary()  # a new tagger: its tags get rows before the files' own keywords do
-            found = self._scan(roots)
-            known = self._known(roots)
-            to_identify = self._reconcile(found, known, summary)
+            found, unseen = self._scan(roots, spellings, summary)
+            known = self._known(spellings)
+            to_identify = self._reconcile(found, known, unseen, summary)
             self._identify(to_identify, known, found, summary)
             if not self.stop.is_set():
                 self._model_work(roots, summary)
@@ -220,7 +243,7 @@ class Indexer:
             self._finish_run(run_id, outcome, summary)
         return summary
 
-    def _refuse_an_empty_library_folder(self, root: str) -> None:
+    def _refuse_an_empty_library_folder(self, root: str, spellings: list[str]) -> None:
         """An empty folder that the catalog holds photos from is most likely an unmounted share's mount point:
         marking all of them missing would empty every search (and a later pass bring them back). Refuse."""
         try:
@@ -229,28 +252,62 @@ class Indexer:
                     return
         except OSError:
             return  # a file, or unreadable: the scan reports the latter
-        with self.catalog.session() as session:
-            held = session.scalar(select(func.count()).select_from(Photo).where(
-                under(Photo.path, [root]), Photo.status != MISSING))
+        held = self._held(root, spellings)
         if held:
             raise ScanError(f"{root} is empty, but the catalog holds {held} photos from it: is the share or drive "
                             "mounted? Nothing was changed. If the photos were really deleted, run again with "
                             "--allow-empty to mark them missing")
 
+    def _held(self, root: str, spellings: list[str]) -> int:
+        """Photos (not missing) the catalog holds under ``root``, counting those under another spelling of it."""
+        aliases = [alias for alias in spellings if catalog_path(alias) == root]
+        with self.catalog.session() as session:
+            return session.scalar(select(func.count()).select_from(Photo).where(
+                under(Photo.path, aliases or [root]), Photo.status != MISSING)) or 0
+
     # --- scan and reconcile ----------------------------------------------------------------------
-    def _scan(self, roots: list[str]) -> dict[str, FoundFile]:
+    def _scan(self, roots: list[str], spellings: list[str],
+              summary: IndexSummary) -> tuple[dict[str, FoundFile], list[str]]:
+        """The files under ``roots``, and the paths that could not be read (folders or files: what the catalog
+        holds there is left as it is, not marked missing). A root that is gone is not scanned (its photos are
+        missing); a share that drops away during the scan (the root no longer readable, or another device now)
+        stops the pass with ScanError before anything is changed."""
         found: dict[str, FoundFile] = {}
-        existing = [root for root in roots if os.path.exists(root)]
+        unseen: list[str] = []
+        devices: dict[str, int | None] = {}  # root -> the device of a folder root (None: a file, or unreadable)
+        for root in roots:
+            try:
+                st = os.stat(root)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone (a deleted file or folder a watcher reports): its photos are missing
+            except OSError:
+                st = None  # unreadable: the scan reports it, and what is known there is kept
+            devices[root] = st.st_dev if st is not None and stat.S_ISDIR(st.st_mode) else None
 
         def unreadable(path: str, exc: OSError) -> None:
-            self.on_failure(Failure(path, "unreadable", f"{path}: cannot read it ({exc.strerror or exc})"))
+            unseen.append(path)
+            failure = Failure(path, "unreadable", f"{path}: cannot read it ({exc.strerror or exc}); what the "
+                                                  "catalog holds there is kept")
+            summary.failed += 1
+            summary.failures.append(failure)
+            self.on_failure(failure)
 
-        for count, item in enumerate(scan(existing, self.rules, on_error=unreadable), 1):
+        for count, item in enumerate(scan(list(devices), self.rules, on_error=unreadable), 1):
             found[item.path] = item
             if count % 5000 == 0:
                 self.on_progress("scan", count, None)
+        for root, device in devices.items():
+            if device is None:
+                continue
+            try:
+                now_device, reason = os.stat(root).st_dev, "it is on another device now"
+            except OSError as exc:
+                now_device, reason = None, exc.strerror or str(exc)
+            if now_device != device and self._held(root, spellings):
+                raise ScanError(f"{root} went away during the scan ({reason}): was the share disconnected? "
+                                "Nothing was changed; run again once it is back")
         self.on_progress("scan", len(found), len(found))
-        return found
+        return found, unseen
 
     def _known(self, roots: list[str]) -> dict[str, _Known]:
         with self.catalog.session() as session:
@@ -260,8 +317,10 @@ class Indexer:
             )
             return {row[0]: _Known(*row[1:]) for row in rows}
 
-    def _reconcile(self, found: dict[str, FoundFile], known: dict[str, _Known], summary: IndexSummary) -> list[str]:
-        """Sort files into unchanged, changed and new; mark vanished ones missing. Returns the paths to identify."""
+    def _reconcile(self, found: dict[str, FoundFile], known: dict[str, _Known], unseen: list[str],
+                   summary: IndexSummary) -> list[str]:
+        """Sort files into unchanged, changed and new; mark vanished ones missing (not those in or under an
+        ``unseen`` path, which could not be read). Returns the paths to identify."""
         to_identify: list[str] = []
         restored: list[int] = []
         for path, item in found.items():
@@ -272,7 +331,8 @@ class Indexer:
                 restored.append(row.id)
             else:
                 summary.unchanged += 1
-        vanished = [row.id for path, row in known.items() if path not in found and row.status != MISSING]
+        vanished = [row.id for path, row in known.items()
+                    if path not in found and row.status != MISSING and not _within(path, unseen)]
         stamp = now()
         with self.catalog.session() as session, session.begin():
             for ids in batched(vanished, 500):
@@ -345,7 +405,7 @@ class Indexer:
             session.execute(delete(PhotoTag).where(PhotoTag.photo_id == photo_id, PhotoTag.source == SOURCE_FILE))
             summary.changed += 1
         else:
-            donor = self._moved_from(session, result.content_hash, found)
+            donor = self._moved_from(session, result.content_hash, result.path, found)
             if donor is not None:
                 session.execute(update(Photo).where(Photo.id == donor).values(
                     path=result.path, size=result.size, mtime_ns=result.mtime_ns, last_seen=stamp))
@@ -365,15 +425,15 @@ class Indexer:
         if result.error is not None:  # not an image at all: no point decoding it
             self._fail(session, photo_id, result.error, summary)
 
-    def _moved_from(self, session: Session, content_hash: str, found: dict[str, FoundFile]) -> int | None:
-        """The photo this new path was moved from: same bytes, and its old path is gone."""
+    def _moved_from(self, session: Session, content_hash: str, new: str, found: dict[str, FoundFile]) -> int | None:
+        """The photo the new path ``new`` was moved from: same bytes, and its old path is gone."""
         candidates = session.execute(
             select(Photo.id, Photo.path, Photo.status).where(Photo.content_hash == content_hash)
             .order_by((Photo.status == MISSING).desc(), Photo.id)
         ).all()
         for photo_id, path, status in candidates:
-            if status == MISSING or (path not in found and not os.path.exists(path)):
-                return photo_id
+            if status == MISSING or (path not in found and (not os.path.exists(path) or catalog_path(path) == new)):
+                return photo_id  # missing, gone, or this very file under another spelling (a link to its folder)
         return None
 
     def _store_keywords(self, session: Session, photo_id: int, keywords: Iterable[str], stamp: datetime) -> None:

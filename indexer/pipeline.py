@@ -12,10 +12,12 @@ in the calling process, which is what the tests and small jobs use.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import multiprocessing
 import os
 import signal
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from indexer.schema import recorded_ns
 from ram_model.errors import ImageError
 from ram_model.raw import is_raw
 
@@ -56,11 +59,23 @@ def bytes_hash(data: bytes) -> str:
 
 def content_hash(path: str) -> str:
     """blake2b-256 of the file's bytes, hex: identical files share it, a moved file keeps it."""
-    digest = _hasher()
-    with open(path, "rb") as handle:
+    return _hash_file(path)[1]
+
+
+def _hash_file(path: str) -> tuple[os.stat_result, str]:
+    """The stat and :func:`content_hash` of the regular file at ``path``, from one open file (so the two agree).
+    Opened without blocking: a path replaced by a FIFO or a device since it was listed raises OSError instead of
+    hanging the pass, and so does one that is now a folder."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL,
+                          "not a regular file any more (a folder, pipe or device now)", path)
+        digest = _hasher()
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    return info, digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -78,19 +93,18 @@ def identify(path: str) -> Identified | Failure:
     from indexer.metadata import read_photo_info
 
     try:
-        stat = os.stat(path)
-        digest = content_hash(path)
+        info, digest = _hash_file(path)
     except OSError as exc:
         return Failure(path, "unreadable", f"{path}: cannot read it ({exc.strerror or exc})")
     try:
-        info, error = read_photo_info(path), None
+        photo_info, error = read_photo_info(path), None
     except ImageError as exc:
         # A RAW file Pillow cannot read may still hold a preview the decode stage can use.
-        info, error = None, None if is_raw(path) else Failure(path, exc.reason or "corrupt", str(exc))
+        photo_info, error = None, None if is_raw(path) else Failure(path, exc.reason or "corrupt", str(exc))
     except Exception as exc:  # noqa: BLE001 - a metadata bug must not stop the run; the decode stage decides
-        info, error = None, None
+        photo_info, error = None, None
         del exc
-    return Identified(path, stat.st_size, stat.st_mtime_ns, digest, info, error)
+    return Identified(path, info.st_size, recorded_ns(info.st_mtime_ns), digest, photo_info, error)
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,11 @@ def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | 
 
     settings = settings or _settings
     assert settings is not None, "decode() needs settings (or a worker initialised with them)"
+    try:
+        if not stat.S_ISREG(os.stat(job.path).st_mode):  # replaced by a folder, pipe or device since it was read:
+            raise OSError(errno.EINVAL, "not a regular file any more")  # opening a pipe would block the pass
+    except OSError as exc:
+        return Failure(job.path, "unreadable", f"{job.path}: cannot read it ({exc.strerror or exc})")
     wants_embedding = job.embedder and settings.embedder_transform is not None
     if settings.device_jpeg and _to_device(job.photo_id, settings.device_share):
         orientation = device_decodable(job.path)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from indexer._paths import spellings
 from indexer.catalog import Catalog
 from indexer.schema import FAILED, PHOTO_STATUSES, Embedding, Photo, PhotoTag, Run, Tag
 
@@ -50,9 +51,9 @@ def failures(catalog: Catalog) -> list[dict[str, Any]]:
 
 def photo_tags(catalog: Catalog, path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A photo's catalog entry and tags (highest score first; user and file tags first), or None."""
-    path = os.path.abspath(os.fspath(path))
     with catalog.session() as session:
-        photo = session.scalars(select(Photo).where(Photo.path == path)).first()
+        photo = next(filter(None, (session.scalars(select(Photo).where(Photo.path == name)).first()
+                                   for name in spellings(path))), None)
         if photo is None:
             return None
         rows = session.execute(

@@ -20,6 +20,7 @@ from operator import attrgetter
 from pathlib import Path
 
 from indexer.errors import ScanError
+from indexer.schema import recorded_ns
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class ScanRules:
     ``include``: when non-empty, a file must match one of these (folders are always descended).
     ``exclude``: a file or folder that matches any is skipped; an excluded folder is not descended.
     ``extensions``: lower-case suffixes with the dot. ``follow_symlinks``: when False, symbolic
-    links below a root are skipped (a root itself may be a link); when True they are followed,
-    and a folder reached twice (a loop, or two roots that overlap) is scanned once.
+    links below a root, and a root that links to a file, are skipped (a folder root may be a link:
+    the indexer resolves roots first, see ``_paths.catalog_path``), so nothing outside the library
+    folders is read through a link; when True they are followed, and a folder reached twice (a
+    loop, or two roots that overlap) is scanned once.
     """
 
     include: tuple[str, ...] = ()
@@ -83,7 +86,8 @@ class ScanRules:
 
 @dataclass(frozen=True, slots=True)
 class FoundFile:
-    """A photo file found by ``scan``: ``path`` is absolute and normalised (links not resolved)."""
+    """A photo file found by ``scan``: ``path`` is absolute and normalised (links not resolved; give
+    ``_paths.catalog_path`` roots for the catalog's spelling); ``mtime_ns`` as the catalog records it."""
 
     path: str
     size: int
@@ -127,9 +131,11 @@ def _scan_tops(
         if st is None or stat.S_ISDIR(st.st_mode):
             yield from _walk(top, top, rules, on_error, visited, st)
         elif stat.S_ISREG(st.st_mode):
+            if not rules.follow_symlinks and os.path.islink(top):
+                continue  # a linked file is not followed, as below a root (a watcher reports new links as roots)
             name = os.path.basename(top)
             if _Rules.of(rules).accepts_file(name, name):
-                yield FoundFile(top, st.st_size, st.st_mtime_ns)
+                yield FoundFile(top, st.st_size, recorded_ns(st.st_mtime_ns))
 
 
 def _walk(
@@ -165,6 +171,11 @@ def _walk(
         try:
             with os.scandir(folder) as it:
                 entries = list(it)  # read it all now, so no folder stays open while the caller works
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if folder != top:
+                continue  # removed, or replaced by a file, since its parent was listed: nothing to report
+            on_error(folder, exc)
+            continue
         except OSError as exc:
             on_error(folder, exc)
             continue
@@ -198,7 +209,7 @@ def _walk(
             except OSError as exc:
                 on_error(entry.path, exc)
                 continue
-            yield FoundFile(entry.path, st.st_size, st.st_mtime_ns)
+            yield FoundFile(entry.path, st.st_size, recorded_ns(st.st_mtime_ns))
         stack.extend(reversed(subfolders))
 
 

@@ -7,9 +7,12 @@ work is done once. The schema itself changes only through Alembic revisions in `
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -17,12 +20,71 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    cast,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class _PathBytes(TypeDecorator[str]):
+    """The result side of :class:`PathText`: the stored bytes, decoded as the OS decodes names."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else os.fsdecode(value)
+
+
+# A file time in nanoseconds as the catalog keeps it: SQLite integers are 64-bit, and ext4 and others accept dates
+# up to 2446 (a camera or NAS with a wrong clock makes them), past int64's 2262.
+_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
+
+
+def recorded_ns(value: int) -> int:
+    """``value`` (``st_mtime_ns``) clamped to what the catalog can store; compare files with it, not the raw value."""
+    return min(max(value, _NS_MIN), _NS_MAX)
+
+
+class FileTimeNs(TypeDecorator[int]):
+    """A file's modification time in ns: stored through :func:`recorded_ns`, so a far-future mtime never overflows."""
+
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else recorded_ns(int(value))
+
+
+class PathText(TypeDecorator[str]):
+    """Text that holds file system paths, stored as the exact bytes the OS gave (``os.fsencode``).
+
+    A name that is not valid UTF-8 reaches Python as a str with lone surrogates, which sqlite3 can
+    neither bind nor read back as TEXT. So the value is bound as bytes and cast to TEXT in SQL
+    (``CAST(? AS TEXT)`` keeps the bytes), and read as ``CAST(column AS BLOB)``. A valid UTF-8
+    path is stored exactly as plain TEXT would store it (no data migration), and comparisons, the
+    unique index and prefix ranges work on the bytes as before. Raw SQL that binds or reads such a
+    column must follow the same rule.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return cast(bindvalue, Text)
+
+    def column_expression(self, column: Any) -> Any:
+        return cast(column, _PathBytes())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else os.fsencode(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return value  # decoded by _PathBytes
 
 
 # Photo status: what the indexer knows about a file.
@@ -47,9 +109,10 @@ class Photo(Base):
     __tablename__ = "photos"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute; prefix queries serve folder: filters
+    # Absolute, folders' links resolved (indexer._paths.catalog_path); prefix queries serve folder: filters.
+    path: Mapped[str] = mapped_column(PathText, unique=True)
     size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(FileTimeNs)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # blake2b-256 of the bytes, hex
     format: Mapped[str | None] = mapped_column(String(16))
     width: Mapped[int | None] = mapped_column(Integer)
@@ -63,7 +126,7 @@ class Photo(Base):
 
     status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
     error_reason: Mapped[str | None] = mapped_column(String(32))  # ImageError.reason, e.g. "truncated"
-    error_message: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(PathText)  # names the file
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts since the content last changed
     tagger_version: Mapped[str | None] = mapped_column(String(128))  # the model that produced its model tags
     embedder_version: Mapped[str | None] = mapped_column(String(128))
@@ -127,7 +190,7 @@ class Run(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[datetime] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
-    roots: Mapped[str] = mapped_column(Text)  # JSON list
+    roots: Mapped[str] = mapped_column(PathText)  # JSON list
     tagger_version: Mapped[str | None] = mapped_column(String(128))
     embedder_version: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16), default="running")  # running, completed, interrupted, crashed

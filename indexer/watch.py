@@ -39,6 +39,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from indexer._paths import catalog_path
 from indexer.errors import WatchError
 from indexer.scan import ScanRules, _folder_accepted, _walk
 
@@ -107,7 +108,9 @@ class Watcher:
     away is reported as the folder's path in ``deleted``: treat it as a prefix (everything the
     catalog has under it is gone), and apply ``deleted`` before ``changed``, since a batch may
     hold a removed folder and a new file inside a folder of the same name. A folder moved or
-    copied in is reported as the files in it. Paths are absolute, like ``scan``'s.
+    copied in is reported as the files in it. Paths are absolute, under the roots' real paths
+    (``_paths.catalog_path``), like the catalog's; a name that is not valid UTF-8 comes as
+    ``os.fsdecode`` gives it.
 
     ``on_changes`` runs on one background thread, never concurrently with itself; an exception
     it raises is logged and the watcher goes on. Roots on network file systems (see
@@ -126,7 +129,7 @@ class Watcher:
         poll_interval: float | None = None,
         settle_seconds: float = 2.0,
     ) -> None:
-        self.roots = [os.path.abspath(root) for root in roots]
+        self.roots = [catalog_path(root) for root in roots]  # the catalog's spelling: a linked folder resolved
         for root in self.roots:
             if not os.path.isdir(root):
                 raise WatchError(f"cannot watch {root}: it is not a folder or does not exist; check the path")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from indexer._paths import spellings
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import GENERATION_KEY, embedding_rows, under
@@ -208,9 +208,10 @@ class Searcher:
 
     def query_vector_for_photo(self, session: Session, path: str, text_query: str, span: tuple[int, int]) -> np.ndarray:
         """The stored embedding of an indexed photo, or a fresh one for any other image file."""
-        path = os.path.abspath(os.path.expanduser(path))
+        names = spellings(path)
         blob = session.scalar(select(Embedding.vector).join(Photo, Photo.id == Embedding.photo_id).where(
-            Photo.path == path, Embedding.model_version == self.embedder_version()))
+            Photo.path.in_(names), Embedding.model_version == self.embedder_version()).limit(1))
+        path = names[0]
         if blob is not None:
             return np.frombuffer(blob, dtype=np.float32)
         from ram_model.errors import ImageError
@@ -326,10 +327,13 @@ class _Compiler:
     def _raw_rows(self, statement: Any) -> list[tuple]:
         """The rows of ``statement`` as plain tuples from the driver's cursor: SQLAlchemy's rows cost 3x as much
         to make, and the garbage collector's passes over 100k of them another ~100 ms."""
-        connection = self.session.connection()
-        compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
-        parameters = tuple(compiled.params[name] for name in compiled.positiontup)
-        return connection.connection.driver_connection.execute(str(compiled), parameters).fetchall()
+        # Executed by SQLAlchemy, so that parameters go through their types (a folder: path is bound as its bytes,
+        # schema.PathText); only the rows are read from the driver's cursor.
+        result = self.session.connection().execute(statement)
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
 
     def _by_tag_rows(self, tree: q.Node, at_most: int | None = None) -> Any:
         """``SELECT id, score`` of the photos matching ``tree`` — every match carrying a queried tag — with
@@ -460,7 +464,7 @@ class _Compiler:
             return self._photo(or_(func.lower(Photo.camera_make).like(pattern),
                                    func.lower(Photo.camera_model).like(pattern)))
         if isinstance(node, q.Folder):
-            return self._photo(under(Photo.path, [os.path.abspath(os.path.expanduser(node.path))]), indexed=True)
+            return self._photo(under(Photo.path, spellings(node.path)), indexed=True)
         if isinstance(node, q.Type):
             return self._photo(Photo.format == node.format)
         if isinstance(node, q.Has):
