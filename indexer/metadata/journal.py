@@ -11,7 +11,9 @@ Each ``write-metadata`` run that changes anything gets a folder in the catalog f
 A ``change`` record names the file, its backup (or none: the run created the file), its state
 before the run (hash, size, mtime, mode) and the state the change leaves it in (``after``: a hash,
 or null for "should not exist"). Because the record is durable before the file is touched, a
-crash at any point leaves a journal that describes every file the run may have changed.
+crash at any point leaves a journal that describes every file the run may have changed. It also
+lists the keywords Phototag's record in that file claims after the change (``claims``): what
+:class:`ClaimLedger` trusts when a later run decides which keywords are Phototag's to remove.
 
 Why files and not catalog tables: the backups are files anyway; the journal must be readable
 even when the catalog database is lost or restored from a backup; and a run folder can be read,
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -160,10 +162,11 @@ class Journal:
         return self._entries
 
     def record_change(self, target: Path, after: str | None, current: bytes | None, *,
-                      photo_id: int | None = None) -> None:
+                      photo_id: int | None = None, claims: Iterable[str] | None = None) -> None:
         """Make a change to ``target`` undoable, before it happens: the first time the run touches a
         path its current bytes (``current``, None when it does not exist) are backed up; every time,
-        the state the change will leave (``after``) is recorded. All of it durable on return.
+        the state the change will leave (``after``) is recorded, with the keys (casefolded names) of
+        the keywords Phototag's record in the file claims then (``claims``). All of it durable on return.
 
         Raises:
             FileSkipped("disk_full" / "io_error"): the journal cannot be written; do not change the file.
@@ -172,6 +175,8 @@ class Journal:
         record: dict[str, Any] = {"op": "change", "path": key, "after": after}
         if photo_id is not None:
             record["photo_id"] = photo_id
+        if claims is not None:
+            record["claims"] = list(claims)
         try:
             if key not in self.entries():
                 if current is not None:
@@ -240,6 +245,51 @@ def list_runs(catalog_dir: Path) -> list[RunInfo]:
         runs.append(RunInfo(folder.name, folder, record.get("started_at", "?"), record.get("options", {}),
                             record.get("counts"), (folder / _UNDONE_FILE).is_file()))
     return runs
+
+
+class ClaimLedger:
+    """Which ``phototag:Keywords`` claims in a file Phototag stands by, from the journals of its runs.
+
+    Anyone can write a claim into a file (another tool copying a record, a hand edit, a hostile
+    archive), and a claim is what lets Phototag remove a keyword. So a claim counts only when the
+    journal agrees: the last change record for that path, over the runs not undone, lists the claims
+    Phototag left in the file, and only those are trusted. Records of older versions list none; there
+    every claim is trusted while the file is still exactly as that run left it (its ``after`` hash).
+
+    Why the journal and not a signature in the file: the journal already describes, durably and before
+    the fact, every file Phototag changed; it is where a forger cannot write; and it keeps working when
+    other tools rewrite the file around Phototag's record. When the catalog (and with it the journal) is
+    lost, no claim is trusted: Phototag then leaves every keyword where it is, never removes one.
+    """
+
+    def __init__(self, catalog_dir: Path) -> None:
+        self._known: dict[str, frozenset[str] | str] = {}  # path -> trusted keys, or (older runs) its after hash
+        for run in list_runs(catalog_dir):
+            if run.undone:
+                continue
+            for record in Journal(run.folder)._records():
+                path = record.get("path")
+                if record.get("op") != "change" or not isinstance(path, str):
+                    continue
+                claims, after = record.get("claims"), record.get("after")
+                if isinstance(claims, list):
+                    self._known[path] = frozenset(claim for claim in claims if isinstance(claim, str))
+                elif "claims" not in record and isinstance(after, str):
+                    self._known[path] = after
+                else:
+                    self._known.pop(path, None)
+
+    def trusted(self, target: Path, current: bytes | None) -> frozenset[str] | None:
+        """The keys of the claims to trust in ``target``, whose bytes are ``current``; None: all of them
+        (the file is exactly as an older version of Phototag left it)."""
+        known = self._known.get(str(target), frozenset())
+        if isinstance(known, str):
+            return None if current is not None and bytes_hash(current) == known else frozenset()
+        return known
+
+    def note(self, target: Path, claims: Iterable[str]) -> None:
+        """A change made in this run, whose record (with these claims) is in the journal already."""
+        self._known[str(target)] = frozenset(claims)
 
 
 def _run_order(folder: Path) -> tuple[str, int]:

@@ -48,7 +48,7 @@ from indexer.catalog import Catalog
 from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Staged, bytes_hash, check_writable, real, skipped_for, stage
 from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
-from indexer.metadata.journal import Journal
+from indexer.metadata.journal import ClaimLedger, Journal
 from indexer.metadata.read import read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
 from indexer.schema import ACCEPTED, INDEXED, REJECTED, SOURCE_FILE, SOURCE_MODEL, SUGGESTED, Photo, PhotoTag, Tag
@@ -211,6 +211,7 @@ class MetadataWriter:
         self.on_file = on_file
         self.stop = stop
         self._journal: Journal | None = None
+        self._ledger: ClaimLedger | None = None
 
     # --- a run ---------------------------------------------------------------------------------
     def run(self, photo_ids: Sequence[int]) -> WriteSummary:
@@ -345,7 +346,8 @@ class MetadataWriter:
     @staticmethod
     def _dropped(photo: _PhotoRow, packet: XmpPacket) -> list[str]:
         """Claimed keywords to remove: their tag was rejected, or the photo no longer has it (a tag left
-        only as a file keyword is there because we wrote it)."""
+        only as a file keyword is there because we wrote it). The merge removes only those whose claim
+        the journal confirms (:meth:`_trusted`)."""
         tags = {row.name: row for row in photo.tags}
         dropped = []
         for claim in packet.claims():
@@ -353,6 +355,16 @@ class MetadataWriter:
             if row is None or row.state == REJECTED or row.source == SOURCE_FILE:
                 dropped.append(claim.name)
         return dropped
+
+    def _trusted(self, target: Path, current: bytes | None) -> frozenset[str] | None:
+        """The claims in ``target`` that Phototag wrote, as the journal of its runs says
+        (:class:`~indexer.metadata.journal.ClaimLedger`): only their keywords may be removed."""
+        return self._claim_ledger().trusted(target, current)
+
+    def _claim_ledger(self) -> ClaimLedger:
+        if self._ledger is None:
+            self._ledger = ClaimLedger(self.catalog.directory)
+        return self._ledger
 
     def sidecar_path(self, photo_path: Path) -> Path:
         """``IMG.jpg.xmp`` (naming ``ext``) or ``IMG.xmp`` (``replace``); an existing ``.XMP`` is used as is."""
@@ -382,7 +394,8 @@ class MetadataWriter:
         except XmpError as exc:
             raise FileSkipped("unreadable_xmp", f"{shown}: the sidecar cannot be read ({exc}); left untouched — "
                                                 "fix or move it and run again") from None
-        change = packet.merge(wanted, self._dropped(photo, packet), seed=_lazy(lambda: _own_keywords(photo.path)))
+        change = packet.merge(wanted, self._dropped(photo, packet), seed=_lazy(lambda: _own_keywords(photo.path)),
+                              trusted=self._trusted(target, old))
         new = packet.to_bytes() if change.changed else old or b""
 
         def verify(written: bytes) -> None:
@@ -414,7 +427,8 @@ class MetadataWriter:
             raise FileSkipped("unreadable_xmp", f"{shown}: its XMP packet cannot be read ({exc}); left untouched "
                                                 "(--mode sidecar writes a sidecar instead)") from None
         own = jpeg.own_keywords()
-        change = packet.merge(wanted, self._dropped(photo, packet), seed=own, elsewhere=own)
+        change = packet.merge(wanted, self._dropped(photo, packet), seed=own, elsewhere=own,
+                              trusted=self._trusted(target, data))
         if not change.changed:
             return _Plan("embedded", target, shown, data, data, change, info, lambda _written: None, photo.id)
         body = packet.to_bytes()
@@ -482,7 +496,8 @@ class MetadataWriter:
                 plan.verify(written)
             journal = self._journal_for_run()
             for plan, pending in staged:
-                journal.record_change(plan.target, pending.digest, plan.old, photo_id=plan.photo_id)
+                journal.record_change(plan.target, pending.digest, plan.old, photo_id=plan.photo_id,
+                                      claims=plan.change.claimed)
             for plan, pending in staged:
                 _ensure_unchanged(plan)
                 try:
@@ -490,6 +505,7 @@ class MetadataWriter:
                 except OSError as exc:
                     raise skipped_for(exc, plan.shown, "replace it") from None
                 committed.append(plan)
+                self._claim_ledger().note(plan.target, plan.change.claimed)
         except BaseException as exc:
             for _plan, pending in staged:
                 pending.discard()
@@ -508,7 +524,9 @@ class MetadataWriter:
                     stage(plan.target, plan.old, like=plan.stat,
                           mtime_ns=plan.stat.st_mtime_ns if plan.stat else None).commit()
                 assert self._journal is not None
-                self._journal.record_change(plan.target, None if plan.old is None else bytes_hash(plan.old), None)
+                self._journal.record_change(plan.target, None if plan.old is None else bytes_hash(plan.old), None,
+                                            claims=plan.change.trusted)
+                self._claim_ledger().note(plan.target, plan.change.trusted)
             except (OSError, FileSkipped) as exc:
                 raise MetadataError(
                     f"{plan.shown}: written, but putting it back after a later failure ({cause}) failed too "
