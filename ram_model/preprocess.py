@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pillow_heif
 import torch
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
+from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from ram_model.errors import ImageError
 from ram_model.raw import is_raw, open_raw_preview
@@ -40,15 +40,53 @@ _ROTATING_ORIENTATIONS = frozenset(range(2, 9))
 
 _registered = False
 _register_lock = threading.Lock()
+# Image.info key: the PNG text chunks skipped for being over Pillow's limits, as "'key' (why)".
+SKIPPED_PNG_TEXT = "phototag:skipped_text"
+
+
+class _TextTolerantPngStream(PngImagePlugin.PngStream):
+    """Pillow's PNG chunk reader, except that a text chunk over Pillow's limits on text (a compressed
+    one inflating past ``MAX_TEXT_CHUNK``, or more than ``MAX_TEXT_MEMORY`` of text in all) is
+    skipped, and listed under :data:`SKIPPED_PNG_TEXT`, instead of failing the whole file: a PNG with
+    an oversized XMP or comment chunk still has good pixels."""
+
+    def chunk_tEXt(self, pos: int, length: int) -> bytes:
+        return self._tolerant(super().chunk_tEXt, pos, length)
+
+    def chunk_zTXt(self, pos: int, length: int) -> bytes:
+        return self._tolerant(super().chunk_zTXt, pos, length)
+
+    def chunk_iTXt(self, pos: int, length: int) -> bytes:
+        return self._tolerant(super().chunk_iTXt, pos, length)
+
+    def _tolerant(self, read: Callable[[int, int], bytes], pos: int, length: int) -> bytes:
+        assert self.fp is not None
+        start = self.fp.tell()
+        try:
+            return read(pos, length)
+        except UnicodeDecodeError:
+            raise  # Pillow's own handling of those stays as it is
+        except ValueError as exc:
+            self.fp.seek(start)
+            data = ImageFile._safe_read(self.fp, length)  # the chunk's bytes: its CRC is checked next
+            key = data.split(b"\0", 1)[0].decode("latin-1")
+            message = str(exc)
+            why = (f"larger than {PngImagePlugin.MAX_TEXT_CHUNK >> 20} MiB uncompressed" if "MAX_TEXT_CHUNK" in message
+                   else f"more than {PngImagePlugin.MAX_TEXT_MEMORY >> 20} MiB of text in the file"
+                   if "MAX_TEXT_MEMORY" in message else _first_line(exc))
+            self.im_info.setdefault(SKIPPED_PNG_TEXT, []).append(f"{key!r} ({why})")
+            return data
 
 
 def register_formats() -> None:
-    """Teach Pillow to open HEIC/HEIF (and AVIF where Pillow has no decoder of its own). Safe to call often."""
+    """Teach Pillow to open HEIC/HEIF (and AVIF where Pillow has no decoder of its own), and to skip PNG
+    text chunks over its limits rather than fail the file. Safe to call often."""
     global _registered
     with _register_lock:
         if _registered:
             return
         pillow_heif.register_heif_opener()
+        PngImagePlugin.PngStream = _TextTolerantPngStream  # what PngImageFile reads its chunks with
         # pillow-heif < 1.0 decoded AVIF too; newer Pillow builds read AVIF natively.
         register_avif = getattr(pillow_heif, "register_avif_opener", None)
         if register_avif is not None and not features.check("avif"):

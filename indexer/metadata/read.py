@@ -40,6 +40,7 @@ from xml.parsers import expat
 from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
 
 from ram_model.preprocess import (
+    SKIPPED_PNG_TEXT,
     _first_line,
     _isobmff_overrun,
     open_lazily,
@@ -201,7 +202,10 @@ def _pillow_warnings(caught: Iterable[warnings.WarningMessage]) -> Iterator[str]
 def _read_facts(path: Path, image: Image.Image, notes: list[str]) -> dict[str, Any]:
     info = dict(image.info)
     if image.format == "PNG":
-        info = _png_late_info(path, notes) | info
+        late = _png_late_info(path, notes)
+        skipped = [*info.get(SKIPPED_PNG_TEXT, ()), *late.get(SKIPPED_PNG_TEXT, ())]
+        info = late | info
+        notes.extend(f"PNG text chunk {chunk} ignored; the photo is indexed without it" for chunk in skipped)
     exif = _Exif.read(image, info, notes)
     xmp = _embedded_xmp(info, notes)
     iptc = _read_iptc(image, notes)
