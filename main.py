@@ -270,6 +270,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary.counts() | {"catalog": str(settings.catalog_dir)}, indent=2)
     else:
+        for warning in summary.warnings:  # indexed, with part of its metadata left out
+            _say(f"warning: {warning.message}")
         _say(f"{'interrupted: ' if summary.interrupted else ''}{_summary_line(summary)} "
              f"(catalog: {settings.catalog_dir})")
         if summary.failed:

@@ -123,6 +123,9 @@ class IndexSummary:
     embedded: int = 0  # photos the embedder ran on
     interrupted: bool = False
     failures: list[Failure] = field(default_factory=list)
+    # Metadata left out of photos that were still indexed (more keywords than a file may state, an
+    # unreadable XMP, ...): reason "metadata", the message naming the file.
+    warnings: list[Failure] = field(default_factory=list)
 
     def counts(self) -> dict[str, Any]:
         data = asdict(self)
@@ -422,6 +425,8 @@ class Indexer:
             summary.new += 1
         if result.info is not None:
             self._store_keywords(session, photo_id, result.info.keywords, stamp)
+            summary.warnings += [Failure(result.path, "metadata", f"{result.path}: {note}")
+                                 for note in result.info.warnings]
         if result.error is not None:  # not an image at all: no point decoding it
             self._fail(session, photo_id, result.error, summary)
 
