@@ -10,6 +10,10 @@ Public surface::
 from indexer.search.query import (
     FIELDS,
     HAS,
+    MAX_DEPTH,
+    MAX_PHRASES,
+    MAX_QUERY_LENGTH,
+    MAX_TERMS,
     SOURCES,
     STATES,
     TYPE_ALIASES,
@@ -30,13 +34,15 @@ from indexer.search.query import (
     State,
     Tag,
     Type,
+    Usage,
     format_error,
     parse,
     walk,
 )
 
 __all__ = [
-    "FIELDS", "HAS", "SOURCES", "STATES", "TYPES", "TYPE_ALIASES",
+    "FIELDS", "HAS", "MAX_DEPTH", "MAX_PHRASES", "MAX_QUERY_LENGTH", "MAX_TERMS", "SOURCES", "STATES", "TYPES",
+    "TYPE_ALIASES", "Usage",
     "And", "Camera", "DateRange", "Folder", "Has", "Node", "Not", "Or", "QuerySyntaxError",
     "SavedSearch", "Semantic", "Similar", "Source", "State", "Tag", "Type",
     "format_error", "parse", "walk",

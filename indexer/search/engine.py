@@ -51,6 +51,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import Grouping
 
 from indexer._paths import spellings
 from indexer.catalog import Catalog
@@ -70,6 +71,9 @@ PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many ro
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
+SQL_CHAIN = 64  # conditions one AND or OR joins flat in SQL; longer lists are joined in parenthesised groups
+SQL_FUNCTION_ARGS = 100  # arguments of one max(): SQLite takes 127 at most
+SAVED_NAME_LENGTH = 100  # characters of a saved search's name
 
 
 class SearchError(IndexerError):
@@ -114,7 +118,8 @@ class Searcher:
         if sort not in SORTS:
             raise SearchError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
         cutoff = DEFAULT_MIN_SCORE if min_score is None else min_score
-        tree = self._expand(text_query, q.parse(text_query), seen=())
+        usage = q.Usage()  # the query's terms and phrases, and those of the saved searches it uses
+        tree = self._expand(text_query, q.parse(text_query, usage=usage), (), usage)
         # Semantic terms first take the best few thousand photos only (the SQL over them is what costs);
         # when that may have cut matches off and too few results came back, ask for all candidates.
         first = SEMANTIC_CANDIDATES if limit is None else \
@@ -135,10 +140,17 @@ class Searcher:
         return results
 
     def save(self, name: str, text_query: str) -> None:
-        """Store a query under ``name`` (replacing one of that name); it must parse."""
+        """Store a query under ``name`` (replacing one of that name); it must parse, and the name must be one
+        that ``@name`` reads back: printable, no spaces, quotes or parentheses, at most ``SAVED_NAME_LENGTH``."""
         q.parse(text_query)
-        if not name or any(c.isspace() for c in name):
-            raise SearchError(f"a saved search needs a name without spaces, not {name!r}")
+        if not name or len(name) > SAVED_NAME_LENGTH or any(
+                not c.isprintable() or c.isspace() or c in '()"' for c in name):
+            raise SearchError(f"a saved search needs a name without spaces, quotes, parentheses or control "
+                              f"characters, of at most {SAVED_NAME_LENGTH} characters, not {name!r}")
+        if not _is_unicode(text_query):  # a folder: or similar: path with bytes that are not UTF-8 (a TEXT column)
+            at = next(i for i, char in enumerate(text_query) if not _is_unicode(char))
+            raise q.QuerySyntaxError("a saved search cannot hold bytes that are not UTF-8: search for this path "
+                                     "without saving the query", at, text_query[at], text_query)
         with self.catalog.session() as session, session.begin():
             session.merge(SavedSearch(name=name, query=text_query, created_at=datetime.now()))
 
@@ -148,14 +160,16 @@ class Searcher:
 
     def delete_saved(self, name: str) -> None:
         with self.catalog.session() as session, session.begin():
-            row = session.get(SavedSearch, name)
+            row = session.get(SavedSearch, name) if _is_unicode(name) else None  # no saved name holds a surrogate
             if row is None:
                 raise SearchError(f"no saved search named {name!r} (phototag search --list shows them)")
             session.delete(row)
 
     # --- helpers for the compiler --------------------------------------------------------------
-    def _expand(self, text_query: str, node: q.Node, seen: tuple[str, ...]) -> q.Node:
-        """Replace ``@name`` by the saved query (recursively; a cycle is an error)."""
+    def _expand(self, text_query: str, node: q.Node, seen: tuple[str, ...], usage: q.Usage) -> q.Node:
+        """Replace ``@name`` by the saved query (recursively; a cycle is an error). A saved query counts against
+        the limits of the query using it: its terms with the query's (``usage``), its nesting one level below
+        its ``@name``; an error inside it (past a limit, say) points at the ``@name`` the person typed."""
         if isinstance(node, q.SavedSearch):
             saved = self.saved()
             if node.name not in saved:
@@ -163,11 +177,19 @@ class Searcher:
                 raise SearchError(q.format_error(text_query, node.span, f"no saved search '@{node.name}'{hint}"))
             if node.name in seen:
                 raise SearchError(f"saved search '@{node.name}' refers to itself")
-            return self._expand(saved[node.name], q.parse(saved[node.name]), (*seen, node.name))
+            try:
+                tree = q.parse(saved[node.name], usage=usage, depth=node.depth + 1)
+                return self._expand(saved[node.name], tree, (*seen, node.name), usage)
+            except q.QuerySyntaxError as error:
+                if seen:  # reported by the outermost @name
+                    raise
+                raise q.QuerySyntaxError(f"in @{node.name}: {error.message}", node.span[0],
+                                         text_query[node.span[0]:node.span[1]], text_query) from None
         if isinstance(node, q.And | q.Or):
-            return type(node)(tuple(self._expand(text_query, item, seen) for item in node.items), span=node.span)
+            items = tuple(self._expand(text_query, item, seen, usage) for item in node.items)
+            return type(node)(items, span=node.span)
         if isinstance(node, q.Not):
-            return q.Not(self._expand(text_query, node.item, seen), span=node.span)
+            return q.Not(self._expand(text_query, node.item, seen, usage), span=node.span)
         return node
 
     def embedder(self) -> Any:
@@ -371,7 +393,7 @@ class _Compiler:
             score = func.max(score, func.coalesce(best_other, 0.0))
         # Missing photos are left in: the caller drops them (see _not_missing).
         statement = (select(scan.c.photo_id.label("id"), score.label("score"))
-                     .where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED, *conditions))
+                     .where(_joined(and_, [scan.c.tag_id.in_(driver), scan.c.state != REJECTED, *conditions])))
         return statement.group_by(scan.c.photo_id) if len(driver) > 1 else statement
 
     def _plain_tag_ids(self, node: q.Node) -> list[int]:
@@ -443,9 +465,9 @@ class _Compiler:
 
     def compile(self, node: q.Node, positive: bool = True) -> Any:
         if isinstance(node, q.And):
-            return and_(*self._and_items(node.items, positive))
+            return _joined(and_, self._and_items(node.items, positive))
         if isinstance(node, q.Or):
-            return or_(*(self.compile(item, positive) for item in node.items))
+            return _joined(or_, [self.compile(item, positive) for item in node.items])
         if isinstance(node, q.Not):
             return not_(self.compile(node.item, not positive))
         if isinstance(node, q.Semantic | q.Similar):
@@ -594,7 +616,7 @@ class _Compiler:
         if self.semantic_tables:
             parts = [func.coalesce(select(t.c.score).where(t.c.id == Photo.id).scalar_subquery(), -1.0)
                      for t in self.semantic_tables]
-            return parts[0] if len(parts) == 1 else func.max(*parts)
+            return _greatest(parts)
         if self.tag_ids:
             best = (select(func.max(func.coalesce(PhotoTag.score, 1.0)))
                     .where(PhotoTag.photo_id == Photo.id, PhotoTag.tag_id.in_(self.tag_ids),
@@ -629,6 +651,40 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
         close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=3, cutoff=0.6)]
     return f" — did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
+
+class _Parenthesised(Grouping):
+    """Parentheses that ``and_``/``or_`` keep: a plain ``Grouping`` passes on its content's operator, so they
+    would flatten it back into one list (SQLAlchemy 2)."""
+
+    inherit_cache = True
+    operator = None
+
+
+def _joined(combine: Any, conditions: list[Any]) -> Any:
+    """``combine`` (``and_`` or ``or_``) of ``conditions``, in parenthesised groups of ``SQL_CHAIN`` when there are
+    more: SQLite parses ``a OR b OR c …`` as a chain one level deeper per condition, and refuses 1,000 levels
+    ("Expression tree is too large"); groups make it ``SQL_CHAIN`` plus the number of groups."""
+    while len(conditions) > SQL_CHAIN:
+        conditions = [_Parenthesised(combine(*conditions[at:at + SQL_CHAIN]))
+                      for at in range(0, len(conditions), SQL_CHAIN)]
+    return combine(*conditions)
+
+
+def _greatest(values: list[Any]) -> Any:
+    """The largest of ``values`` as SQL: ``max(a, b, …)``, nested past SQLite's 127 arguments to a function."""
+    while len(values) > 1:
+        values = [chunk[0] if len(chunk) == 1 else func.max(*chunk)  # max() of one value would be the aggregate
+                  for chunk in (values[at:at + SQL_FUNCTION_ARGS] for at in range(0, len(values), SQL_FUNCTION_ARGS))]
+    return values[0]
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (sqlite3 can bind it as TEXT): no lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _stored_datetime(text: str) -> datetime | None:

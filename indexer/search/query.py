@@ -40,6 +40,14 @@ Field values:
 - ``has:`` one of ``HAS``; ``state:`` one of ``STATES``; ``source:`` one of ``SOURCES`` (any case).
 - ``tag:``, ``camera:``, ``similar:``, ``folder:`` and ``@name`` keep the text as typed: the caller
   resolves tags (English or Chinese), matches cameras case-insensitively and expands ``~``.
+
+Text that is not valid Unicode — bytes that are not UTF-8, which a shell hands over as lone surrogates
+(``os.fsdecode``) — can be part of a ``folder:`` or ``similar:`` path only (a file name may hold any
+bytes; a tag, a camera, free text or a saved search's name cannot), and is shown as ``\\xNN``.
+
+Limits (``MAX_…``, checked as the parser goes, so no query can exhaust the stack, the memory or SQLite):
+a query's length, how deeply ``(``, ``NOT`` and ``-`` nest, how many terms and how many phrases it has.
+A saved search counts against the limits of the query that uses it (see ``parse``).
 """
 
 from __future__ import annotations
@@ -54,7 +62,8 @@ from datetime import MAXYEAR, date, timedelta
 from indexer.errors import IndexerError
 
 __all__ = [
-    "FIELDS", "HAS", "SOURCES", "STATES", "TYPES", "TYPE_ALIASES",
+    "FIELDS", "HAS", "MAX_DEPTH", "MAX_PHRASES", "MAX_QUERY_LENGTH", "MAX_TERMS", "SOURCES", "STATES", "TYPES",
+    "TYPE_ALIASES", "Usage",
     "And", "Camera", "DateRange", "Folder", "Has", "Node", "Not", "Or", "QuerySyntaxError",
     "SavedSearch", "Semantic", "Similar", "Source", "State", "Tag", "Type",
     "format_error", "parse", "walk",
@@ -67,6 +76,15 @@ HAS: tuple[str, ...] = ("gps", "date", "camera", "tags", "embedding")
 STATES: tuple[str, ...] = ("accepted", "suggested", "rejected")
 SOURCES: tuple[str, ...] = ("user", "model", "file")
 _KEYWORDS = frozenset({"AND", "OR", "NOT"})
+
+# The limits of a query, far above anything a person types. They also keep the SQL a query becomes within
+# SQLite's own limits, whatever its shape: a parser stack of 100 entries (about 16 levels of parenthesised
+# conditions), expression trees 1,000 deep, 127 arguments to a function. The largest query of every shape
+# is run by tests/indexer/search/test_query_properties.py.
+MAX_QUERY_LENGTH = 10_000  # characters (a PATH_MAX path fits twice)
+MAX_DEPTH = 10  # levels of "(", NOT and "-" inside one another; a saved search's query is one level below its @name
+MAX_TERMS = 256  # terms: tags, filters, phrases and @names, a saved search's counted in
+MAX_PHRASES = 32  # free-text phrases and similar: terms (each one a CLIP encoding and a vector search)
 
 
 # ---------------------------------------------------------------------------------------------- AST
@@ -174,9 +192,11 @@ class Source(Node):
 
 @dataclass(frozen=True)
 class SavedSearch(Node):
-    """``@NAME``: a saved search, expanded by the caller."""
+    """``@NAME``: a saved search, expanded by the caller. ``depth``: the nesting the ``@NAME`` stands at, the
+    saved query's starting depth being one more (see ``parse``)."""
 
     name: str
+    depth: int = field(default=0, compare=False, repr=False, kw_only=True)
 
 
 def walk(node: Node) -> Iterator[Node]:
@@ -202,18 +222,55 @@ def _columns(text: str) -> int:
     return width
 
 
+def _shown(char: str) -> str:
+    """One character as messages show it: itself, or an escape when printing it would not show it — a byte
+    that is not UTF-8 as ``\\xNN`` (as file names are shown), a control or format character (a line break,
+    a terminal escape, a right-to-left override) or any other lone surrogate as ``\\n``, ``\\x1b``,
+    ``\\u202e``."""
+    if char.isprintable() or unicodedata.category(char) == "Zs":
+        return char
+    if "\udc80" <= char <= "\udcff":  # os.fsdecode's spelling of the byte 0x80-0xff
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def _escaped(text: str) -> str:
+    return "".join(map(_shown, text))
+
+
+_DISPLAY_COLUMNS = 100  # a longer query is shown as the part around the carets, cut with "…"
+_CONTEXT_COLUMNS = 30  # of which this much before them
+
+
 def format_error(query: str, span: tuple[int, int], message: str) -> str:
     """``message``, then the query indented two spaces with carets under ``query[span[0]:span[1]]``.
 
-    An empty span gets a single caret (at the end of the query when it points past it).
+    An empty span gets a single caret (at the end of the query when it points past it). What would not
+    print as itself is escaped (see ``_shown``; whitespace shows as a space), so the message is one line and
+    the carets stay under their characters; a query over ``_DISPLAY_COLUMNS`` is cut to the part around them.
     """
+    message = _escaped(message)
     if not query.strip():
         return message
-    shown = "".join(" " if char.isspace() else char for char in query)  # tabs, newlines: one column each
+    shown = [" " if char.isspace() else _shown(char) for char in query]  # tabs, newlines: one column each
+    widths = [_columns(piece) for piece in shown]
     start = min(max(span[0], 0), len(shown))
     end = min(max(span[1], start), len(shown))
-    carets = "^" * max(_columns(shown[start:end]), 1)
-    return f"{message}\n  {shown}\n  {' ' * _columns(shown[:start])}{carets}"
+    first, last = 0, len(shown)
+    if sum(widths) > _DISPLAY_COLUMNS:
+        first, room = start, _CONTEXT_COLUMNS
+        while first > 0 and widths[first - 1] <= room:
+            first -= 1
+            room -= widths[first]
+        last, room = start, _DISPLAY_COLUMNS - _CONTEXT_COLUMNS + room
+        while last < len(shown) and widths[last] <= room:
+            room -= widths[last]
+            last += 1
+    before = "…" if first > 0 else ""
+    after = "…" if last < len(shown) else ""
+    carets = "^" * max(sum(widths[start:min(end, last)]), 1)
+    indent = " " * (_columns(before) + sum(widths[first:start]))
+    return f"{message}\n  {before}{''.join(shown[first:last])}{after}\n  {indent}{carets}"
 
 
 class QuerySyntaxError(IndexerError):
@@ -358,14 +415,31 @@ class _Lexer:
 # ------------------------------------------------------------------------------------------- parser
 
 
-def parse(query: str) -> Node:
-    """Parse a search query into its AST. Raises ``QuerySyntaxError`` when it is malformed."""
-    return _Parser(query).parse()
+@dataclass
+class Usage:
+    """The terms and phrases a query has used of ``MAX_TERMS`` and ``MAX_PHRASES``. A query and the saved
+    searches it uses share one, so that together they stay within the limits."""
+
+    terms: int = 0
+    phrases: int = 0
+
+
+def parse(query: str, *, usage: Usage | None = None, depth: int = 0) -> Node:
+    """Parse a search query into its AST. Raises ``QuerySyntaxError`` when it is malformed or past a limit.
+
+    A caller expanding a saved search (``@NAME``) parses its query with the ``usage`` of the query that uses
+    it (a fresh one by default) and at ``depth`` one more than the ``SavedSearch`` node's."""
+    return _Parser(query, usage or Usage(), depth).parse()
 
 
 class _Parser:
-    def __init__(self, query: str) -> None:
+    def __init__(self, query: str, usage: Usage, depth: int) -> None:
         self.query = query
+        self.usage = usage
+        self.depth = depth  # levels of "(", NOT and "-" around the token being parsed
+        if len(query) > MAX_QUERY_LENGTH:  # before reading it at all
+            raise QuerySyntaxError(f"query too long: {len(query):,} characters (the most is {MAX_QUERY_LENGTH:,})",
+                                   MAX_QUERY_LENGTH, query[MAX_QUERY_LENGTH:], query)
         self.tokens = _Lexer(query).tokens()
         self.index = 0
 
@@ -395,11 +469,48 @@ class _Parser:
     def _starts_term(token: _Token | None) -> bool:
         return token is not None and token.kind in (_LPAREN, _NOT, _MINUS, _WORD, _QUOTED, _FIELD, _SAVED)
 
+    # -- limits and text
+
+    def _nest(self, token: _Token) -> None:
+        """One level deeper, at a "(", NOT or "-": past ``MAX_DEPTH``, an error before the parser recurses on."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._token_error(_too_deep(), token)
+
+    def _term(self, node: Node) -> Node:
+        """``node``, a term, counted against ``MAX_TERMS`` and ``MAX_PHRASES``, its text checked."""
+        self.usage.terms += 1
+        if self.usage.terms > MAX_TERMS:
+            raise self._error(f"too many terms: the most is {MAX_TERMS} (tags, filters, phrases and @names, "
+                              "with those of the saved searches used)", *node.span)
+        if isinstance(node, Semantic | Similar):
+            self.usage.phrases += 1
+            if self.usage.phrases > MAX_PHRASES:
+                raise self._error(f"too many phrases: the most is {MAX_PHRASES} runs of free words, quoted phrases "
+                                  "and similar: terms (each is an image search of its own)", *node.span)
+        self._check_text(node)
+        return node
+
+    def _check_text(self, node: Node) -> None:
+        """A path (``folder:``, ``similar:``) may hold any bytes but NUL; any other term must be Unicode text: a
+        lone surrogate (a byte that is not UTF-8, as ``os.fsdecode`` gives it) can match no tag, camera or
+        phrase, so it is an error at the character rather than a search that cannot find anything."""
+        path = isinstance(node, Folder | Similar)
+        for at in range(*node.span):
+            char = self.query[at]
+            if path and (char == "\0" or ("\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff")):
+                raise self._error(f"a file name cannot hold '{_shown(char)}'", at, at + 1)
+            if not path and "\ud800" <= char <= "\udfff":
+                raise self._error(f"'{_shown(char)}' is not UTF-8 text: bytes like it can be part of a folder: or "
+                                  "similar: path only (was the query typed in another encoding?)", at, at + 1)
+
     # -- grammar
 
     def parse(self) -> Node:
         if not self.query.strip():
             raise QuerySyntaxError("empty query: type some words, or a filter such as tag:dog", 0, "", self.query)
+        if self.depth > MAX_DEPTH:  # a saved search's query, nested too deeply already
+            raise self._error(_too_deep(), 0, len(self.query))
         node = self._or_expr()
         token = self._peek()
         if token is not None:  # only a stray ")" stops an or_expr early
@@ -442,7 +553,9 @@ class _Parser:
             self._next()
             if not self._starts_term(self._peek()):
                 raise self._token_error("'NOT' needs a term on its right", token)
+            self._nest(token)
             item = self._unary()
+            self.depth -= 1
             return Not(item, span=(token.start, item.span[1]))
         if token.kind == _MINUS:
             return self._minus()
@@ -455,13 +568,15 @@ class _Parser:
             _MINUS, _LPAREN, _WORD, _QUOTED, _FIELD, _SAVED,
         ):  # fmt: skip
             raise self._token_error("'-' must be glued to the term it excludes, as in -tag:cat or -\"fog\"", token)
+        self._nest(token)
         if following.kind == _MINUS:
             item = self._minus()
         elif following.kind == _WORD:  # "-dog beach" excludes dog, not the phrase "dog beach"
             self._next()
-            item = Semantic(following.text, span=(following.start, following.end))
+            item = self._term(Semantic(following.text, span=(following.start, following.end)))
         else:
             item = self._primary()
+        self.depth -= 1
         return Not(item, span=(token.start, item.span[1]))
 
     def _primary(self) -> Node:
@@ -473,11 +588,13 @@ class _Parser:
                 raise self._token_error("unclosed '(' (add a ')')", token)
             if following.kind == _RPAREN:
                 raise self._error("empty parentheses", token.start, following.end)
+            self._nest(token)
             node = self._or_expr()
             closing = self._peek()
             if closing is None:
                 raise self._token_error("unclosed '(' (add a ')')", token)
             self._next()
+            self.depth -= 1
             return dataclasses.replace(node, span=(token.start, closing.end))
         if kind == _WORD:
             words, end = [token.text], token.end
@@ -485,17 +602,17 @@ class _Parser:
                 self._next()
                 words.append(following.text)
                 end = following.end
-            return Semantic(" ".join(words), span=(token.start, end))
+            return self._term(Semantic(" ".join(words), span=(token.start, end)))
         if kind == _QUOTED:
             if not token.text.strip():
                 raise self._token_error("empty phrase (put words between the quotes)", token)
-            return Semantic(token.text, span=(token.start, token.end))
+            return self._term(Semantic(token.text, span=(token.start, token.end)))
         if kind == _SAVED:
             if not token.text.strip():
                 raise self._token_error("'@' needs the name of a saved search, as in @holidays", token)
-            return SavedSearch(token.text, span=(token.start, token.end))
+            return self._term(SavedSearch(token.text, span=(token.start, token.end), depth=self.depth))
         if kind == _FIELD:
-            return self._field(token)
+            return self._term(self._field(token))
         raise AssertionError(f"_primary called on {kind!r}")  # _starts_term guards every call
 
     def _field(self, token: _Token) -> Node:
@@ -578,6 +695,11 @@ class _Parser:
 
 
 _UNMATCHED = "unmatched ')' (remove it, or add a '(' before it)"
+
+
+def _too_deep() -> str:
+    return f"nested too deeply: more than {MAX_DEPTH} levels of '(', NOT and '-' inside one another (an @name " \
+           "counts as one)"
 _EXAMPLES = {
     "tag": "tag:dog", "similar": 'similar:"~/Pictures/cat.jpg"', "date": "date:2023-06", "camera": "camera:sony",
     "folder": "folder:~/Pictures/2023", "type": "type:heic", "has": "has:gps", "state": "state:accepted",
