@@ -9,7 +9,10 @@ into place, so a crash never leaves a half-written bundle behind.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +42,8 @@ BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "tags.tsv"
 FORMAT_VERSION = 1
+# A bundle's name: the one rule every command checks (a folder directly in the store, never a path).
+NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 
 
 @dataclass
@@ -116,13 +121,14 @@ class ModelStore:
     def list(self) -> list[Bundle]:
         if not self.root.is_dir():
             return []
-        return [self.get(p.name) for p in sorted(self.root.iterdir()) if (p / BUNDLE_FILE).is_file()]
+        return [self.get(p.name) for p in sorted(self.root.iterdir())
+                if NAME_RULE.fullmatch(p.name) and (p / BUNDLE_FILE).is_file()]
 
     def exists(self, name: str) -> bool:
-        return (self.root / name / BUNDLE_FILE).is_file()
+        return bool(NAME_RULE.fullmatch(name)) and (self.root / name / BUNDLE_FILE).is_file()
 
     def get(self, name: str) -> Bundle:
-        path = self.root / name
+        path = self._path(name)
         try:
             data = json.loads((path / BUNDLE_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -255,6 +261,15 @@ class ModelStore:
         return bundle
 
     def remove(self, name: str) -> None:
+        """Delete bundle ``name``: a folder directly in the store, never anything a link leads to."""
+        path = self._path(name)
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            info = None
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            raise ConfigError(f"{path} is a symbolic link: Phototag does not delete through links; remove the link "
+                              "yourself if it should go")
         bundle = self.get(name)
         assert bundle.path is not None
         shutil.rmtree(bundle.path)
@@ -266,9 +281,21 @@ class ModelStore:
             raise ConfigError(f"model {name!r} holds {bundle.kind} weights, not {kind} weights")
         return bundle
 
+    def _path(self, name: str) -> Path:
+        """The folder of bundle ``name``, directly in the store.
+
+        Raises:
+            ConfigError: ``name`` is not a bundle name (:data:`NAME_RULE`).
+        """
+        if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
+            raise ConfigError(f"invalid model name {name!r}: use letters, digits, '-' and '_' (up to 100, "
+                              "not starting with '-')")
+        path = self.root / name
+        assert os.path.dirname(path) == os.fspath(self.root)
+        return path
+
     def _check_free(self, name: str) -> None:
-        if not name or "/" in name or name.startswith("."):
-            raise ConfigError(f"invalid model name {name!r}: use letters, digits, '-' and '_'")
+        self._path(name)
         if self.exists(name):
             raise ConfigError(f"a model named {name!r} already exists in {self.root}: remove it first or pick a name")
 
