@@ -32,6 +32,7 @@ from gui._dialogs import action_buttons
 from gui.errors import ErrorReporter
 from gui.library import Library
 from gui.tasks import TaskRunner
+from indexer._paths import display_path
 
 PREVIEW_LIMIT = 500  # rows shown; the count covers every match
 
@@ -167,7 +168,7 @@ class CustomTagDialog(QDialog):
             score_item.setData(Qt.ItemDataRole.UserRole, score)
             score_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.results.setItem(row, 0, score_item)
-            self.results.setItem(row, 1, QTableWidgetItem(path))
+            self.results.setItem(row, 1, QTableWidgetItem(display_path(path)))
         more = f" (the best {PREVIEW_LIMIT} shown)" if len(self.found) > PREVIEW_LIMIT else ""
         self.status.setText(f"{self.tag.name} (threshold {self.tag.threshold:.3f}) would be suggested on "
                             f"{len(self.found):,} photo{'s' if len(self.found) != 1 else ''}{more}. "
@@ -175,7 +176,7 @@ class CustomTagDialog(QDialog):
         self.save_button.setEnabled(True)
 
     def preview_rows(self) -> list[tuple[str, float]]:
-        """(path, score) as the table shows them (tests read it)."""
+        """(path as ``display_path`` shows it, score) as the table shows them (tests read it)."""
         return [(self.results.item(r, 1).text(), self.results.item(r, 0).data(Qt.ItemDataRole.UserRole))
                 for r in range(self.results.rowCount())]
 

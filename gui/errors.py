@@ -8,6 +8,7 @@ is a bug: the box says so in one line and the traceback goes to stderr for the r
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,19 +16,22 @@ from typing import Any, TypeVar
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from indexer._paths import display_path
 from ram_model.errors import PhototagError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def message_for(error: BaseException) -> str:
-    """The text a person sees for ``error``."""
+    """The text a person sees for ``error`` (a file name that is not valid UTF-8 shown escaped: Qt would drop
+    its undecodable bytes)."""
     if isinstance(error, PhototagError):
-        return str(error)
+        return display_path(str(error))
     if isinstance(error, OSError):
-        where = f" ({error.filename})" if error.filename else ""
-        return f"{error.strerror or error}{where}"
-    return f"unexpected error ({type(error).__name__}: {error}); please report it with the terminal's output"
+        where = f" ({os.fsdecode(error.filename)})" if error.filename else ""
+        return display_path(f"{error.strerror or error}{where}")
+    return display_path(f"unexpected error ({type(error).__name__}: {error}); please report it with the terminal's "
+                        "output")
 
 
 class ErrorReporter:
@@ -43,7 +47,7 @@ class ErrorReporter:
     def show(self, error: BaseException | str, title: str = "Phototag") -> None:
         if isinstance(error, BaseException) and not isinstance(error, PhototagError | OSError):
             traceback.print_exception(error, file=sys.stderr)
-        text = error if isinstance(error, str) else message_for(error)
+        text = display_path(error) if isinstance(error, str) else message_for(error)
         self.messages.append(text)
         if self._box is not None:
             self._box.close()

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.library import Library
+from indexer._paths import display_path
 from indexer.pipeline import Failure
 
 STAGE_NAMES = {"scan": "Finding files", "identify": "Reading new files", "model": "Tagging and embedding",
@@ -78,7 +79,7 @@ class IndexingController(QObject):
     ``paused`` (the last pass was interrupted; ``start`` resumes), ``done``."""
 
     progress = Signal(str, int, object)  # stage, done, total (None while unknown)
-    failure_found = Signal(str, str, str)  # path, reason, message
+    failure_found = Signal(object, str, str)  # path (a str Qt would not mangle), reason, message
     finished = Signal(object)  # IndexSummary
     error = Signal(object)  # the exception that ended the pass
     state_changed = Signal(str)
@@ -137,7 +138,7 @@ class IndexingController(QObject):
             self.finished.emit(summary)
 
     def _failure(self, failure: Failure) -> None:
-        self.failure_found.emit(failure.path, failure.reason or "", failure.message)
+        self.failure_found.emit(failure.path, failure.reason or "", display_path(failure.message))
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -281,15 +282,16 @@ class IndexingPanel(QWidget):
             self.add_failure(row["path"], row.get("reason") or "", row.get("message") or "", row.get("attempts"))
 
     def add_failure(self, path: str, reason: str, message: str, attempts: int | None = None) -> None:
+        shown, message = display_path(path), display_path(message)
         for row in range(self.failures.rowCount()):  # a file failing again replaces its row
             item = self.failures.item(row, 0)
-            if item is not None and item.toolTip() == path:
+            if item is not None and item.toolTip() == shown:
                 self.failures.removeRow(row)
                 break
         row = self.failures.rowCount()
         self.failures.insertRow(row)
-        name = QTableWidgetItem(os.path.basename(path))
-        name.setToolTip(path)
+        name = QTableWidgetItem(display_path(os.path.basename(path)))
+        name.setToolTip(shown)
         cells = [name, QTableWidgetItem(reason), QTableWidgetItem("" if attempts is None else str(attempts)),
                  QTableWidgetItem(message)]
         cells[3].setToolTip(message)
@@ -299,4 +301,5 @@ class IndexingPanel(QWidget):
         self.failures_title.setText(f"Files that could not be indexed ({self.failures.rowCount()})")
 
     def failure_paths(self) -> list[str]:
+        """The failed files as shown (``display_path``)."""
         return [self.failures.item(row, 0).toolTip() for row in range(self.failures.rowCount())]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer import browse
+from indexer._paths import catalog_path, spellings
 from indexer.browse import PhotoRow
 from indexer.catalog import Catalog
 from indexer.corrections import Change, apply_edits
@@ -56,6 +57,12 @@ class ReviewOutcome(SearchOutcome):
 
 def _under(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def _spelled(folders: Sequence[str]) -> list[str]:
+    """Every spelling the catalog may hold photos of ``folders`` under (``_paths.spellings``: a linked folder
+    as its real path, and as saved)."""
+    return [name for folder in folders for name in spellings(folder)]
 
 
 class Library:
@@ -107,13 +114,14 @@ class Library:
 
     def _save_folders(self, folders: list[str]) -> None:
         temporary = self._folders_file.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps({"folders": folders}, indent=2, ensure_ascii=False), encoding="utf-8")
+        # ASCII escapes: a folder name that is not valid UTF-8 is kept as its surrogates (json.loads gives them back).
+        temporary.write_text(json.dumps({"folders": folders}, indent=2), encoding="utf-8")
         temporary.replace(self._folders_file)
         self._folders = folders
 
     def add_folder(self, folder: str | os.PathLike[str]) -> str:
         """Add a photo folder (absolute path returned); adding one already listed changes nothing."""
-        path = os.path.abspath(os.path.expanduser(os.fspath(folder)))
+        path = catalog_path(folder)  # a linked folder as its real path, as the indexer records it
         if not os.path.isdir(path):
             raise LibraryError(f"{path} is not a folder: choose a folder of photos (is the share mounted?)")
         folders = self.folders()
@@ -151,7 +159,7 @@ class Library:
         Raises ``QuerySyntaxError`` or ``SearchError``, whose message shows where the query is wrong."""
         found = self.searcher().search(text, limit=None, sort=sort,
                                        min_score=self.settings.search_min_score if min_score is None else min_score)
-        folders = self.folders()
+        folders = _spelled(self.folders())
         results = [r for r in found.results if _under(r.path, folders)]
         rows = browse.photo_rows(self.catalog, [r.photo_id for r in results])
         return SearchOutcome(text, len(rows), rows, {r.photo_id: r.score for r in results})
@@ -160,7 +168,7 @@ class Library:
         """The review queue (``indexer.review.review_queue``) on the library folders' photos, for the grid."""
         from indexer.review import review_queue
 
-        folders = self.folders()
+        folders = _spelled(self.folders())
         items = [i for i in review_queue(self.catalog, tag=tag, limit=limit) if _under(i.path, folders)]
         ids = list(dict.fromkeys(item.photo_id for item in items))
         rows = browse.photo_rows(self.catalog, ids)
@@ -179,7 +187,7 @@ class Library:
         return self._vocabulary
 
     def failures(self) -> list[dict[str, Any]]:
-        folders = self.folders()
+        folders = _spelled(self.folders())
         return [row for row in failures(self.catalog) if _under(row["path"], folders)]
 
     def status(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from gui.thumbnails import ImageLoader
+from indexer._paths import display_path
 from indexer.browse import PhotoRow
 
 CELL = QSize(176, 204)  # thumbnail area 160 x 160, file name below
@@ -96,7 +97,7 @@ class PhotoGridModel(QAbstractListModel):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return os.path.basename(row.path)
+            return display_path(os.path.basename(row.path))
         if role == Qt.ItemDataRole.DecorationRole:
             pixmap = self._pixmaps.get(row.path)
             if pixmap is not None:
@@ -109,7 +110,7 @@ class PhotoGridModel(QAbstractListModel):
             score = self._scores.get(row.id)
             extra = f"\nrelevance {score:.3f}" if score is not None else ""
             failed = self._failed.get(row.path)
-            return f"{row.path}{extra}" + (f"\n{failed}" if failed else "")
+            return display_path(f"{row.path}{extra}" + (f"\n{failed}" if failed else ""))
         if role == PHOTO_ID_ROLE:
             return row.id
         if role == PATH_ROLE:

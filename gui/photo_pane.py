@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.search_bar import TagCompleter
+from indexer._paths import display_path
 
 STATE_COLOURS = {"accepted": QColor(30, 130, 60), "rejected": QColor(170, 50, 40)}
 SOURCE_LABELS = {"model": "model", "user": "you", "file": "file"}
@@ -48,8 +49,8 @@ def exif_summary(details: dict[str, Any] | None) -> str:
     """Rich text lines: file, date, camera, pixels, format, size, place, status."""
     if details is None:
         return ""
-    lines = [f"<b>{_escape(os.path.basename(details['path']))}</b>",
-             f"<span style='color:gray'>{_escape(os.path.dirname(details['path']))}</span>"]
+    lines = [f"<b>{_escape(display_path(os.path.basename(details['path'])))}</b>",
+             f"<span style='color:gray'>{_escape(display_path(os.path.dirname(details['path'])))}</span>"]
     facts = [("Taken", details.get("taken_at")), ("Camera", details.get("camera"))]
     if details.get("width") and details.get("height"):
         facts.append(("Pixels", f"{details['width']} × {details['height']}"))
@@ -236,7 +237,7 @@ class PhotoPane(QWidget):
     def image_failed(self, message: str, *, path: str | None = None) -> None:
         if path is None or path == self._path:
             if self._pixmap is None:
-                self.image.setText(f"cannot show this photo:\n{message}")
+                self.image.setText(f"cannot show this photo:\n{display_path(message)}")
 
     def _rescale(self) -> None:
         if self._pixmap is not None:

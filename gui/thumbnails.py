@@ -31,7 +31,8 @@ def thumbnail_key(path: str, content_hash: str | None) -> str:
     if content_hash:
         return content_hash
     stat = os.stat(path)
-    return hashlib.blake2b(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode(), digest_size=16).hexdigest()
+    key = os.fsencode(path) + f"\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
 def _to_qimage(image: Image.Image) -> QImage:
@@ -72,8 +73,9 @@ class ImageLoader(QObject):
     ``failed(path, message)`` on the UI thread. With a :class:`ThumbnailStore` the images are its
     cached thumbnails; without one, fresh decodes at most ``size`` pixels (the photo pane's preview)."""
 
-    ready = Signal(str, QImage)
-    failed = Signal(str, str)
+    # ``object``, not ``str``: Qt would drop the undecodable bytes of a file name (a str with lone surrogates).
+    ready = Signal(object, QImage)
+    failed = Signal(object, str)
 
     def __init__(self, store: ThumbnailStore | None, *, size: int = THUMBNAIL_SIZE, threads: int = 2,
                  capacity: int = 400, parent: QObject | None = None) -> None:

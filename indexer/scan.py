@@ -56,10 +56,10 @@ class ScanRules:
     ``include``: when non-empty, a file must match one of these (folders are always descended).
     ``exclude``: a file or folder that matches any is skipped; an excluded folder is not descended.
     ``extensions``: lower-case suffixes with the dot. ``follow_symlinks``: when False, symbolic
-    links below a root, and a root that links to a file, are skipped (a folder root may be a link:
-    the indexer resolves roots first, see ``_paths.catalog_path``), so nothing outside the library
-    folders is read through a link; when True they are followed, and a folder reached twice (a
-    loop, or two roots that overlap) is scanned once.
+    links below a root are skipped, so nothing outside the library folders is read through a link
+    (a root itself may be a link: the indexer records it under its real path, see
+    ``_paths.catalog_path``); when True they are followed, and a folder reached twice (a loop, or
+    two roots that overlap) is scanned once.
     """
 
     include: tuple[str, ...] = ()
@@ -131,8 +131,6 @@ def _scan_tops(
         if st is None or stat.S_ISDIR(st.st_mode):
             yield from _walk(top, top, rules, on_error, visited, st)
         elif stat.S_ISREG(st.st_mode):
-            if not rules.follow_symlinks and os.path.islink(top):
-                continue  # a linked file is not followed, as below a root (a watcher reports new links as roots)
             name = os.path.basename(top)
             if _Rules.of(rules).accepts_file(name, name):
                 yield FoundFile(top, st.st_size, recorded_ns(st.st_mtime_ns))

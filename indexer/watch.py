@@ -242,6 +242,10 @@ class Watcher:
             pending = list(self._changed.items())
         now = time.monotonic()
         signatures = [self._signature(path) for path, _ in pending]  # outside the lock: may be slow on a NAS
+        # A link below a root is not followed (see ScanRules): not reported at all, since a reported path becomes
+        # a root of the indexer's pass, which would read what the link points to.
+        links = {path for (path, _), signature in zip(pending, signatures, strict=True)
+                 if signature is None and not self.rules.follow_symlinks and os.path.islink(path)}
         changed: set[str] = set()
         deleted: set[str] = set()
         with self._lock:
@@ -250,7 +254,8 @@ class Watcher:
                     continue  # deleted (or replaced) while we were looking
                 if signature is None:  # gone without an event yet, or no longer a plain file
                     del self._changed[path]
-                    self._deleted[path] = now
+                    if path not in links:
+                        self._deleted[path] = now
                 elif signature != entry.signature:
                     entry.signature, entry.since = signature, now
                 elif now - max(entry.since, entry.last_event) >= self.settle_seconds:
@@ -312,7 +317,7 @@ class _Handler(FileSystemEventHandler):
         if kind in ("deleted", "moved") and src and src != self.root and _folder_accepted(rules, src, self.root):
             self.watcher._note_deleted(src, is_folder=True)
         added = dest if kind == "moved" else src if kind == "created" else ""
-        if added and _folder_accepted(rules, added, self.root):
+        if added and (rules.follow_symlinks or not os.path.islink(added)) and _folder_accepted(rules, added, self.root):
             # Files already inside a folder moved or copied in raise no events of their own.
             found = _walk(added, self.root, rules, on_error=_log_error)
             self.watcher._note_changed([file.path for file in found])
