@@ -17,7 +17,9 @@ class XmpError(MetadataError):
 class FileSkipped(MetadataError):
     """One file is left as it is, for ``reason``: a short word the report and ``--json`` show
     (``changed``, ``read_only``, ``disk_full``, ``missing``, ``not_indexed``, ``unreadable_xmp``,
-    ``unsupported``, ``verify_failed``, ``io_error``)."""
+    ``unsupported``, ``verify_failed``, ``io_error``; ``link``: a symbolic link where the file, or the
+    photo's folder, belongs — never followed; ``not_a_file``: a FIFO, device, socket or folder there;
+    ``too_large``)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

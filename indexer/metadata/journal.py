@@ -28,8 +28,10 @@ unless ``force``. Callers hold the catalog's writer lock (photo rows follow rest
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,17 +39,10 @@ from typing import Any
 
 from sqlalchemy import update
 
+from indexer._durable import fsync_folder
+from indexer._paths import json_text
 from indexer.catalog import Catalog
-from indexer.metadata._files import (
-    bytes_hash,
-    check_writable,
-    file_hash,
-    fsync_folder,
-    real,
-    skipped_for,
-    stage,
-    write_durably,
-)
+from indexer.metadata._files import Folder, bytes_hash, refuse_special, replace_file, skipped_for, write_durably
 from indexer.metadata.errors import FileSkipped, MetadataError
 from indexer.schema import Photo
 
@@ -121,7 +116,8 @@ class Journal:
             (folder / _BACKUPS).mkdir()
             record = {"id": folder.name, "started_at": datetime.now().isoformat(timespec="seconds"),
                       "options": options}
-            write_durably(folder / _RUN_FILE, json.dumps(record, indent=2, ensure_ascii=False).encode(), 0o644)
+            text = json_text(json.dumps(record, indent=2, ensure_ascii=False))
+            write_durably(folder / _RUN_FILE, text.encode(), 0o644)
             fsync_folder(folder)
             fsync_folder(root)
         except OSError as exc:
@@ -162,11 +158,13 @@ class Journal:
         return self._entries
 
     def record_change(self, target: Path, after: str | None, current: bytes | None, *,
-                      photo_id: int | None = None, claims: Iterable[str] | None = None) -> None:
+                      photo_id: int | None = None, claims: Iterable[str] | None = None,
+                      info: os.stat_result | None = None) -> None:
         """Make a change to ``target`` undoable, before it happens: the first time the run touches a
-        path its current bytes (``current``, None when it does not exist) are backed up; every time,
-        the state the change will leave (``after``) is recorded, with the keys (casefolded names) of
-        the keywords Phototag's record in the file claims then (``claims``). All of it durable on return.
+        path its current bytes (``current``, None when it does not exist; ``info``, their ``fstat``) are
+        backed up; every time, the state the change will leave (``after``) is recorded, with the keys
+        (casefolded names) of the keywords Phototag's record in the file claims then (``claims``). All of
+        it durable on return.
 
         Raises:
             FileSkipped("disk_full" / "io_error"): the journal cannot be written; do not change the file.
@@ -180,7 +178,7 @@ class Journal:
         try:
             if key not in self.entries():
                 if current is not None:
-                    info = target.stat()
+                    info = info if info is not None else os.lstat(target)
                     name = f"{len(self.entries()) + 1:06d}-{target.name}"
                     write_durably(self.folder / _BACKUPS / name, current, 0o600)
                     fsync_folder(self.folder / _BACKUPS)
@@ -197,12 +195,12 @@ class Journal:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             record |= {"finished_at": datetime.now().isoformat(timespec="seconds"), "counts": counts}
-            stage(path, json.dumps(record, indent=2, ensure_ascii=False).encode(), mode=0o644).commit()
+            replace_file(path, json_text(json.dumps(record, indent=2, ensure_ascii=False)).encode(), 0o644)
         except (OSError, ValueError):
             pass  # the counts are for --list only; the journal itself is complete
 
     def _append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        line = (json_text(json.dumps(record, ensure_ascii=False)) + "\n").encode("utf-8")  # names in any bytes
         write_durably(self.folder / _JOURNAL_FILE, line, 0o600, append=True)
 
     def _records(self) -> Iterator[dict[str, Any]]:
@@ -358,46 +356,62 @@ def undo_run(catalog: Catalog, run_id: str | None = None, *, force: bool = False
 
 def _undo_entry(catalog: Catalog, journal: Journal, entry: JournalEntry, *, force: bool,
                 dry_run: bool) -> UndoReport:
+    """Put one file back, by the rule of :mod:`indexer.metadata._files`: in the folder the run wrote (not one
+    a link now leads to), never through a link at the file's name — ``force`` or not."""
     path = Path(entry.path)
-    target = real(path)
-    exists = target.is_file()
     try:
-        current = file_hash(target) if exists else None
+        folder = Folder.open(path.parent)
+    except (FileNotFoundError, NotADirectoryError):
+        folder = None
     except OSError as exc:
-        raise skipped_for(exc, target, "read it") from None
-    original = entry.before.hash if entry.before else None
-    if current == original:
-        return UndoReport(entry.path, "unchanged")
-    if current not in entry.afters and not force:
-        what = "deleted" if current is None else "changed"
-        raise FileSkipped("changed", f"{path}: {what} since run {journal.id}; left as it is "
-                                     "(--force restores it anyway)")
-    if entry.before is None:  # the run created it
-        if dry_run:
-            return UndoReport(entry.path, "would_delete")
-        check_writable(target)
+        raise skipped_for(exc, path.parent, "open the folder") from None
+    with folder if folder is not None else nullcontext():
         try:
-            target.unlink()
-            fsync_folder(target.parent)
+            found = folder.read(path.name) if folder is not None else None
         except OSError as exc:
-            raise skipped_for(exc, target, "delete it") from None
-        return UndoReport(entry.path, "deleted")
-    if dry_run:
-        return UndoReport(entry.path, "would_restore")
-    check_writable(target)
-    try:
-        data = (journal.folder / _BACKUPS / str(entry.backup)).read_bytes()
-    except OSError as exc:
-        raise FileSkipped("io_error", f"{path}: its backup in {journal.folder} is unreadable "
-                                      f"({exc.strerror or exc}); left as it is") from None
-    if bytes_hash(data) != entry.before.hash:
-        raise FileSkipped("io_error", f"{path}: its backup in {journal.folder} is damaged; left as it is")
-    try:
+            raise skipped_for(exc, path, "read it") from None
+        current = bytes_hash(found[0]) if found is not None else None
+        original = entry.before.hash if entry.before else None
+        if current == original:
+            return UndoReport(entry.path, "unchanged")
+        if current not in entry.afters and not force:
+            what = "deleted" if current is None else "changed"
+            raise FileSkipped("changed", f"{path}: {what} since run {journal.id}; left as it is "
+                                         "(--force restores it anyway)")
+        if folder is None:
+            raise FileSkipped("missing", f"{path}: its folder is gone; left as it is")
+        if entry.before is None:  # the run created it
+            if dry_run:
+                return UndoReport(entry.path, "would_delete")
+            folder.check_writable(path.name)
+            try:
+                folder.remove(path.name)
+            except OSError as exc:
+                raise skipped_for(exc, path, "delete it") from None
+            return UndoReport(entry.path, "deleted")
+        if dry_run:
+            return UndoReport(entry.path, "would_restore")
+        folder.check_writable(path.name)
+        try:
+            data = (journal.folder / _BACKUPS / str(entry.backup)).read_bytes()
+        except OSError as exc:
+            raise FileSkipped("io_error", f"{path}: its backup in {journal.folder} is unreadable "
+                                          f"({exc.strerror or exc}); left as it is") from None
+        if bytes_hash(data) != entry.before.hash:
+            raise FileSkipped("io_error", f"{path}: its backup in {journal.folder} is damaged; left as it is")
         before = entry.before
         owner = (before.uid, before.gid) if before.uid is not None and before.gid is not None else None
-        stage(target, data, mode=before.mode, owner=owner, mtime_ns=before.mtime_ns).commit()
-    except OSError as exc:
-        raise skipped_for(exc, target, "restore it") from None
+        try:
+            staged = folder.stage(path.name, data, mode=before.mode, owner=owner, mtime_ns=before.mtime_ns)
+        except OSError as exc:
+            raise skipped_for(exc, path, "restore it") from None
+        try:
+            if (now := folder.entry(path.name)) is not None:
+                refuse_special(path, now)  # a link planted while the backup was staged
+            staged.commit()
+        except BaseException:
+            staged.discard()
+            raise
     if entry.photo_id is not None:
         with catalog.session() as session, session.begin():
             session.execute(update(Photo).where(Photo.id == entry.photo_id, Photo.content_hash.in_(

@@ -39,6 +39,8 @@ from xml.parsers import expat
 
 from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
 
+from indexer.metadata._files import open_regular, read_regular
+from indexer.metadata.errors import FileSkipped
 from ram_model.preprocess import (
     SKIPPED_PNG_TEXT,
     _first_line,
@@ -739,7 +741,7 @@ def _iptc_datetime(iptc: dict | None, notes: list[str]) -> datetime | None:
 def _png_late_info(path: Path, notes: list[str]) -> dict:
     """The text and eXIf chunks that follow the image data, read without decoding it."""
     try:
-        with path.open("rb") as stream:
+        with open_regular(path) as stream:
             stream.seek(8)  # the signature
             png = PngImagePlugin.PngStream(stream)
             after_image = False
@@ -804,7 +806,7 @@ def _heif_layout(path: Path, decoded_size: tuple[int, int], notes: list[str]) ->
 
 def _heif_meta(path: Path) -> bytes | None:
     """The payload of the top-level 'meta' box."""
-    with path.open("rb") as stream:
+    with open_regular(path) as stream:
         file_size = os.fstat(stream.fileno()).st_size
         offset = 0
         while offset + 8 <= file_size:
@@ -887,28 +889,33 @@ def _read_ipma(body: bytes, associations: dict[int, list[int]]) -> None:
 
 
 def _sidecars(path: Path) -> list[Path]:
-    """'IMG.jpg.xmp' and 'IMG.xmp' (darktable's and Lightroom's naming), those that exist."""
+    """'IMG.jpg.xmp' and 'IMG.xmp' (darktable's and Lightroom's naming), those that exist (whatever they
+    are: :func:`_sidecar_keywords` says why a link, FIFO or device is not read)."""
     names = [path.name + suffix for suffix in _SIDECAR_SUFFIXES]
     names += [path.stem + suffix for suffix in _SIDECAR_SUFFIXES if path.suffix.lower() != ".xmp"]
-    found: list[Path] = []
+    found: dict[tuple[int, int], Path] = {}
     for name in dict.fromkeys(names):
         candidate = path.with_name(name)
         try:
-            if candidate.is_file() and not any(candidate.samefile(other) for other in found):
-                found.append(candidate)
+            info = candidate.lstat()
         except OSError:
             continue
-    return found
+        found.setdefault((info.st_dev, info.st_ino), candidate)  # one entry under two spellings: read once
+    return list(found.values())
 
 
 def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
     try:
-        if sidecar.stat().st_size > _MAX_SIDECAR_BYTES:
-            notes.append(f"XMP sidecar {sidecar.name} ignored (larger than {_MAX_SIDECAR_BYTES >> 20} MiB)")
-            return []
-        data = sidecar.read_bytes()
+        data = read_regular(sidecar, limit=_MAX_SIDECAR_BYTES)
+    except FileSkipped as exc:
+        why = {"link": "a symbolic link, never followed", "not_a_file": "not a regular file",
+               "too_large": f"larger than {_MAX_SIDECAR_BYTES >> 20} MiB"}.get(exc.reason, str(exc))
+        notes.append(f"XMP sidecar {sidecar.name} ignored ({why})")
+        return []
     except OSError as exc:
         notes.append(f"XMP sidecar {sidecar.name} unreadable ({exc.strerror or exc})")
+        return []
+    if data is None:
         return []
     try:
         return _xmp_keywords(_parse_xmp(data))

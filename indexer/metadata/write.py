@@ -19,7 +19,9 @@ tags into an XMP sidecar (the default), into the JPEG itself (``embed``: the XMP
    second fails, the first is put back: a photo is written completely or not at all.
 
 A read-only file or folder, a full disk, an unreadable XMP or a failed verification skips that
-photo with a reason; the run goes on. Which tags become keywords:
+photo with a reason; the run goes on. So does a link, FIFO or device where a sidecar (or the photo
+itself) belongs: every file is opened by the rule of :mod:`indexer.metadata._files` — relative to
+the photo's folder, never through a link, never blocking, a regular file or nothing. Which tags become keywords:
 
 - ``include="accepted"`` (default): tags a person accepted or added (state ``accepted``, source
   ``model`` or ``user``); ``"suggested"`` adds the model's suggestions above their thresholds.
@@ -34,10 +36,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,12 +49,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from indexer.catalog import Catalog
 from indexer.metadata import embed as jpeg_embed
-from indexer.metadata._files import Staged, bytes_hash, check_writable, real, skipped_for, stage
+from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
 from indexer.metadata.journal import ClaimLedger, Journal
 from indexer.metadata.read import read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
-from indexer.schema import ACCEPTED, INDEXED, REJECTED, SOURCE_FILE, SOURCE_MODEL, SUGGESTED, Photo, PhotoTag, Tag
+from indexer.schema import (
+    ACCEPTED,
+    INDEXED,
+    REJECTED,
+    SOURCE_FILE,
+    SOURCE_MODEL,
+    SUGGESTED,
+    Photo,
+    PhotoTag,
+    Tag,
+    recorded_ns,
+)
 
 Mode = Literal["sidecar", "embed", "both"]
 Include = Literal["accepted", "suggested"]
@@ -64,7 +78,9 @@ NAMINGS: tuple[str, ...] = ("ext", "replace")
 
 EMBEDDABLE_FORMATS = frozenset({"jpeg"})  # MPO, WebP, HEIC, PNG, ...: sidecars
 MAX_SIDECAR_BYTES = 16 << 20  # a larger .xmp is not a sidecar a photo tool wrote: leave it alone
+_SIDECAR_INSTEAD = frozenset({"unsupported", "link"})  # a photo not embedded into for these gets a sidecar
 _PHOTOS_PER_QUERY = 500
+_T = TypeVar("_T")
 
 
 class MetadataSettings(BaseSettings):
@@ -104,6 +120,8 @@ class FileReport:
     ``status``: ``written``, ``would_write``, ``unchanged`` or ``skipped`` (with ``reason``, a short
     word, and ``message``). ``kind``: ``sidecar`` or ``embedded``; ``target`` is None when the photo
     was skipped before a target was chosen. ``notes`` say, e.g., why a photo got a sidecar instead.
+    A sidecar several photos share (``--sidecar-naming replace``) is one report, under the first of
+    them selected, with a note naming the others.
     """
 
     photo: str
@@ -178,11 +196,12 @@ class _PhotoRow:
 
 @dataclass
 class _Plan:
-    """One target file of one photo: its bytes now and after, and how to check what was written."""
+    """One target file of one or more photos: its bytes now and after, and how to check what was written."""
 
     kind: str  # sidecar or embedded
-    target: Path  # the real file (symlinks resolved)
-    shown: Path  # the path as the user knows it
+    folder: Folder  # the photos' folder, held open: the file is the entry ``name`` in it
+    name: str
+    photo: str  # the photo the report names (a shared sidecar: the first one selected)
     old: bytes | None  # None: the file does not exist yet
     new: bytes
     change: KeywordChange
@@ -190,6 +209,16 @@ class _Plan:
     verify: Callable[[bytes], None]
     photo_id: int | None = None  # embedded: the catalog row to update
     mtime_ns: int | None = None  # keep this mtime (--keep-mtime)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def shown(self) -> Path:
+        """The file's path (as the catalog spells its folder), for messages, the journal and the ledger."""
+        return self.folder.shown(self.name)
+
+    @property
+    def target(self) -> Path:
+        return self.shown
 
     @property
     def changed(self) -> bool:
@@ -201,7 +230,12 @@ class MetadataWriter:
 
     The caller holds the catalog's writer lock (``catalog.writer(task="write-metadata")``) for a
     run that writes; a dry run only reads. ``on_file`` is called with each report as it is made;
-    once ``stop`` is set the run ends after the current photo.
+    once ``stop`` is set the run ends after the current photo (or the photos sharing its sidecar).
+
+    Photos that share a sidecar (``--sidecar-naming replace``: ``IMG.jpg`` and ``IMG.cr2`` both use
+    ``IMG.xmp``) are written together, once: the sidecar states the union of their keywords, and a
+    keyword Phototag wrote there goes only when none of them still has its tag. The photos sharing
+    it are found in the catalog, whether the run selected them or not.
     """
 
     def __init__(self, catalog: Catalog, options: WriteOptions | None = None, *,
@@ -212,16 +246,26 @@ class MetadataWriter:
         self.stop = stop
         self._journal: Journal | None = None
         self._ledger: ClaimLedger | None = None
+        self._started_ns = time.time_ns()
+        self._cleaned: set[str] = set()  # folders whose leftover temporaries are gone
 
     # --- a run ---------------------------------------------------------------------------------
     def run(self, photo_ids: Sequence[int]) -> WriteSummary:
         summary = WriteSummary(None, self.options.dry_run)
+        self._started_ns = time.time_ns()
+        selected = set(photo_ids)
+        done: set[int] = set()  # written already, with an earlier photo sharing their sidecar
         try:
             for photo in self._photos(photo_ids):
+                if photo.id in done:
+                    continue
                 if self.stop is not None and self.stop.is_set():
                     summary.interrupted = True
                     break
-                for report in self._photo(photo):
+                sharing = self._sharing(photo)
+                group = [photo, *(other for other in sharing if other.id in selected and other.id != photo.id)]
+                done.update(member.id for member in group)
+                for report in self._group(group, sharing):
                     summary.files.append(report)
                     if self.on_file is not None:
                         self.on_file(report)
@@ -235,89 +279,128 @@ class MetadataWriter:
         ids = list(dict.fromkeys(photo_ids))
         for start in range(0, len(ids), _PHOTOS_PER_QUERY):
             chunk = ids[start : start + _PHOTOS_PER_QUERY]
-            with self.catalog.session() as session:
-                photos = {row.id: row for row in session.execute(
-                    select(Photo.id, Photo.path, Photo.size, Photo.mtime_ns, Photo.content_hash, Photo.format,
-                           Photo.status).where(Photo.id.in_(chunk)))}
-                tags: dict[int, list[_TagRow]] = {}
-                for row in session.execute(
-                        select(PhotoTag.photo_id, Tag.name, Tag.name_zh, PhotoTag.source, PhotoTag.state,
-                               PhotoTag.score, PhotoTag.model_version)
-                        .join(Tag, Tag.id == PhotoTag.tag_id).where(PhotoTag.photo_id.in_(chunk))):
-                    tags.setdefault(row.photo_id, []).append(_TagRow(*row[1:]))
-            for photo_id in chunk:
-                row = photos.get(photo_id)
-                if row is not None:
-                    yield _PhotoRow(row.id, row.path, row.size, row.mtime_ns, row.content_hash, row.format,
-                                    row.status, tuple(tags.get(photo_id, ())))
+            rows = self._rows(Photo.id.in_(chunk))
+            yield from (rows[photo_id] for photo_id in chunk if photo_id in rows)
 
-    def _photo(self, photo: _PhotoRow) -> list[FileReport]:
+    def _rows(self, where: Any) -> dict[int, _PhotoRow]:
+        with self.catalog.session() as session:
+            photos = list(session.execute(
+                select(Photo.id, Photo.path, Photo.size, Photo.mtime_ns, Photo.content_hash, Photo.format,
+                       Photo.status).where(where)))
+            ids = [row.id for row in photos]
+            tags: dict[int, list[_TagRow]] = {}
+            for row in session.execute(
+                    select(PhotoTag.photo_id, Tag.name, Tag.name_zh, PhotoTag.source, PhotoTag.state,
+                           PhotoTag.score, PhotoTag.model_version)
+                    .join(Tag, Tag.id == PhotoTag.tag_id).where(PhotoTag.photo_id.in_(ids))):
+                tags.setdefault(row.photo_id, []).append(_TagRow(*row[1:]))
+        return {row.id: _PhotoRow(row.id, row.path, row.size, row.mtime_ns, row.content_hash, row.format,
+                                  row.status, tuple(tags.get(row.id, ()))) for row in photos}
+
+    def _sharing(self, photo: _PhotoRow) -> list[_PhotoRow]:
+        """The indexed photos whose sidecar is ``photo``'s (itself included), in path order. Naming
+        ``ext`` gives each photo its own; ``replace`` shares ``IMG.xmp`` among ``IMG.*``."""
+        if self.options.sidecar_naming == "ext":
+            return [photo]
+        path = Path(photo.path)
+        prefix = str(path.with_name(path.stem)) + "."
+        upper = prefix[:-1] + chr(ord(".") + 1)  # every path starting with the prefix sorts below this
+        rows = self._rows((Photo.path >= prefix) & (Photo.path < upper) & (Photo.status == INDEXED))
+        sharing = {row.id: row for row in rows.values()
+                   if Path(row.path).parent == path.parent and Path(row.path).stem == path.stem}
+        sharing[photo.id] = photo
+        return sorted(sharing.values(), key=lambda row: row.path)
+
+    def _group(self, group: list[_PhotoRow], sharing: list[_PhotoRow]) -> list[FileReport]:
+        """Write the photos of ``group`` (one, or those selected that share a sidecar), all of it or nothing."""
+        folder_path = Path(group[0].path).parent
+        try:
+            folder = Folder.open(folder_path)
+        except FileSkipped as exc:
+            return [_skipped(photo, exc) for photo in group]
+        except (FileNotFoundError, NotADirectoryError):
+            return [_skipped(photo, _gone(photo)) for photo in group]
+        except OSError as exc:
+            return [_skipped(photo, skipped_for(exc, folder_path, "open the folder")) for photo in group]
+        with folder:
+            if not self.options.dry_run and str(folder.path) not in self._cleaned:
+                self._cleaned.add(str(folder.path))
+                folder.clean_temporaries(self._started_ns)
+            reports, current = [], []
+            for photo in group:
+                try:
+                    self._check_current(folder, photo)
+                    current.append(photo)
+                except FileSkipped as exc:
+                    reports.append(_skipped(photo, exc))
+            if current:
+                reports += self._write(folder, current, sharing)
+            return reports
+
+    def _write(self, folder: Folder, photos: list[_PhotoRow], sharing: list[_PhotoRow]) -> list[FileReport]:
         notes: list[str] = []
         try:
-            self._check_current(photo)
-            plans = self._plans(photo, notes)
+            plans = self._plans(folder, photos, sharing, notes)
         except FileSkipped as exc:
-            return [FileReport(photo.path, None, None, "skipped", reason=exc.reason, message=str(exc),
-                               notes=tuple(notes))]
+            return [_skipped(photo, exc, notes) for photo in photos]
         except MetadataError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad file never stops a run; it is reported
-            return [FileReport(photo.path, None, None, "skipped", reason="error", notes=tuple(notes),
-                               message=f"{photo.path}: {type(exc).__name__}: {exc}; left as it is")]
+            return [_skipped(photo, FileSkipped("error", f"{photo.path}: {type(exc).__name__}: {exc}; left as it is"),
+                             notes) for photo in photos]
         changed = [plan for plan in plans if plan.changed]
         if changed and not self.options.dry_run:
             try:
-                self._commit(photo, changed)
+                self._commit(changed)
             except FileSkipped as exc:
-                return [self._report(photo, plan, "skipped", notes, exc) for plan in plans]
+                return [self._report(plan, "skipped", notes, exc) for plan in plans]
             except MetadataError:
                 raise
             except Exception as exc:  # noqa: BLE001 - as above; everything already done was put back
-                skipped = FileSkipped("error", f"{photo.path}: {type(exc).__name__}: {exc}; left as it is")
-                return [self._report(photo, plan, "skipped", notes, skipped) for plan in plans]
+                skipped = FileSkipped("error", f"{photos[0].path}: {type(exc).__name__}: {exc}; left as it is")
+                return [self._report(plan, "skipped", notes, skipped) for plan in plans]
         done = "would_write" if self.options.dry_run else "written"
-        return [self._report(photo, plan, done if plan.changed else "unchanged", notes) for plan in plans]
+        return [self._report(plan, done if plan.changed else "unchanged", notes) for plan in plans]
 
     @staticmethod
-    def _report(photo: _PhotoRow, plan: _Plan, status: str, notes: list[str],
-                exc: FileSkipped | None = None) -> FileReport:
+    def _report(plan: _Plan, status: str, notes: list[str], exc: FileSkipped | None = None) -> FileReport:
         return FileReport(
-            photo.path, str(plan.shown), plan.kind, status, tuple(plan.change.added), tuple(plan.change.removed),
+            plan.photo, str(plan.shown), plan.kind, status, tuple(plan.change.added), tuple(plan.change.removed),
             created=plan.old is None and plan.changed, reason=exc.reason if exc else None,
-            message=str(exc) if exc else None, notes=tuple(notes))
+            message=str(exc) if exc else None, notes=(*notes, *plan.notes))
 
     # --- checking and planning -----------------------------------------------------------------
     @staticmethod
-    def _check_current(photo: _PhotoRow) -> None:
+    def _check_current(folder: Folder, photo: _PhotoRow) -> None:
         if photo.status != INDEXED:
             raise FileSkipped("not_indexed", f"{photo.path}: not indexed ({photo.status}); "
                                              "run 'phototag index' on it first")
         try:
-            info = os.stat(photo.path)
+            info = folder.stat(Path(photo.path).name)
         except FileNotFoundError:
-            raise FileSkipped("missing", f"{photo.path}: the file is gone; run 'phototag index' to "
-                                         "record moves and deletions") from None
+            raise _gone(photo) from None
         except OSError as exc:
             raise skipped_for(exc, Path(photo.path), "read it") from None
-        if info.st_size != photo.size or info.st_mtime_ns != photo.mtime_ns:
+        if info.st_size != photo.size or recorded_ns(info.st_mtime_ns) != photo.mtime_ns:
             raise FileSkipped("changed", f"{photo.path}: changed since it was indexed; run 'phototag index' "
                                          "first so that its tags describe the file as it is")
 
-    def _plans(self, photo: _PhotoRow, notes: list[str]) -> list[_Plan]:
-        wanted = self._wanted(photo)
+    def _plans(self, folder: Folder, photos: list[_PhotoRow], sharing: list[_PhotoRow],
+               notes: list[str]) -> list[_Plan]:
         mode = self.options.mode
         plans: list[_Plan] = []
         sidecar = mode in ("sidecar", "both")
         if mode in ("embed", "both"):
-            try:
-                plans.append(self._plan_embedded(photo, wanted, notes))
-            except FileSkipped as exc:
-                if exc.reason != "unsupported":
-                    raise
-                notes.append(f"not embedded: {exc}" + (" — a sidecar instead" if mode == "embed" else ""))
-                sidecar = True
+            for photo in photos:
+                try:
+                    plans.append(self._plan_embedded(folder, photo, notes))
+                except FileSkipped as exc:
+                    if exc.reason not in _SIDECAR_INSTEAD:
+                        raise
+                    notes.append(f"not embedded: {exc}" + (" — a sidecar instead" if mode == "embed" else ""))
+                    sidecar = True
         if sidecar:
-            plans.append(self._plan_sidecar(photo, wanted))
+            plans.append(self._plan_sidecar(folder, photos, sharing))
         return plans
 
     def _wanted(self, photo: _PhotoRow) -> list[Claim]:
@@ -338,23 +421,25 @@ class MetadataWriter:
                                     model_version=version or None, score=row.score, confirmed=confirmed))
         return claims
 
+    def _wanted_by_all(self, photos: list[_PhotoRow]) -> list[Claim]:
+        """The union of the photos' wanted keywords; for a keyword several want, the strongest claim (a
+        person's, then the highest score) — the same whichever of them a run selected."""
+        claims = [claim for photo in photos for claim in self._wanted(photo)]
+        return sorted(claims, key=lambda c: (not c.confirmed, -(c.score or 0.0), c.name.casefold()))
+
     def _names(self, row: _TagRow) -> list[str]:
         chinese = row.name_zh or row.name  # a custom tag or file keyword has no Chinese name
         names = {"en": [row.name], "zh": [chinese], "both": [row.name, chinese]}[self.options.lang]
         return unique_keywords(names)
 
     @staticmethod
-    def _dropped(photo: _PhotoRow, packet: XmpPacket) -> list[str]:
-        """Claimed keywords to remove: their tag was rejected, or the photo no longer has it (a tag left
-        only as a file keyword is there because we wrote it). The merge removes only those whose claim
-        the journal confirms (:meth:`_trusted`)."""
-        tags = {row.name: row for row in photo.tags}
-        dropped = []
-        for claim in packet.claims():
-            row = tags.get(claim.tag)
-            if row is None or row.state == REJECTED or row.source == SOURCE_FILE:
-                dropped.append(claim.name)
-        return dropped
+    def _dropped(photos: list[_PhotoRow], packet: XmpPacket) -> list[str]:
+        """Claimed keywords to remove: no photo of the file still has their tag (it was rejected, or it is
+        gone; a tag left only as a file keyword is there because we wrote it). The merge removes only
+        those whose claim the journal confirms (:meth:`_trusted`)."""
+        kept = {row.name for photo in photos for row in photo.tags
+                if row.state != REJECTED and row.source != SOURCE_FILE}
+        return [claim.name for claim in packet.claims() if claim.tag not in kept]
 
     def _trusted(self, target: Path, current: bytes | None) -> frozenset[str] | None:
         """The claims in ``target`` that Phototag wrote, as the journal of its runs says
@@ -367,59 +452,65 @@ class MetadataWriter:
         return self._ledger
 
     def sidecar_path(self, photo_path: Path) -> Path:
-        """``IMG.jpg.xmp`` (naming ``ext``) or ``IMG.xmp`` (``replace``); an existing ``.XMP`` is used as is."""
+        """``IMG.jpg.xmp`` (naming ``ext``) or ``IMG.xmp`` (``replace``); an existing ``.XMP`` is used as is
+        (whatever it is: a link there is refused when it is written, never followed)."""
         base = photo_path.name if self.options.sidecar_naming == "ext" else photo_path.stem
         for suffix in (".xmp", ".XMP"):
             candidate = photo_path.with_name(base + suffix)
-            if candidate.exists():
+            if os.path.lexists(candidate):
                 return candidate
         return photo_path.with_name(base + ".xmp")
 
-    def _plan_sidecar(self, photo: _PhotoRow, wanted: list[Claim]) -> _Plan:
-        shown = self.sidecar_path(Path(photo.path))
-        target = real(shown)
-        old: bytes | None = None
-        info = None
-        if target.exists():
-            try:
-                info = target.stat()
-                if info.st_size > MAX_SIDECAR_BYTES:
-                    raise FileSkipped("unreadable_xmp", f"{shown}: larger than {MAX_SIDECAR_BYTES >> 20} MiB, "
-                                                        "not an XMP sidecar; left untouched")
-                old = target.read_bytes()
-            except OSError as exc:
-                raise skipped_for(exc, shown, "read the sidecar") from None
+    def _plan_sidecar(self, folder: Folder, photos: list[_PhotoRow], sharing: list[_PhotoRow]) -> _Plan:
+        name = self.sidecar_path(folder.shown(Path(photos[0].path).name)).name
+        shown = folder.shown(name)
+        try:
+            found = folder.read(name, limit=MAX_SIDECAR_BYTES)
+        except FileSkipped as exc:
+            if exc.reason != "too_large":
+                raise
+            raise FileSkipped("unreadable_xmp", f"{shown}: larger than {MAX_SIDECAR_BYTES >> 20} MiB, "
+                                                "not an XMP sidecar; left untouched") from None
+        except OSError as exc:
+            raise skipped_for(exc, shown, "read the sidecar") from None
+        old, info = found if found is not None else (None, None)
         try:
             packet = XmpPacket.parse(old) if old is not None else XmpPacket.new()
         except XmpError as exc:
             raise FileSkipped("unreadable_xmp", f"{shown}: the sidecar cannot be read ({exc}); left untouched — "
                                                 "fix or move it and run again") from None
-        change = packet.merge(wanted, self._dropped(photo, packet), seed=_lazy(lambda: _own_keywords(photo.path)),
-                              trusted=self._trusted(target, old))
+        others = [photo for photo in sharing if photo.path != photos[0].path]
+        seed = _lazy(lambda: [keyword for photo in sharing for keyword in _own_keywords(photo.path)])
+        change = packet.merge(self._wanted_by_all(sharing), self._dropped(sharing, packet), seed=seed,
+                              trusted=self._trusted(shown, old))
         new = packet.to_bytes() if change.changed else old or b""
 
         def verify(written: bytes) -> None:
             _verify_packet(written, packet, change, shown)
 
-        return _Plan("sidecar", target, shown, old, new, change, info, verify)
+        notes = (f"shared with {', '.join(Path(photo.path).name for photo in others)}: it holds the keywords of "
+                 "them all",) if others else ()
+        return _Plan("sidecar", folder, name, photos[0].path, old, new, change, info, verify, notes=notes)
 
-    def _plan_embedded(self, photo: _PhotoRow, wanted: list[Claim], notes: list[str]) -> _Plan:
-        shown = Path(photo.path)
+    def _plan_embedded(self, folder: Folder, photo: _PhotoRow, notes: list[str]) -> _Plan:
+        name = Path(photo.path).name
+        shown = folder.shown(name)
         if (photo.format or "").lower() not in EMBEDDABLE_FORMATS:
             raise FileSkipped("unsupported", f"{(photo.format or 'this').upper()} files are not embedded into, "
                                              "only JPEG")
-        target = real(shown)
         try:
-            info = target.stat()
-            data = target.read_bytes()
+            found = folder.read(name)
         except OSError as exc:
             raise skipped_for(exc, shown, "read it") from None
+        if found is None:
+            raise _gone(photo)
+        data, info = found
         if bytes_hash(data) != photo.content_hash:
             raise FileSkipped("changed", f"{shown}: its content changed since it was indexed; run "
                                          "'phototag index' first")
-        jpeg = jpeg_embed.JpegFile.parse(data)
+        jpeg = _named(shown, jpeg_embed.JpegFile.parse, data)
         if (why := jpeg_embed.embeddable(jpeg)) is not None:
-            raise FileSkipped("unsupported", why)
+            raise FileSkipped("unsupported", f"{shown}: {why}")
         old_xmp = jpeg.xmp()
         try:
             packet = XmpPacket.parse(old_xmp) if old_xmp is not None else XmpPacket.new()
@@ -427,33 +518,34 @@ class MetadataWriter:
             raise FileSkipped("unreadable_xmp", f"{shown}: its XMP packet cannot be read ({exc}); left untouched "
                                                 "(--mode sidecar writes a sidecar instead)") from None
         own = jpeg.own_keywords()
-        change = packet.merge(wanted, self._dropped(photo, packet), seed=own, elsewhere=own,
-                              trusted=self._trusted(target, data))
+        change = packet.merge(self._wanted(photo), self._dropped([photo], packet), seed=own, elsewhere=own,
+                              trusted=self._trusted(shown, data))
         if not change.changed:
-            return _Plan("embedded", target, shown, data, data, change, info, lambda _written: None, photo.id)
+            return _Plan("embedded", folder, name, photo.path, data, data, change, info, lambda _written: None,
+                         photo.id)
         body = packet.to_bytes()
         room = jpeg_embed.MAX_XMP_BYTES - len(body)
         if room < 0:
-            raise FileSkipped("unsupported", "its XMP would exceed a JPEG segment (64 KB)")
+            raise FileSkipped("unsupported", f"{shown}: its XMP would exceed a JPEG segment (64 KB)")
         xmp = packet.to_bytes(padding=min(jpeg_embed.XMP_PADDING, room))
         xp_keywords, tiff = self._xp_keywords(jpeg, change)
-        new = jpeg.with_metadata(xmp, tiff).to_bytes()
+        new = _named(shown, jpeg.with_metadata, xmp, tiff).to_bytes()
         try:
             pixels = jpeg_embed.pixel_digest(data)
         except Exception as exc:  # noqa: BLE001 - whatever the decoder raises
-            raise FileSkipped("unsupported", f"it does not decode completely ({exc}), so the pixels "
+            raise FileSkipped("unsupported", f"{shown}: it does not decode completely ({exc}), so the pixels "
                                              "cannot be verified") from None
 
         def verify(written: bytes) -> None:
-            jpeg_embed.verify(jpeg, written, xmp=xmp, xp_keywords=xp_keywords if tiff is not None else None,
-                              original_pixels=pixels)
+            _named(shown, jpeg_embed.verify, jpeg, written, xmp=xmp,
+                   xp_keywords=xp_keywords if tiff is not None else None, original_pixels=pixels)
             _verify_packet(xmp, packet, change, shown)
 
         if info.st_nlink > 1:
             notes.append(f"it had {info.st_nlink} hard links: this path now has its own copy, the others keep "
                          "the old bytes")
         mtime = info.st_mtime_ns if self.options.keep_mtime else None
-        return _Plan("embedded", target, shown, data, new, change, info, verify, photo.id, mtime)
+        return _Plan("embedded", folder, name, photo.path, data, new, change, info, verify, photo.id, mtime)
 
     @staticmethod
     def _xp_keywords(jpeg: jpeg_embed.JpegFile, change: KeywordChange) -> tuple[list[str], bytes | None]:
@@ -464,7 +556,8 @@ class MetadataWriter:
             return [], None
         before = jpeg.xp_keywords()
         removed = {name.casefold() for name in change.removed}
-        after = unique_keywords([*(k for k in before if k.casefold() not in removed), *change.added])
+        added = [name for name in change.added if ";" not in name]  # XPKeywords' separator: XMP holds those
+        after = unique_keywords([*(k for k in before if k.casefold() not in removed), *added])
         if after == before:
             return before, None
         try:
@@ -473,23 +566,25 @@ class MetadataWriter:
             return before, None
 
     # --- committing ----------------------------------------------------------------------------
-    def _commit(self, photo: _PhotoRow, plans: list[_Plan]) -> None:
-        """Stage, verify, journal and rename every changed target of one photo, or none of them.
+    def _commit(self, plans: list[_Plan]) -> None:
+        """Stage, verify, journal and rename every changed target of a photo (or of the photos sharing a
+        sidecar), or none of them.
 
         Raises:
-            FileSkipped: why the photo was left as it was (everything already done is put back).
+            FileSkipped: why the photos were left as they were (everything already done is put back).
         """
         staged: list[tuple[_Plan, Staged]] = []
         committed: list[_Plan] = []
         try:
             for plan in plans:
-                check_writable(plan.target)
+                plan.folder.check_writable(plan.name)
             for plan in plans:
                 try:
-                    staged.append((plan, stage(plan.target, plan.new, like=plan.stat, mtime_ns=plan.mtime_ns)))
+                    staged.append((plan, plan.folder.stage(plan.name, plan.new, like=plan.stat,
+                                                           mtime_ns=plan.mtime_ns)))
+                    written = staged[-1][1].read_back()
                 except OSError as exc:
                     raise skipped_for(exc, plan.shown, "write a temporary file next to it") from None
-                written = staged[-1][1].temp.read_bytes()
                 if written != plan.new:
                     raise FileSkipped("verify_failed", f"{plan.shown}: the temporary file does not read back as "
                                                        "written; the original is kept")
@@ -497,7 +592,7 @@ class MetadataWriter:
             journal = self._journal_for_run()
             for plan, pending in staged:
                 journal.record_change(plan.target, pending.digest, plan.old, photo_id=plan.photo_id,
-                                      claims=plan.change.claimed)
+                                      claims=plan.change.claimed, info=plan.stat)
             for plan, pending in staged:
                 _ensure_unchanged(plan)
                 try:
@@ -511,18 +606,18 @@ class MetadataWriter:
                 pending.discard()
             self._roll_back(committed, exc)
             raise
-        self._update_catalog(photo, plans)
+        self._update_catalog(plans)
 
     def _roll_back(self, committed: list[_Plan], cause: BaseException) -> None:
-        """Put back the targets of a photo already replaced when a later one failed."""
+        """Put back the targets already replaced when a later one failed."""
         assert self._journal is not None or not committed
         for plan in reversed(committed):
             try:
                 if plan.old is None:
-                    plan.target.unlink()
+                    plan.folder.remove(plan.name)
                 else:
-                    stage(plan.target, plan.old, like=plan.stat,
-                          mtime_ns=plan.stat.st_mtime_ns if plan.stat else None).commit()
+                    plan.folder.stage(plan.name, plan.old, like=plan.stat,
+                                      mtime_ns=plan.stat.st_mtime_ns if plan.stat else None).commit()
                 assert self._journal is not None
                 self._journal.record_change(plan.target, None if plan.old is None else bytes_hash(plan.old), None,
                                             claims=plan.change.trusted)
@@ -533,18 +628,18 @@ class MetadataWriter:
                     f"({exc}); restore it with: phototag undo-metadata {self._journal.id if self._journal else ''}"
                 ) from exc
 
-    def _update_catalog(self, photo: _PhotoRow, plans: list[_Plan]) -> None:
+    def _update_catalog(self, plans: list[_Plan]) -> None:
         """The rewritten photo's pixels are verified identical, so its tags and embedding still hold:
         the row takes the new size, mtime and hash instead of being re-indexed."""
         for plan in plans:
             if plan.photo_id is None:
                 continue
-            info = plan.target.stat()
             try:
+                info = plan.folder.stat(plan.name)
                 with self.catalog.session() as session, session.begin():
                     session.execute(update(Photo).where(Photo.id == plan.photo_id).values(
                         size=info.st_size, mtime_ns=info.st_mtime_ns, content_hash=bytes_hash(plan.new)))
-            except SQLAlchemyError as exc:
+            except (OSError, SQLAlchemyError) as exc:
                 raise MetadataError(f"{plan.shown} was written, but the catalog could not record it ({exc}); "
                                     "run 'phototag index' on it") from exc
 
@@ -598,15 +693,31 @@ def _verify_packet(written: bytes, packet: XmpPacket, change: KeywordChange, sho
 
 
 def _ensure_unchanged(plan: _Plan) -> None:
-    """Between reading a target and replacing it, nothing else may have written it."""
-    try:
-        now = plan.target.stat()
-    except FileNotFoundError:
-        now = None
+    """Between reading a target and replacing it, nothing else may have written it (or put a link there)."""
+    now = plan.folder.entry(plan.name)
     if plan.stat is None:
         if now is not None:
             raise FileSkipped("changed", f"{plan.shown}: created by something else while writing; left as it is")
         return
-    if now is None or (now.st_size, now.st_mtime_ns, now.st_ino) != (
-            plan.stat.st_size, plan.stat.st_mtime_ns, plan.stat.st_ino):
+    if now is None or (now.st_mode, now.st_size, now.st_mtime_ns, now.st_ino) != (
+            plan.stat.st_mode, plan.stat.st_size, plan.stat.st_mtime_ns, plan.stat.st_ino):
         raise FileSkipped("changed", f"{plan.shown}: changed by something else while writing; left as it is")
+
+
+def _skipped(photo: _PhotoRow, exc: FileSkipped, notes: Iterable[str] = ()) -> FileReport:
+    return FileReport(photo.path, None, None, "skipped", reason=exc.reason, message=str(exc), notes=tuple(notes))
+
+
+def _gone(photo: _PhotoRow) -> FileSkipped:
+    return FileSkipped("missing", f"{photo.path}: the file is gone; run 'phototag index' to record moves and "
+                                  "deletions")
+
+
+def _named(path: Path, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``function(*args, **kwargs)``, its FileSkipped naming ``path`` (the JPEG module works on bytes)."""
+    try:
+        return function(*args, **kwargs)
+    except FileSkipped as exc:
+        if str(exc).startswith(f"{path}: "):
+            raise
+        raise FileSkipped(exc.reason, f"{path}: {exc}") from None

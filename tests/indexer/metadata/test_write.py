@@ -360,7 +360,7 @@ def test_an_interrupted_write_leaves_the_original_intact(home, indexed, capsys, 
     before = snapshot(indexed)
     calls = []
 
-    def crash(source: str, target: str) -> None:
+    def crash(source: str, target: str, **_dir_fds: int) -> None:
         calls.append(target)
         raise OSError(errno.EIO, "simulated crash before the rename")
 
@@ -378,10 +378,10 @@ def test_a_photo_is_written_completely_or_not_at_all(home, indexed, capsys, monk
     original = (indexed / "canon_flower.jpg").read_bytes()
     real_replace = os.replace
 
-    def fail_on_sidecars(source: str, target: str) -> None:
+    def fail_on_sidecars(source: str, target: str, **dir_fds: int) -> None:
         if str(target).endswith(".xmp"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_replace(source, target)
+        real_replace(source, target, **dir_fds)
 
     monkeypatch.setattr(_files.os, "replace", fail_on_sidecars)
     report = run(capsys, "write-metadata", "--mode", "both", code=1)
@@ -409,14 +409,14 @@ def test_a_crash_between_journal_and_rename_is_undone_cleanly(home, indexed, cap
 
 def test_full_disk_read_only_files_and_folders_are_reported_and_skipped(home, indexed, capsys,  # noqa: ANN001
                                                                         monkeypatch) -> None:
-    real_write = _files.write_durably
+    real_stage = _files.Folder.stage
 
-    def full(path: Path, data: bytes, mode: int = 0o600) -> None:
-        if Path(path).name.startswith(".hopper_orientation_6.jpg"):
+    def full(self, name: str, data: bytes, **options) -> _files.Staged:  # noqa: ANN001, ANN003
+        if name.startswith("hopper_orientation_6.jpg"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, data, mode)
+        return real_stage(self, name, data, **options)
 
-    monkeypatch.setattr(_files, "write_durably", full)
+    monkeypatch.setattr(_files.Folder, "stage", full)
     locked = indexed / "grace_hopper.jpg"
     locked.chmod(0o444)
     folder = indexed / "readonly"
