@@ -67,7 +67,8 @@ _HEADER = f'<?xpacket begin="\ufeff" id="{_PACKET_ID}"?>\n'
 _TRAILER = '<?xpacket end="w"?>'
 _TOOLKIT = "Phototag"
 _INDENT = " "
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML 1.0 (or meaningless)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # XML 1.0 cannot hold them
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # ... nor \x7f mean anything
 
 
 def clean_keyword(keyword: str) -> str:
@@ -245,8 +246,7 @@ class XmpPacket:
             name = clean_keyword(claim.name)
             if not name or (claim.key in present and claim.key not in old):
                 continue  # someone else's keyword: leave it alone, never claim it
-            score = None if claim.score is None else round(claim.score, _SCORE_DIGITS)  # as it reads back
-            ours.setdefault(claim.key, replace(claim, name=name, score=score))
+            ours.setdefault(claim.key, _as_written(claim, name))
         dropped = {key: old[key].name for key in dict.fromkeys(_key(name) for name in drop)
                    if key in old and key not in ours}
         change = KeywordChange(removed=list(dropped.values()), trusted=tuple(old))
@@ -394,6 +394,15 @@ def _item_text(item: ElementTree.Element) -> str:
         return item.text
     value = item.find(f".//{{{_NS_RDF}}}value")  # a qualified value
     return (value.text or "") if value is not None else ""
+
+
+def _as_written(claim: Claim, name: str) -> Claim:
+    """A claim as it reads back once written: text XML can hold, the score rounded (so an unchanged claim
+    compares equal to its record)."""
+    return replace(claim, name=name, tag=_NOT_XML.sub("", claim.tag) or name,
+                   model=_NOT_XML.sub("", claim.model or "") or None,
+                   model_version=_NOT_XML.sub("", claim.model_version or "") or None,
+                   score=None if claim.score is None else round(claim.score, _SCORE_DIGITS))
 
 
 def _read_claim(item: ElementTree.Element) -> Claim | None:
