@@ -5,6 +5,16 @@ from it) and, after a schema upgrade, ``catalog.db.backup-REV-TIME`` copies. Ope
 brings its schema up to date through the Alembic revisions in ``migrations/`` after a backup; a
 catalog written by a newer Phototag is refused. One writer at a time holds ``writer.lock``;
 readers never take it and, thanks to WAL, are not blocked by a running index.
+
+Transactions are SQLAlchemy's, not the sqlite3 module's (SQLAlchemy's documented pysqlite recipe): the
+driver never begins or commits by itself, so a schema upgrade is one transaction, DDL included, and a
+failed step (a full disk, a bug) leaves the previous schema exactly as it was. A session's explicit
+``begin()`` is a write transaction, ``BEGIN IMMEDIATE``: it holds SQLite's write lock from its first read,
+so nothing another connection writes (a correction in the app during an index pass) comes between what
+it read and what it writes. A session used without ``begin()`` reads one snapshot and takes no lock.
+
+Every SQLite error (full disk, damaged file, a lock held by another program, ...) leaves this module as a
+:class:`CatalogError` whose one line names the database and says what to do (:func:`catalog_error`).
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from indexer.errors import CatalogError, CatalogLockedError, CatalogVersionError
 from indexer.schema import Meta
@@ -50,13 +61,116 @@ def head_revision() -> str:
     return head
 
 
+_BEGIN = "phototag_begin"  # the connection execution option that says how _on_begin starts a transaction
+WRITE = {_BEGIN: "BEGIN IMMEDIATE"}  # execution options of a write transaction
+
+
+def catalog_engine(url: str) -> Engine:
+    """An engine on a catalog database (``sqlite:///PATH``) with the catalog's pragmas, transactions and errors."""
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    event.listen(engine, "handle_error", _on_error)
+    return engine
+
+
 def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    # The driver's own transaction handling off: it would run DDL outside any transaction (autocommit) and
+    # begin only before an INSERT/UPDATE/DELETE, after the block's reads. _on_begin begins instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer, nor it them
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts; committed stays committed
-    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-    cursor.close()
+    try:  # outside any transaction: there journal_mode cannot change and foreign_keys is ignored
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer, nor it them
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash never corrupts; committed stays committed
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    except UnicodeDecodeError as exc:  # a damaged schema page: SQLite's message quotes its bytes
+        raise _undecodable(exc) from exc
+    finally:
+        cursor.close()
+
+
+def _on_begin(connection: Connection) -> None:
+    connection.exec_driver_sql(connection.get_execution_options().get(_BEGIN, "BEGIN"))
+
+
+def _on_error(context: ExceptionContext) -> CatalogError | None:
+    error = context.original_exception
+    if isinstance(error, UnicodeDecodeError):  # raised by the driver while it built a sqlite3 error
+        error = _undecodable(error)
+    if not isinstance(error, sqlite3.Error) or isinstance(error, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return None  # a misuse of the driver is a bug: its traceback is what a report needs
+    return catalog_error(error, Path(context.engine.url.database) if context.engine else None)
+
+
+def _undecodable(error: UnicodeDecodeError) -> sqlite3.DatabaseError:
+    """The sqlite3 error that SQLite reported but the driver could not decode (its text quotes damaged bytes)."""
+    text = error.object.decode("utf-8", "backslashreplace") if isinstance(error.object, bytes) else str(error)
+    damaged = sqlite3.DatabaseError(text)
+    damaged.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
+    return damaged
+
+
+def catalog_error(error: sqlite3.Error, database: Path | None) -> CatalogError:
+    """The one mapping of SQLite errors to what a person reads: what happened to which file, and what to do."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    where = str(database) if database is not None else "the catalog database"
+    detail = str(error)
+    if name.startswith("SQLITE_FULL"):
+        return CatalogError(f"no space left for the catalog {where} ({detail}): free some space on its disk and run "
+                            "the command again (what was stored before is kept)")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        recover = f"sqlite3 {where} .recover | sqlite3 recovered.db" if database else "sqlite3 .recover"
+        return CatalogError(f"{where} is not a readable catalog ({detail}): restore the newest backup beside it "
+                            f"({DATABASE_FILE}.backup-*), rescue what is left with '{recover}', or move it away "
+                            "to start afresh")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return CatalogLockedError(f"the catalog {where} is locked by another program (for more than "
+                                  f"{BUSY_TIMEOUT_SECONDS:g} s): close it (a sqlite3 shell, a backup or sync tool) "
+                                  "or wait for it, then run the command again")
+    if name.startswith("SQLITE_READONLY"):
+        return CatalogError(f"the catalog {where} cannot be written ({detail}): check the permissions of the file "
+                            f"and of its folder (SQLite writes {DATABASE_FILE}-wal and -shm beside it)")
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return CatalogError(f"cannot read or write the catalog {where} ({detail}): check the disk or network share "
+                            "it is on and its permissions, then run the command again")
+    if name.startswith("SQLITE_CONSTRAINT"):
+        return CatalogError(f"the catalog {where} refused a change ({detail}): this is a Phototag bug, please "
+                            "report it; nothing of that change was stored")
+    return CatalogError(f"the catalog {where} failed ({detail}); if it happens again, restore the newest backup "
+                        f"beside it ({DATABASE_FILE}.backup-*) or report it")
+
+
+@contextmanager
+def schema_transaction(connection: Connection) -> Iterator[None]:
+    """One write transaction for schema changes on a fresh ``connection``: every revision run inside, or none.
+
+    Foreign keys are off meanwhile (the pragma is ignored inside a transaction, so it is set before): a
+    revision that rebuilds a table (alembic's batch mode: copy, DROP, rename) would otherwise delete every
+    row referring to it (ON DELETE CASCADE). They are checked before the commit instead."""
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with connection.execution_options(**WRITE).begin():
+            yield
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise CatalogVersionError(
+                    f"{connection.engine.url.database}: the schema upgrade would leave {len(broken)} row(s) referring "
+                    f"to missing ones (first: {tuple(broken[0])}), so nothing was changed; please report it")
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+class _Session(Session):
+    """A catalog session: its explicit ``begin()`` starts a write transaction (``BEGIN IMMEDIATE``), which
+    waits up to the busy timeout for another connection's write to end, then holds the lock until it ends."""
+
+    def begin(self, nested: bool = False) -> SessionTransaction:
+        transaction = super().begin(nested=nested)
+        if not nested:
+            self.connection(execution_options=WRITE)  # the connection begins now, with the lock
+        return transaction
 
 
 class Catalog:
@@ -65,7 +179,7 @@ class Catalog:
     def __init__(self, directory: Path, engine: Engine) -> None:
         self.directory = directory
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(engine, class_=_Session, expire_on_commit=False)
         self.upgraded_from: str | None = None  # the revision an automatic upgrade started from
         self.backup_path: Path | None = None
 
@@ -83,29 +197,18 @@ class Catalog:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise CatalogError(f"cannot create the catalog folder {directory}: {exc.strerror}") from exc
-        engine = create_engine(f"sqlite:///{database}", connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-        event.listen(engine, "connect", _on_connect)
+        engine = catalog_engine(f"sqlite:///{database}")
         catalog = cls(directory, engine)
         try:
             # Two processes opening an old catalog at once: one upgrades, the other waits.
             with filelock.FileLock(directory / "migrate.lock", timeout=600):
                 catalog._migrate()
         except filelock.Timeout as exc:
+            engine.dispose()
             raise CatalogLockedError(f"{directory}: another process has been upgrading this catalog for "
                                      "10 minutes; if none is running, delete migrate.lock") from exc
-        except sqlite3.DatabaseError as exc:
+        except BaseException:
             engine.dispose()
-            raise CatalogError(f"{database} is not a readable catalog ({exc}); restore a backup "
-                               f"({DATABASE_FILE}.backup-*) or move it away to start afresh") from exc
-        except Exception as exc:
-            engine.dispose()
-            if isinstance(exc, CatalogError):
-                raise
-            from sqlalchemy.exc import DatabaseError
-
-            if isinstance(exc, DatabaseError):
-                raise CatalogError(f"{database} is not a readable catalog ({exc.orig}); restore a backup "
-                                   f"({DATABASE_FILE}.backup-*) or move it away to start afresh") from exc
             raise
         return catalog
 
@@ -127,23 +230,31 @@ class Catalog:
             self.backup_path = self._backup(current)
             self.upgraded_from = current
         config = _alembic_config()
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection, schema_transaction(connection):
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
     def _backup(self, revision: str) -> Path:
-        """A consistent copy through SQLite's backup API (safe while others read)."""
+        """A consistent copy through SQLite's backup API (safe while others read); a copy that fails half-way
+        (a full disk) is removed."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         target = self.directory / f"{DATABASE_FILE}.backup-{revision}-{stamp}"
-        source = sqlite3.connect(self.database)
         try:
-            destination = sqlite3.connect(target)
-            with destination:
-                source.backup(destination)
-            destination.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
-            destination.close()
-        finally:
-            source.close()
+            source = sqlite3.connect(self.database)
+            try:
+                destination = sqlite3.connect(target)
+                try:
+                    with destination:
+                        source.backup(destination)
+                    destination.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+                finally:
+                    destination.close()
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            for leftover in (target, target.with_name(f"{target.name}-journal")):
+                leftover.unlink(missing_ok=True)
+            raise catalog_error(exc, self.database) from exc
         return target
 
     # --- using ---------------------------------------------------------------------------------

@@ -251,7 +251,7 @@ def _write(session: Session, tag: CustomTag, ids: np.ndarray, scores: np.ndarray
     stale = [(i, tag.tag_id) for i, f in zip(id_list, fired.tolist(), strict=True)
              if not f and existing.get(i) == SUGGESTED]
     hits = {(i, tag.tag_id): s for i, s in zip(ids[fired].tolist(), scores[fired].tolist(), strict=True)}
-    write_suggestions(session, hits, {(i, tag.tag_id) for i in existing}, stale, tag.model_version, stamp)
+    write_suggestions(session, hits, stale, tag.model_version, stamp)
     return int(fired.sum())
 
 

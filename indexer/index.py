@@ -20,7 +20,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -626,8 +626,7 @@ class Indexer:
         fired = {(photo_id, tag_id): score for photo_id, tags in scores.items() for tag_id, score in tags.items()}
         stale = [(photo_id, tag_id) for photo_id in scores for tag_id, state in existing.get(photo_id, {}).items()
                  if state == SUGGESTED and tag_id not in scores[photo_id]]
-        known = {(photo_id, tag_id) for photo_id, tags in existing.items() for tag_id in tags}
-        write_suggestions(session, fired, known, stale, self.tagger_version, stamp)
+        write_suggestions(session, fired, stale, self.tagger_version, stamp)
 
     def _store_embeddings(self, session: Session, vectors: dict[int, np.ndarray]) -> None:
         """Insert or replace each photo's embedding (``photo id → vector``), and add them to the FAISS index."""
@@ -753,23 +752,25 @@ class Indexer:
                 finished_at=now(), outcome=outcome, summary=json.dumps(counts)))
 
 
-def write_suggestions(session: Session, fired: dict[tuple[int, int], float], existing: Container[tuple[int, int]],
-                      stale: Sequence[tuple[int, int]], model_version: str, stamp: datetime) -> None:
-    """A model's photo tags, in bulk: each ``(photo id, tag id)`` that ``fired`` gets its score — a row
-    that exists keeps its state (a person's accept or reject stays), a new one is suggested — and the
-    ``stale`` pairs, suggestions that no longer fire, go. ``existing``: the pairs that have a row."""
+def write_suggestions(session: Session, fired: dict[tuple[int, int], float], stale: Sequence[tuple[int, int]],
+                      model_version: str, stamp: datetime) -> None:
+    """A model's photo tags, in bulk: each ``(photo id, tag id)`` that ``fired`` gets its score — a new row
+    is a suggestion; a row that exists keeps its state and source (a person's accept or reject, a file's
+    keyword: decisions win over a model) — and the ``stale`` pairs, suggestions that no longer fire, go.
+
+    One upsert, so it holds whatever rows exist when it runs, even ones its caller never read."""
     for chunk in batched(stale, 400):  # two parameters a pair: under SQLite's old limit of 999
         session.execute(delete(PhotoTag).where(tuple_(PhotoTag.photo_id, PhotoTag.tag_id).in_(chunk),
                                                PhotoTag.source == SOURCE_MODEL, PhotoTag.state == SUGGESTED))
-    values = [{"photo_id": photo_id, "tag_id": tag_id, "score": score, "model_version": model_version,
-               "updated_at": stamp} for (photo_id, tag_id), score in fired.items()]
-    updates = [row for row in values if (row["photo_id"], row["tag_id"]) in existing]
-    inserts = [row | {"source": SOURCE_MODEL, "state": SUGGESTED} for row in values
-               if (row["photo_id"], row["tag_id"]) not in existing]
-    if updates:
-        session.execute(update(PhotoTag), updates)
-    if inserts:
-        session.execute(PhotoTag.__table__.insert(), inserts)
+    if not fired:
+        return
+    statement = sqlite_insert(PhotoTag.__table__)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=["photo_id", "tag_id"],
+        set_={"score": statement.excluded.score, "model_version": statement.excluded.model_version,
+              "updated_at": statement.excluded.updated_at}),
+        [{"photo_id": photo_id, "tag_id": tag_id, "score": score, "source": SOURCE_MODEL, "state": SUGGESTED,
+          "model_version": model_version, "updated_at": stamp} for (photo_id, tag_id), score in fired.items()])
 
 
 def embedding_rows(catalog: Catalog, model_version: str, dim: int,
