@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.metadata.errors import FileSkipped
-from indexer.pipeline import bytes_hash, content_hash
+from indexer.pipeline import bytes_hash
 
 _READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -53,11 +53,6 @@ _DIR_FD = {os.open, os.stat, os.rename, os.unlink} <= os.supports_dir_fd  # os.r
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 _READ_CHUNK = 1 << 20
-
-
-def file_hash(path: Path) -> str:
-    """The catalog's content hash of a file."""
-    return content_hash(str(path))
 
 
 def skipped_for(exc: OSError, path: Path, doing: str) -> FileSkipped:
@@ -101,13 +96,17 @@ def read_regular(path: Path, limit: int | None = None) -> bytes | None:
 def open_regular(path: Path) -> io.BufferedReader:
     """A photo opened for reading without blocking: through a link (the scan may have followed one to
     it), but only if it is a regular file — a path replaced by a FIFO or device since it was listed
-    raises OSError (as any unreadable file does) instead of hanging the pass."""
-    descriptor = os.open(path, _READ & ~_NOFOLLOW)
-    try:
-        mode = os.fstat(descriptor).st_mode
+    raises OSError (as any unreadable file does) instead of hanging the pass, and is not even opened."""
+
+    def check(mode: int) -> None:
         if not stat.S_ISREG(mode):
             kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
             raise OSError(errno.EINVAL, f"not a regular file any more ({kind})", str(path))
+
+    check(os.stat(path).st_mode)
+    descriptor = os.open(path, _READ & ~_NOFOLLOW)
+    try:
+        check(os.fstat(descriptor).st_mode)  # and not swapped since
     except BaseException:
         os.close(descriptor)
         raise

@@ -308,7 +308,8 @@ class MetadataWriter:
         rows = self._rows((Photo.path >= prefix) & (Photo.path < upper) & (Photo.status == INDEXED))
         sharing = {row.id: row for row in rows.values()
                    if Path(row.path).parent == path.parent and Path(row.path).stem == path.stem}
-        sharing[photo.id] = photo
+        if photo.status == INDEXED:
+            sharing[photo.id] = photo  # whatever spelling the range missed it under
         return sorted(sharing.values(), key=lambda row: row.path)
 
     def _group(self, group: list[_PhotoRow], sharing: list[_PhotoRow]) -> list[FileReport]:
