@@ -142,7 +142,7 @@ def test_a_png_whose_xmp_chunk_is_over_the_limit_is_indexed_with_a_warning(home,
     photo = noise(library / "big_xmp.png", 7)
     inflated = packet([f"kw{i}" for i in range(60_000)]).encode()  # over 1 MiB once inflated
     with_chunk(photo, png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\1\0\0\0" + zlib.compress(inflated)), where)
-    good = noise(library / "good.png", 8)
+    noise(library / "good.png", 8)
 
     summary = index(capsys, library)
 
@@ -324,3 +324,64 @@ def test_claims_are_parsed_from_any_valid_form() -> None:
     assert xmp.claims() == [Claim("dog", "dog", "model")]
     assert xmp.merge([], drop=["dog"], trusted=frozenset()).removed == []
     assert xmp.merge([], drop=["dog"], trusted={"dog"}).removed == ["dog"]
+
+
+def _tag_all(home: Path, name: str, state: str = ACCEPTED) -> None:
+    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
+        tag_id = session.scalar(select(Tag.id).where(Tag.name == name))
+        if tag_id is None:
+            tag = Tag(name=name, kind=CUSTOM)
+            session.add(tag)
+            session.flush()
+            tag_id = tag.id
+            for photo_id in session.scalars(select(Photo.id)):
+                session.add(PhotoTag(photo_id=photo_id, tag_id=tag_id, source=SOURCE_USER, state=state,
+                                     updated_at=datetime.now()))
+        session.execute(PhotoTag.__table__.update().where(PhotoTag.tag_id == tag_id).values(state=state))
+
+
+def write_metadata(capsys) -> dict:  # noqa: ANN001
+    assert main(["write-metadata", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_claims_of_an_older_version_are_trusted_while_the_file_is_as_it_left_it(home, tmp_path,  # noqa: ANN001
+                                                                                capsys) -> None:
+    library = tmp_path / "lib"
+    a, b = noise(library / "a.jpg", 15), noise(library / "b.jpg", 16)
+    index(capsys, library)
+    _tag_all(home, "keepsake")
+    write_metadata(capsys)
+    # The journal as a version before the ledger wrote it: no "claims" in its change records.
+    for journal in (home / "catalog" / "metadata-runs").glob("*/journal.jsonl"):
+        records = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+        assert all("claims" in record for record in records)
+        journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "claims"}) + "\n"
+                                   for r in records), encoding="utf-8")
+    b_sidecar = b.with_name("b.jpg.xmp")  # another tool adds a keyword to b's sidecar, keeping the record
+    b_sidecar.write_bytes(b_sidecar.read_bytes().replace(b"<rdf:li>keepsake</rdf:li>",
+                                                         b"<rdf:li>keepsake</rdf:li><rdf:li>other</rdf:li>", 1))
+    _tag_all(home, "keepsake", REJECTED)
+
+    report = write_metadata(capsys)
+
+    removed = {Path(f["target"]).name: f["removed"] for f in report["files"]}
+    assert removed == {"a.jpg.xmp": ["keepsake"], "b.jpg.xmp": []}
+    assert XmpPacket.parse(a.with_name("a.jpg.xmp").read_bytes()).subject() == []
+    assert XmpPacket.parse(b_sidecar.read_bytes()).subject() == ["keepsake", "other"]
+
+
+def test_the_claims_of_an_undone_run_are_not_trusted(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    library = tmp_path / "lib"
+    photo = noise(library / "a.jpg", 17)
+    index(capsys, library)
+    _tag_all(home, "keepsake")
+    run_id = write_metadata(capsys)["run"]
+    sidecar = photo.with_name("a.jpg.xmp")
+    copy = sidecar.read_bytes()
+    assert main(["undo-metadata", run_id, "--json"]) == 0 and not sidecar.exists()
+    capsys.readouterr()
+    sidecar.write_bytes(copy)  # the same bytes, put back by someone: that run no longer vouches for them
+    _tag_all(home, "keepsake", REJECTED)
+    assert [f["removed"] for f in write_metadata(capsys)["files"]] == [[]]
+    assert sidecar.read_bytes() == copy
