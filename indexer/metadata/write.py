@@ -52,7 +52,7 @@ from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
 from indexer.metadata.journal import ClaimLedger, Journal
-from indexer.metadata.read import read_keywords_from_xmp, read_photo_info
+from indexer.metadata.read import MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
 from indexer.schema import (
     ACCEPTED,
@@ -77,7 +77,7 @@ LANGS: tuple[str, ...] = ("en", "zh", "both")
 NAMINGS: tuple[str, ...] = ("ext", "replace")
 
 EMBEDDABLE_FORMATS = frozenset({"jpeg"})  # MPO, WebP, HEIC, PNG, ...: sidecars
-MAX_SIDECAR_BYTES = 16 << 20  # a larger .xmp is not a sidecar a photo tool wrote: leave it alone
+MAX_SIDECAR_BYTES = MAX_XMP_BYTES  # a larger .xmp is not a sidecar a photo tool wrote: leave it alone
 _SIDECAR_INSTEAD = frozenset({"unsupported", "link"})  # a photo not embedded into for these gets a sidecar
 _PHOTOS_PER_QUERY = 500
 _T = TypeVar("_T")
