@@ -7,6 +7,7 @@ one is recorded with a reason (or skipped), and nothing the catalog knew is lost
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import json
@@ -28,6 +29,7 @@ from indexer.settings import Settings
 from indexer.watch import Watcher
 from main import _lazy_models, main
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt starts Qt (the app's test below)
 _seed = iter(range(10_000))
 
 
@@ -161,6 +163,31 @@ def test_watch_keeps_a_batch_that_holds_such_a_name(home, tmp_path, capsys) -> N
         bad = jpeg(os.path.join(os.fsencode(library), b"na\xefve.jpg"))
         watching.wait_for_new(2)
     assert statuses(home) == {str(library / "first.jpg"): "indexed", good: "indexed", bad: "indexed"}
+
+
+@pytest.mark.gui
+def test_the_app_shows_such_a_name_and_its_thumbnail(qtbot, tmp_path) -> None:  # noqa: ANN001
+    from PySide6.QtCore import Qt
+
+    from gui.indexing import IndexingPanel
+    from gui.photo_grid import PhotoGridModel
+    from gui.thumbnails import ImageLoader, ThumbnailStore
+    from indexer.browse import PhotoRow
+
+    cafe = jpeg(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg"))
+    loader = ImageLoader(ThumbnailStore(tmp_path / "thumbnails", size=64), threads=1)
+    model = PhotoGridModel(loader)
+    model.set_rows([PhotoRow(1, cafe, None, 0, "indexed", None)])
+    index = model.index(0)
+    assert model.data(index) == "caf\\xe9.jpg"
+    assert model.data(index, Qt.ItemDataRole.ToolTipRole) == f"{tmp_path}/caf\\xe9.jpg"
+    qtbot.waitUntil(lambda: model.data(index, Qt.ItemDataRole.DecorationRole) is not None, timeout=20_000)
+    loader.shutdown()
+    panel = IndexingPanel()
+    qtbot.addWidget(panel)
+    panel.add_failure(cafe, "corrupt", f"{cafe}: cannot decode it")
+    assert panel.failure_paths() == [f"{tmp_path}/caf\\xe9.jpg"]
+    assert panel.failures.item(0, 3).text() == f"{tmp_path}/caf\\xe9.jpg: cannot decode it"
 
 
 # --- 10. the same folder through a symbolic link -------------------------------------------------------------
@@ -334,12 +361,14 @@ def test_a_share_that_fails_while_files_are_read(home, tmp_path, capsys, monkeyp
     library, files = nas_library(tmp_path)
     index(capsys, library)
     hashed, decoded = jpeg(library / "2021" / "3.jpg"), jpeg(library / "2021" / "4.jpg")
-    real_open = os.open
+    real_os_open, real_open = os.open, builtins.open
 
-    def os_open(path, *args, **kwargs) -> int:  # noqa: ANN001, ANN002, ANN003
-        if os.fspath(path) == hashed:
-            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
-        return real_open(path, *args, **kwargs)
+    def failing(real):  # noqa: ANN001, ANN202
+        def opener(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if not isinstance(path, int) and os.fspath(path) == hashed:
+                raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+            return real(path, *args, **kwargs)
+        return opener
 
     import ram_model.preprocess
 
@@ -353,7 +382,8 @@ def test_a_share_that_fails_while_files_are_read(home, tmp_path, capsys, monkeyp
         return real_image(path, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "open", os_open)
+        patch.setattr(os, "open", failing(real_os_open))
+        patch.setattr(builtins, "open", failing(real_open))
         patch.setattr(ram_model.preprocess, "open_image", open_image)
         summary = index(capsys, library)
     assert summary["missing"] == 0
@@ -417,8 +447,9 @@ def test_a_folder_replaced_by_a_file_mid_scan(home, tmp_path, capsys, monkeypatc
             Path(path).write_bytes(b"not a folder")
 
     failing_scandir(monkeypatch, lambda path: replace(path))
-    summary = index(capsys, library)
-    assert summary["failures"] == [] and summary["missing"] == 1  # gone, not unreadable
+    code, _, err = run(capsys, "index", library)
+    assert code == 0 and "1 missing" in err
+    assert "cannot read" not in err  # gone, not an unreadable folder to report
     assert statuses(home) == {kept: "indexed", gone: "missing"}
 
 
