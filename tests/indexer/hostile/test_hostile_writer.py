@@ -188,6 +188,22 @@ def test_embedding_never_writes_through_a_photo_replaced_by_a_link(home, tmp_pat
     assert tree(outside) == before and (lib / "a.jpg").is_symlink()
 
 
+def test_a_photo_folder_swapped_for_a_link_after_indexing_is_never_written_into(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    """The folder moved away and a link to it put in its place: the photo still has its size and mtime
+    there, but writing would follow the link out of the library."""
+    lib = library(tmp_path, "sub/a.jpg", "b.jpg")
+    index(capsys, lib)
+    for name in ("sub/a.jpg", "b.jpg"):
+        give(home, lib / name, "keepsake")
+    outside = tmp_path / "outside"
+    (lib / "sub").rename(outside)
+    os.symlink(outside, lib / "sub")
+    before = tree(outside)
+    report = run(capsys, "write-metadata", code=1)
+    assert by_photo(report) == {"a.jpg": [("skipped", "link")], "b.jpg": [("written", None)]}
+    assert tree(outside) == before
+
+
 def test_undo_force_never_acts_through_a_link_planted_after_the_run(home, tmp_path, capsys) -> None:  # noqa: ANN001
     lib = library(tmp_path, "a.jpg", "b.jpg")
     (lib / "b.jpg.xmp").write_bytes(OUTSIDE_XMP.replace(b"secret", b"theirs"))  # an existing sidecar, merged
@@ -244,6 +260,7 @@ def test_a_fifo_or_device_where_a_sidecar_belongs_never_blocks(home, tmp_path) -
         device = False
     done = cli("index", str(lib), "--json")
     assert done.returncode == 0, done.stderr
+    assert any("not a regular file" in note for note in read_photo_info(lib / "a.jpg").warnings)
     for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         give(home, lib / name, "keepsake")
 
