@@ -3,7 +3,9 @@
 A correction changes the ``state`` of a photo–tag row and never its history: an accepted model tag
 stays ``source="model"`` with its score, a tag a person adds is ``source="user"``. The indexer
 never suggests a rejected tag again for that photo and never drops an accepted one (see
-``Indexer._store_model_tags``). Every call is one transaction.
+``Indexer._store_model_tags``). Every call is one write transaction, which holds SQLite's write lock
+from its first read (``indexer.catalog``): an index pass storing beside it waits, or is waited for, and
+never comes between what a correction reads and what it writes.
 """
 
 from __future__ import annotations

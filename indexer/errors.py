@@ -19,7 +19,9 @@ class WatchError(IndexerError):
 
 
 class CatalogError(IndexerError):
-    """The catalog database is unreadable, corrupt or cannot be written."""
+    """The catalog database is unreadable, corrupt or cannot be written (a full disk, a damaged file, a lock
+    another program holds...): every SQLite error leaves ``indexer.catalog`` as one of these, its message
+    naming the database and what to do (``indexer.catalog.catalog_error``)."""
 
 
 class CatalogLockedError(CatalogError):
