@@ -80,6 +80,7 @@ EMBEDDABLE_FORMATS = frozenset({"jpeg"})  # MPO, WebP, HEIC, PNG, ...: sidecars
 MAX_SIDECAR_BYTES = MAX_XMP_BYTES  # a larger .xmp is not a sidecar a photo tool wrote: leave it alone
 _SIDECAR_INSTEAD = frozenset({"unsupported", "link"})  # a photo not embedded into for these gets a sidecar
 _PHOTOS_PER_QUERY = 500
+_FOLDERS_KEPT = 64
 _T = TypeVar("_T")
 
 
@@ -248,6 +249,7 @@ class MetadataWriter:
         self._ledger: ClaimLedger | None = None
         self._started_ns = time.time_ns()
         self._cleaned: set[str] = set()  # folders whose leftover temporaries are gone
+        self._folders: dict[str, dict[str, list[int]]] = {}  # naming replace: folder -> stem -> photo ids
 
     # --- a run ---------------------------------------------------------------------------------
     def run(self, photo_ids: Sequence[int]) -> WriteSummary:
@@ -303,14 +305,28 @@ class MetadataWriter:
         if self.options.sidecar_naming == "ext":
             return [photo]
         path = Path(photo.path)
-        prefix = str(path.with_name(path.stem)) + "."
-        upper = prefix[:-1] + chr(ord(".") + 1)  # every path starting with the prefix sorts below this
-        rows = self._rows((Photo.path >= prefix) & (Photo.path < upper) & (Photo.status == INDEXED))
-        sharing = {row.id: row for row in rows.values()
-                   if Path(row.path).parent == path.parent and Path(row.path).stem == path.stem}
-        if photo.status == INDEXED:
-            sharing[photo.id] = photo  # whatever spelling the range missed it under
+        others = [i for i in self._stems(str(path.parent)).get(path.stem, []) if i != photo.id]
+        sharing = {photo.id: photo} if photo.status == INDEXED else {}
+        if others:
+            sharing |= self._rows(Photo.id.in_(others))
         return sorted(sharing.values(), key=lambda row: row.path)
+
+    def _stems(self, folder: str) -> dict[str, list[int]]:
+        """The indexed photos directly in ``folder`` by stem (one query a folder, not one a photo; the last
+        few folders are kept, as a run goes through photos in path order)."""
+        if folder not in self._folders:
+            if len(self._folders) >= _FOLDERS_KEPT:
+                del self._folders[next(iter(self._folders))]
+            prefix = folder.rstrip(os.sep) + os.sep
+            upper = prefix[:-1] + chr(ord(os.sep) + 1)  # every path below the folder sorts between the two
+            stems: dict[str, list[int]] = {}
+            with self.catalog.session() as session:
+                for photo_id, photo_path in session.execute(select(Photo.id, Photo.path).where(
+                        Photo.path >= prefix, Photo.path < upper, Photo.status == INDEXED)):
+                    if os.sep not in photo_path[len(prefix):]:
+                        stems.setdefault(Path(photo_path).stem, []).append(photo_id)
+            self._folders[folder] = stems
+        return self._folders[folder]
 
     def _group(self, group: list[_PhotoRow], sharing: list[_PhotoRow]) -> list[FileReport]:
         """Write the photos of ``group`` (one, or those selected that share a sidecar), all of it or nothing."""
