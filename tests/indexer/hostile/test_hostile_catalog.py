@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +48,15 @@ from main import main
 from tests.indexer.conftest import TAGGER_2
 
 PREVIOUS_HEAD = head_revision()
+HOLD_THE_LOCK = ("import sqlite3, sys\n"
+                 "connection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                 "connection.execute('BEGIN IMMEDIATE')\n"
+                 "print('holding', flush=True)\n"
+                 "sys.stdin.read()\n"
+                 "connection.rollback()\n")
 MIGRATIONS = catalog_module.MIGRATIONS
+EXTRA_TABLE = '    op.create_table("extra", sa.Column("id", sa.Integer(), primary_key=True))\n'  # revision bodies
+ADD_RATING = '    op.add_column("photos", sa.Column("rating", sa.Integer()))\n'
 
 
 # --- building cases ----------------------------------------------------------------------------
@@ -157,9 +167,8 @@ def test_an_upgrade_step_that_fails_half_way_leaves_the_previous_schema(tmp_path
     database = directory / "catalog.db"
     before = tables(database)
     # A step that creates a table, adds a column, then fails (a bad statement, as a buggy migration would).
-    migrations_with(tmp_path, monkeypatch, '    op.create_table("extra", sa.Column("id", sa.Integer(), primary_key=True))\n'
-                                           '    op.add_column("photos", sa.Column("rating", sa.Integer()))\n'
-                                           '    op.execute("UPDATE no_such_table SET x = 1")')
+    failing = '    op.execute("UPDATE no_such_table SET x = 1")\n'
+    migrations_with(tmp_path, monkeypatch, EXTRA_TABLE + ADD_RATING + failing)
     with pytest.raises(CatalogError, match=str(database)):
         Catalog.open(directory)
     assert tables(database) == before and revision_of(database) == PREVIOUS_HEAD  # nothing of the step stayed
@@ -171,8 +180,7 @@ def test_an_upgrade_step_that_fails_half_way_leaves_the_previous_schema(tmp_path
     migrations_with(tmp_path, monkeypatch, None)
     with Catalog.open(directory) as catalog:
         assert catalog.revision() == PREVIOUS_HEAD
-    migrations_with(tmp_path, monkeypatch, '    op.create_table("extra", sa.Column("id", sa.Integer(), primary_key=True))\n'
-                                           '    op.add_column("photos", sa.Column("rating", sa.Integer()))')
+    migrations_with(tmp_path, monkeypatch, EXTRA_TABLE + ADD_RATING)
     with Catalog.open(directory) as catalog, catalog.session() as session:
         assert catalog.revision() == "9001"
         assert session.scalar(select(Photo.path)) == "/p/a.jpg"
@@ -218,7 +226,7 @@ def test_a_table_rebuilding_migration_keeps_the_rows_that_refer_to_it(home, tmp_
 def test_a_backup_that_fills_the_disk_is_removed_and_the_catalog_left_as_it_was(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     directory = tmp_path / "catalog"
     Catalog.open(directory).close()
-    migrations_with(tmp_path, monkeypatch, '    op.create_table("extra", sa.Column("id", sa.Integer(), primary_key=True))')
+    migrations_with(tmp_path, monkeypatch, EXTRA_TABLE)
     real_connect = sqlite3.connect
 
     def connect(database, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -422,16 +430,37 @@ def test_a_catalog_locked_by_another_program_is_a_clear_message(home, tmp_path, 
     database = home / "catalog" / "catalog.db"
     before = photo_tag_rows(database)
     monkeypatch.setattr(catalog_module, "BUSY_TIMEOUT_SECONDS", 0.2)  # not 30 s: the test holds it throughout
-    other = sqlite3.connect(database, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # a backup tool, a sqlite3 shell, another program: holds the write lock
+    # A sqlite3 shell, a backup or sync tool: another process holds the write lock until its stdin closes.
+    other = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(database)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert other.stdout.readline() == "holding\n"
         for command in (["tag", photo, "+dog"], ["index", folder, "--tagger", TAGGER_2]):
             message = fatal(capsys, *command)
             assert str(database) in message and "locked by another program" in message, message
     finally:
-        other.rollback()
-        other.close()
+        other.communicate("")
     assert photo_tag_rows(database) == before
     assert lock_is_free(home / "catalog")
     assert main(["tag", str(photo), "+dog"]) == 0
     capsys.readouterr()
+
+
+def test_the_app_shows_a_damaged_catalog_as_one_line(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    """The app's boundary (``gui.errors.message_for``, what its message box shows) gets the same typed error."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from gui.errors import message_for
+    from gui.library import Library
+    from indexer.settings import Settings
+
+    folder = tmp_path / "lib"
+    pictures(folder, 2)
+    assert main(["index", str(folder)]) == 0
+    capsys.readouterr()
+    database = home / "catalog" / "catalog.db"
+    data = checkpointed(database)
+    database.write_bytes(_undecodable_schema_name(data, database))
+    with pytest.raises(CatalogError) as caught:
+        Library.open(Settings(home=home, catalog=home / "catalog"))
+    shown = message_for(caught.value)
+    assert "\n" not in shown and str(database) in shown and ".recover" in shown, shown
