@@ -8,6 +8,7 @@ work is done once. The schema itself changes only through Alembic revisions in `
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -30,14 +31,21 @@ class Base(DeclarativeBase):
     pass
 
 
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
+def _fs_decode(value: bytes | None) -> str | None:
+    return None if value is None else value.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, without its checks
+
+
 class _PathBytes(TypeDecorator[str]):
     """The result side of :class:`PathText`: the stored bytes, decoded as the OS decodes names."""
 
     impl = LargeBinary
     cache_ok = True
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else os.fsdecode(value)
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        return _fs_decode  # straight from the driver's bytes: a pass reads every path of a library
 
 
 # A file time in nanoseconds as the catalog keeps it: SQLite integers are 64-bit, and ext4 and others accept dates
