@@ -53,6 +53,7 @@ _DIR_FD = {os.open, os.stat, os.rename, os.unlink} <= os.supports_dir_fd  # os.r
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 _READ_CHUNK = 1 << 20
+_NAME_MAX = 255  # bytes in one name, on every file system Phototag meets (ext4, btrfs, ZFS, APFS, SMB, NFS)
 
 
 def skipped_for(exc: OSError, path: Path, doing: str) -> FileSkipped:
@@ -129,6 +130,16 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
     """Replace (or create) ``path`` with ``data`` atomically and durably (the journal's own files)."""
     with Folder.open(Path(path).parent, exact=False) as folder:
         folder.stage(Path(path).name, data, mode=mode).commit()
+
+
+def _temporary_name(name: str) -> str:
+    """``.NAME.phototag-XXXXXXXX.tmp``, with NAME cut to fit the file system's 255 bytes a name (a 250-byte
+    photo name has a 254-byte sidecar: its temporary must still be creatable)."""
+    suffix = f"{TEMP_MARK}{secrets.token_hex(4)}.tmp"
+    raw, cut = os.fsencode(name), _NAME_MAX - 1 - len(suffix)
+    while 0 < cut < len(raw) and 0x80 <= raw[cut] < 0xC0:  # not inside a UTF-8 character
+        cut -= 1
+    return f".{os.fsdecode(raw[:cut])}{suffix}"
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
@@ -280,7 +291,7 @@ class Folder:
         Raises:
             OSError: as the file system reports it (read-only, full, ...); nothing is left behind.
         """
-        temp = f".{name}{TEMP_MARK}{secrets.token_hex(4)}.tmp"
+        temp = _temporary_name(name)
         if like is not None:
             mode = stat.S_IMODE(like.st_mode) if mode is None else mode
             owner = (like.st_uid, like.st_gid) if owner is None else owner

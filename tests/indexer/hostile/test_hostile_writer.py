@@ -389,6 +389,20 @@ def test_temporaries_left_by_a_kill_are_cleaned_and_never_indexed(home, tmp_path
     assert (lib / ".d.jpg.xmp.phototag-11111111.tmp").is_dir()
 
 
+def test_a_photo_with_a_250_byte_name_gets_its_254_byte_sidecar_and_undoes(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    """The temporary file next to a 254-byte sidecar name would be 277 bytes: it is cut to fit 255."""
+    name = "é" * 100 + "x" * 46 + ".jpg"  # 250 bytes in UTF-8
+    assert len(os.fsencode(name)) == 250
+    lib = library(tmp_path, name)
+    index(capsys, lib)
+    give(home, lib / name, "keepsake")
+    report = run(capsys, "write-metadata")
+    assert by_photo(report) == {name: [("written", None)]}
+    assert "keepsake" in read_photo_info(lib / name).keywords
+    assert sorted(p.name for p in lib.iterdir()) == sorted([name, name + ".xmp"])  # no temporary left
+    assert run(capsys, "undo-metadata")["complete"] and not (lib / (name + ".xmp")).exists()
+
+
 # --- item 2 and 10: model names ----------------------------------------------------------------
 
 
