@@ -24,6 +24,16 @@ def display_path(text: str | os.PathLike[str]) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def undecodable(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not valid UTF-8 (lone surrogates): fine in a path, not in a tag
+    name or other text the catalog stores as text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def escape_undecodable(error: UnicodeError) -> tuple[str, int]:
     """A codec error handler (``codecs.register_error``) for text streams: writes what :func:`display_path`
     shows, so a message that names a file with an undecodable name prints instead of raising."""

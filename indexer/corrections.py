@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from indexer._paths import display_path, spellings
+from indexer._paths import display_path, spellings, undecodable
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import now
@@ -55,11 +55,9 @@ def photo_ids_for(catalog: Catalog, paths: Iterable[str | os.PathLike[str]]) -> 
 def resolve_tag(session: Session, name: str, *, create: bool = False) -> Tag:
     """A tag by English name (any case) or Chinese name; with ``create``, a new custom tag."""
     wanted = name.strip()
-    try:
-        wanted.encode("utf-8")
-    except UnicodeEncodeError:  # bytes of another encoding, from a terminal or script (os.fsdecode's surrogates)
+    if undecodable(wanted):  # bytes of another encoding, from a terminal or a script
         raise CorrectionError(f"the tag name '{display_path(wanted)}' is not UTF-8 text: was it typed in another "
-                              "encoding?") from None
+                              "encoding?")
     tag = session.scalars(select(Tag).where(or_(func.lower(Tag.name) == wanted.lower(), Tag.name_zh == wanted))
                           .order_by(Tag.id)).first()
     if tag is not None:

@@ -27,6 +27,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from indexer._paths import display_path, undecodable
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import embedding_rows, now, write_suggestions
@@ -110,6 +111,9 @@ def build(catalog: Catalog, name: str, descriptions: Sequence[str] = (), example
     examples = list(dict.fromkeys(examples))
     if not name:
         raise CustomTagError("a custom tag needs a name")
+    if undecodable(name) or any(undecodable(d) for d in descriptions):
+        raise CustomTagError(f"custom tag '{display_path(name)}': its name and descriptions must be UTF-8 text (were "
+                             "they typed in another encoding?)")
     if not descriptions and not examples:
         raise CustomTagError(f"custom tag {name!r}: give at least one --description TEXT or --example PHOTO")
     if descriptions and text_embedder is None:

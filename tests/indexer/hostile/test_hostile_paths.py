@@ -112,6 +112,10 @@ def test_tag_and_search_take_a_path_that_is_not_utf8(home, tmp_path, capsys) -> 
     assert user_tags(capsys, os.fsdecode(cafe)) == user_tags(capsys, inside) == ["mine"]
     code, _, err = run(capsys, "tag", os.fsdecode(cafe), "+" + os.fsdecode(b"caf\xe9"))  # a tag, not a path: text
     assert code == 2 and "'caf\\xe9' is not UTF-8 text" in err
+    code, _, err = run(capsys, "custom-tag", "add", os.fsdecode(b"caf\xe9"), "--example", os.fsdecode(cafe))
+    assert code == 2 and "'caf\\xe9': its name and descriptions must be UTF-8 text" in err
+    code, _, err = run(capsys, "custom-tag", "add", "latin", "--example", os.fsdecode(cafe), "--dry-run")
+    assert code == 0, err  # a photo with such a name is a fine example
 
     code, out, err = run(capsys, "search", f"folder:{os.fsdecode(folder)}")
     assert code == 0, err
