@@ -53,7 +53,7 @@ _DIR_FD = {os.open, os.stat, os.rename, os.unlink} <= os.supports_dir_fd  # os.r
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 _READ_CHUNK = 1 << 20
-_NAME_MAX = 255  # bytes in one name, on every file system Phototag meets (ext4, btrfs, ZFS, APFS, SMB, NFS)
+NAME_MAX = 255  # bytes in one name, on every file system Phototag meets (ext4, btrfs, ZFS, APFS, SMB, NFS)
 
 
 def skipped_for(exc: OSError, path: Path, doing: str) -> FileSkipped:
@@ -132,14 +132,20 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
         folder.stage(Path(path).name, data, mode=mode).commit()
 
 
-def _temporary_name(name: str) -> str:
-    """``.NAME.phototag-XXXXXXXX.tmp``, with NAME cut to fit the file system's 255 bytes a name (a 250-byte
-    photo name has a 254-byte sidecar: its temporary must still be creatable)."""
-    suffix = f"{TEMP_MARK}{secrets.token_hex(4)}.tmp"
-    raw, cut = os.fsencode(name), _NAME_MAX - 1 - len(suffix)
+def fitted(name: str, extra: int = 0) -> str:
+    """``name`` cut (at a character) so that ``extra`` more bytes still fit in the 255 bytes a file system
+    allows one name."""
+    raw, cut = os.fsencode(name), NAME_MAX - extra
     while 0 < cut < len(raw) and 0x80 <= raw[cut] < 0xC0:  # not inside a UTF-8 character
         cut -= 1
-    return f".{os.fsdecode(raw[:cut])}{suffix}"
+    return os.fsdecode(raw[:cut])
+
+
+def _temporary_name(name: str) -> str:
+    """``.NAME.phototag-XXXXXXXX.tmp``, NAME cut to fit (a 250-byte photo name has a 254-byte sidecar:
+    its temporary must still be creatable)."""
+    suffix = f"{TEMP_MARK}{secrets.token_hex(4)}.tmp"
+    return f".{fitted(name, 1 + len(suffix))}{suffix}"
 
 
 def _write_all(descriptor: int, data: bytes) -> None:

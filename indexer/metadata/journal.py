@@ -42,7 +42,15 @@ from sqlalchemy import update
 from indexer._durable import fsync_folder
 from indexer._paths import json_text
 from indexer.catalog import Catalog
-from indexer.metadata._files import Folder, bytes_hash, refuse_special, replace_file, skipped_for, write_durably
+from indexer.metadata._files import (
+    Folder,
+    bytes_hash,
+    fitted,
+    refuse_special,
+    replace_file,
+    skipped_for,
+    write_durably,
+)
 from indexer.metadata.errors import FileSkipped, MetadataError
 from indexer.schema import Photo
 
@@ -179,7 +187,8 @@ class Journal:
             if key not in self.entries():
                 if current is not None:
                     info = info if info is not None else os.lstat(target)
-                    name = f"{len(self.entries()) + 1:06d}-{target.name}"
+                    number = f"{len(self.entries()) + 1:06d}-"
+                    name = number + fitted(target.name, len(number))
                     write_durably(self.folder / _BACKUPS / name, current, 0o600)
                     fsync_folder(self.folder / _BACKUPS)
                     record["backup"] = name

@@ -389,8 +389,9 @@ def test_temporaries_left_by_a_kill_are_cleaned_and_never_indexed(home, tmp_path
     assert (lib / ".d.jpg.xmp.phototag-11111111.tmp").is_dir()
 
 
-def test_a_photo_with_a_250_byte_name_gets_its_254_byte_sidecar_and_undoes(home, tmp_path, capsys) -> None:  # noqa: ANN001
-    """The temporary file next to a 254-byte sidecar name would be 277 bytes: it is cut to fit 255."""
+def test_a_photo_with_a_250_byte_name_is_written_and_undone(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    """The temporary next to its 254-byte sidecar would be 277 bytes, the photo's backup 257: both are cut
+    to fit 255."""
     name = "é" * 100 + "x" * 46 + ".jpg"  # 250 bytes in UTF-8
     assert len(os.fsencode(name)) == 250
     lib = library(tmp_path, name)
@@ -401,6 +402,10 @@ def test_a_photo_with_a_250_byte_name_gets_its_254_byte_sidecar_and_undoes(home,
     assert "keepsake" in read_photo_info(lib / name).keywords
     assert sorted(p.name for p in lib.iterdir()) == sorted([name, name + ".xmp"])  # no temporary left
     assert run(capsys, "undo-metadata")["complete"] and not (lib / (name + ".xmp")).exists()
+    original = (lib / name).read_bytes()  # embedding backs the photo up under a name that must fit too
+    assert by_photo(run(capsys, "write-metadata", "--mode", "embed")) == {name: [("written", None)]}
+    assert (lib / name).read_bytes() != original
+    assert run(capsys, "undo-metadata")["complete"] and (lib / name).read_bytes() == original
 
 
 # --- item 2 and 10: model names ----------------------------------------------------------------
