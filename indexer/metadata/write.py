@@ -81,6 +81,7 @@ MAX_SIDECAR_BYTES = MAX_XMP_BYTES  # a larger .xmp is not a sidecar a photo tool
 _SIDECAR_INSTEAD = frozenset({"unsupported", "link"})  # a photo not embedded into for these gets a sidecar
 _PHOTOS_PER_QUERY = 500
 _FOLDERS_KEPT = 64
+_HARD_LINKS = "it had {} hard links: this path now has its own copy, the others keep the old bytes"
 _T = TypeVar("_T")
 
 
@@ -505,9 +506,11 @@ class MetadataWriter:
         def verify(written: bytes) -> None:
             _verify_packet(written, packet, change, shown)
 
-        notes = (f"shared with {', '.join(Path(photo.path).name for photo in others)}: it holds the keywords of "
-                 "them all",) if others else ()
-        return _Plan("sidecar", folder, name, photos[0].path, old, new, change, info, verify, notes=notes)
+        notes = [f"shared with {', '.join(Path(photo.path).name for photo in others)}: it holds the keywords of "
+                 "them all"] if others else []
+        if info is not None and info.st_nlink > 1 and change.changed:
+            notes.append(_HARD_LINKS.format(info.st_nlink))
+        return _Plan("sidecar", folder, name, photos[0].path, old, new, change, info, verify, notes=tuple(notes))
 
     def _plan_embedded(self, folder: Folder, photo: _PhotoRow, notes: list[str]) -> _Plan:
         name = Path(photo.path).name
@@ -559,8 +562,7 @@ class MetadataWriter:
             _verify_packet(xmp, packet, change, shown)
 
         if info.st_nlink > 1:
-            notes.append(f"it had {info.st_nlink} hard links: this path now has its own copy, the others keep "
-                         "the old bytes")
+            notes.append(_HARD_LINKS.format(info.st_nlink))
         mtime = info.st_mtime_ns if self.options.keep_mtime else None
         return _Plan("embedded", folder, name, photo.path, data, new, change, info, verify, photo.id, mtime)
 

@@ -204,6 +204,24 @@ def test_a_photo_folder_swapped_for_a_link_after_indexing_is_never_written_into(
     assert tree(outside) == before
 
 
+def test_a_sidecar_hard_linked_to_a_file_outside_gets_its_own_copy(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    """A hard link cannot be told from the file: writing replaces the name (a rename), never the shared
+    bytes, so the file outside keeps them; so does undo."""
+    lib = library(tmp_path, "a.jpg")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "theirs.xmp").write_bytes(OUTSIDE_XMP)
+    os.link(outside / "theirs.xmp", lib / "a.jpg.xmp")
+    index(capsys, lib)
+    give(home, lib / "a.jpg", "keepsake")
+    before = tree(outside)
+    [entry] = run(capsys, "write-metadata")["files"]
+    assert entry["status"] == "written" and any("hard links" in note for note in entry["notes"])
+    assert tree(outside) == before and (lib / "a.jpg.xmp").stat().st_nlink == 1
+    assert run(capsys, "undo-metadata")["complete"]
+    assert tree(outside) == before and (lib / "a.jpg.xmp").read_bytes() == OUTSIDE_XMP
+
+
 def test_undo_force_never_acts_through_a_link_planted_after_the_run(home, tmp_path, capsys) -> None:  # noqa: ANN001
     lib = library(tmp_path, "a.jpg", "b.jpg")
     (lib / "b.jpg.xmp").write_bytes(OUTSIDE_XMP.replace(b"secret", b"theirs"))  # an existing sidecar, merged
