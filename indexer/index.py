@@ -17,8 +17,10 @@ What a pass guarantees:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -33,7 +35,7 @@ from sqlalchemy.orm import Session
 from indexer._hooks import after_store
 from indexer._paths import catalog_path
 from indexer.catalog import Catalog
-from indexer.errors import ScanError
+from indexer.errors import CatalogError, ScanError
 from indexer.pipeline import (
     Decoded,
     DecodeJob,
@@ -65,6 +67,8 @@ from indexer.schema import (
     Tag,
 )
 from indexer.settings import COMPILE_FROM_PHOTOS, CPU_BATCH_SIZE, Settings
+
+log = logging.getLogger(__name__)
 
 GENERATION_KEY = "embeddings_generation"
 # Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
@@ -242,8 +246,15 @@ class Indexer:
             summary.interrupted = self.stop.is_set()
             outcome = "interrupted" if summary.interrupted else "completed"
         finally:
-            self._save_vectors()
-            self._finish_run(run_id, outcome, summary)
+            failing = sys.exc_info()[1] is not None
+            self._save_vectors(summary)
+            try:
+                self._finish_run(run_id, outcome, summary)
+            except (CatalogError, OSError):
+                if not failing:
+                    raise
+                # the error in flight (a full disk, a damaged page) says more than the record of it would
+                log.warning("could not record the end of run %s", run_id, exc_info=True)
         return summary
 
     def _refuse_an_empty_library_folder(self, root: str, spellings: list[str]) -> None:
@@ -730,11 +741,21 @@ class Indexer:
         self._generation += 1
         Catalog.set_meta(session, GENERATION_KEY, str(self._generation))
 
-    def _save_vectors(self) -> None:
+    def _save_vectors(self, summary: IndexSummary | None = None) -> None:
         # Only when this pass changed the embeddings: the file is 200 MB per 100k photos, slow on a NAS.
-        if self._vectors is not None and self._vector_state() != getattr(self, "_saved_state", None):
+        if self._vectors is None or self._vector_state() == getattr(self, "_saved_state", None):
+            return
+        try:
             self._vectors.save(self.catalog.vectors_path, self._vector_state())
-            self._saved_state = self._vector_state()
+        except (OSError, RuntimeError) as error:  # faiss reports a failed write (a full disk) as RuntimeError
+            # The file is a cache of the catalog: the next search or pass rebuilds it. Nothing is lost.
+            message = (f"{self.catalog.vectors_path}: the vector index could not be saved ({error}); "
+                       "it is rebuilt from the catalog when next needed")
+            log.warning("%s", message)
+            if summary is not None:
+                summary.warnings.append(Failure(str(self.catalog.vectors_path), "vector_index", message))
+            return
+        self._saved_state = self._vector_state()
 
     def _start_run(self, roots: list[str]) -> int:
         with self.catalog.session() as session, session.begin():

@@ -269,8 +269,12 @@ class VectorIndex:
             ids = np.concatenate([b[0] for b in batches]) if batches else np.empty(0, np.int64)
             vectors = np.concatenate([b[1] for b in batches]) if batches else np.empty((0, dim), np.float32)
             index = cls.build(dim, ids, vectors, kind, current=previous)
-            with index._lock:
-                _save(index._index, path, state)
+            try:
+                with index._lock:
+                    _save(index._index, path, state)
+            except (OSError, RuntimeError) as error:  # a full disk (faiss says RuntimeError): the index still
+                log.warning("%s: the rebuilt vector index could not be saved (%s); it is rebuilt again when "
+                            "next needed", path, error)  # serves from memory, and the catalog holds every vector
             log.info("rebuilt vector index %s: %d vectors of %d dimensions", path, len(index), dim)
             return index, True
 
