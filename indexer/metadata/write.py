@@ -48,6 +48,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from indexer.catalog import Catalog
+from indexer.errors import CatalogError
 from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
@@ -658,7 +659,7 @@ class MetadataWriter:
                 with self.catalog.session() as session, session.begin():
                     session.execute(update(Photo).where(Photo.id == plan.photo_id).values(
                         size=info.st_size, mtime_ns=info.st_mtime_ns, content_hash=bytes_hash(plan.new)))
-            except (OSError, SQLAlchemyError) as exc:
+            except (OSError, SQLAlchemyError, CatalogError) as exc:
                 raise MetadataError(f"{plan.shown} was written, but the catalog could not record it ({exc}); "
                                     "run 'phototag index' on it") from exc
 
