@@ -195,25 +195,30 @@ def test_nesting_deeper_than_any_metadata_is_refused() -> None:
 # --- claims: linear, and only Phototag's own -----------------------------------------------------
 
 
+class ItemReads:
+    """Counts the XMP list items the merge reads (``xmp._item_text`` calls): the work it does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        item_text = xmp_module._item_text
+
+        def counting(item):  # noqa: ANN001, ANN202
+            self.calls += 1
+            return item_text(item)
+
+        monkeypatch.setattr(xmp_module, "_item_text", counting)
+
+
 def test_removing_claimed_keywords_takes_linear_work(monkeypatch) -> None:  # noqa: ANN001
-    calls = 0
-    item_text = xmp_module._item_text
-
-    def counting(item):  # noqa: ANN001, ANN202
-        nonlocal calls
-        calls += 1
-        return item_text(item)
-
-    monkeypatch.setattr(xmp_module, "_item_text", counting)
+    reads = ItemReads(monkeypatch)
 
     def work(n: int) -> int:
-        nonlocal calls
         names = [f"kw{i}" for i in range(n)]
         packet_ = XmpPacket.parse(packet(names, claims=names, hierarchical=names).encode())
-        calls = 0
+        reads.calls = 0
         change = packet_.merge([], drop=names)  # every claim trusted (no journal at this level): all go
         assert change.removed == names and packet_.keywords() == [] and packet_.claims() == []
-        return calls
+        return reads.calls
 
     small, large = work(250), work(1000)
     assert large <= 6 * small, (small, large)  # 4x the claims: 4x the work (it was 16x: each removal rescanned)
@@ -298,19 +303,11 @@ def test_claims_read_are_linear_in_the_writer(home, tmp_path, capsys, monkeypatc
     with Catalog.open(home / "catalog") as catalog, catalog.session() as session:
         assert session.scalar(select(func.count()).select_from(PhotoTag).where(
             PhotoTag.source == SOURCE_FILE)) == MAX_FILE_KEYWORDS
-    calls = 0
-    item_text = xmp_module._item_text
-
-    def counting(item):  # noqa: ANN001, ANN202
-        nonlocal calls
-        calls += 1
-        return item_text(item)
-
-    monkeypatch.setattr(xmp_module, "_item_text", counting)
+    reads = ItemReads(monkeypatch)
     assert main(["write-metadata", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [f["removed"] for f in report["files"]] == [[]]  # was: all 8,000 of the user's keywords removed
-    assert calls <= 20 * len(names), calls
+    assert reads.calls <= 20 * len(names), reads.calls
     assert XmpPacket.parse(photo.with_name("many.jpg.xmp").read_bytes()).subject() == names
 
 

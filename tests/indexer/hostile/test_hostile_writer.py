@@ -25,12 +25,12 @@ from PIL import Image
 from sqlalchemy import select
 
 from indexer.catalog import Catalog
-from indexer.metadata import embed
 from indexer.metadata.read import read_photo_info
 from indexer.metadata.xmp import XmpPacket
 from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_USER, Photo, PhotoTag, Tag
 from main import main
 from tests.conftest import REPO
+from tests.indexer.metadata.test_write import written_pixels_differ
 
 OUTSIDE_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
                b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
@@ -366,15 +366,7 @@ def test_a_failed_embed_verification_names_the_file(home, tmp_path, capsys, monk
     lib = library(tmp_path, "a.jpg")
     index(capsys, lib)
     give(home, lib / "a.jpg", "keepsake")
-    real_digest = embed.pixel_digest
-    seen: list[bytes] = []
-
-    def different_pixels(data: bytes) -> tuple:
-        seen.append(data)
-        mode, size, value = real_digest(data)
-        return (mode, size, value if len(seen) % 2 else "different")  # the written file decodes differently
-
-    monkeypatch.setattr(embed, "pixel_digest", different_pixels)
+    written_pixels_differ(monkeypatch)  # the written file decodes differently
     report = run(capsys, "write-metadata", "--mode", "embed", code=1)
     [entry] = report["files"]
     assert entry["reason"] == "verify_failed"

@@ -455,16 +455,21 @@ def test_a_file_changed_since_indexing_is_skipped(home, indexed, capsys) -> None
     assert changed.read_bytes() == before and not changed.with_name(changed.name + ".xmp").exists()
 
 
-def test_a_failed_verification_keeps_the_original(home, indexed, capsys, monkeypatch) -> None:  # noqa: ANN001
+def written_pixels_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file the writer produces decodes to other pixels than its original (each second digest differs)."""
     real_digest = embed.pixel_digest
     seen: list[bytes] = []
 
     def different_pixels(data: bytes) -> tuple:
         seen.append(data)
         mode, size, value = real_digest(data)
-        return (mode, size, value if len(seen) % 2 else "different")  # the written file decodes differently
+        return (mode, size, value if len(seen) % 2 else "different")
 
     monkeypatch.setattr(embed, "pixel_digest", different_pixels)
+
+
+def test_a_failed_verification_keeps_the_original(home, indexed, capsys, monkeypatch) -> None:  # noqa: ANN001
+    written_pixels_differ(monkeypatch)
     before = snapshot(indexed)
     tag(home, indexed / "canon_flower.jpg", "flower")
     report = run(capsys, "write-metadata", "tag:flower", "--mode", "embed", code=1)
