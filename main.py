@@ -741,13 +741,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(models_commands, "import",
              "convert a checkpoint file you already have (offline) into a bundle")
     p.add_argument("file", type=Path, help="an official .pth, a bare state dict or a .safetensors file")
-    p.add_argument("--as", dest="name", required=True, help="the bundle's name")
+    p.add_argument("--as", dest="name", required=True,
+                   help="the bundle's name: letters, digits, '.', '-' and '_', starting with a letter, digit or '_'")
     p.add_argument("--arch", help="a registered architecture or a config.json (default: recognised from the file)")
     p.add_argument("--tags", type=Path, help="tag file for a custom vocabulary: name[<TAB>threshold[<TAB>chinese]]")
     p.set_defaults(func=cmd_models_import)
     p = _add(models_commands, "random", "a bundle with seeded random weights, for tests and benchmarks")
     p.add_argument("arch", help="a registered architecture (ram_plus_tiny, ram_plus_swin_l_384, clip_tiny, ...)")
-    p.add_argument("--as", dest="name", required=True, help="the bundle's name")
+    p.add_argument("--as", dest="name", required=True,
+                   help="the bundle's name: letters, digits, '.', '-' and '_', starting with a letter, digit or '_'")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--tags", type=Path, help="tag file for a custom vocabulary")
     p.set_defaults(func=cmd_models_random)

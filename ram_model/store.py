@@ -43,7 +43,9 @@ WEIGHTS_FILE = "weights.safetensors"
 VOCAB_FILE = "tags.tsv"
 FORMAT_VERSION = 1
 # A bundle's name: the one rule every command checks (a folder directly in the store, never a path).
-NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+# One path component and nothing else: no separator, space, control character or backslash, and not "." or
+# ".." (a name starts with a letter, digit or "_"); dots inside, as in "ram-v1.2", are fine.
+NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass
@@ -288,10 +290,11 @@ class ModelStore:
             ConfigError: ``name`` is not a bundle name (:data:`NAME_RULE`).
         """
         if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
-            raise ConfigError(f"invalid model name {name!r}: use letters, digits, '-' and '_' (up to 100, "
-                              "not starting with '-')")
+            raise ConfigError(f"invalid model name {name!r}: use letters, digits, '.', '-' and '_' (up to 100, "
+                              "starting with a letter, digit or '_')")
         path = self.root / name
-        assert os.path.dirname(path) == os.fspath(self.root)
+        if os.path.dirname(path) != os.fspath(self.root):  # the rule makes this impossible; kept under python -O
+            raise ConfigError(f"invalid model name {name!r}: not a folder directly in {self.root}")
         return path
 
     def _check_free(self, name: str) -> None:

@@ -446,14 +446,18 @@ def test_models_remove_never_deletes_outside_the_store(store_home, tmp_path, cap
     assert tree(outside) == before and (store_home / "models" / "linked").is_symlink()
 
 
-@pytest.mark.parametrize("name", ["my model", "bad\nname", "back\\slash", "name\n", "-dash", "..", "a/b", "ü"])
+@pytest.mark.parametrize("name", ["my model", "bad\nname", "back\\slash", "name\n", "-dash", "..", ".", ".hidden",
+                                  "a/b", "ü"])
 def test_models_as_names_outside_the_stated_rule_are_refused(store_home, capsys, name) -> None:  # noqa: ANN001
     assert main(["models", "random", "clip_tiny", f"--as={name}"]) == 2
-    assert "letters, digits, '-' and '_'" in capsys.readouterr().err
+    assert "letters, digits, '.', '-' and '_'" in capsys.readouterr().err
     assert list((store_home / "models").iterdir()) == []
 
 
-def test_models_as_names_inside_the_rule_are_taken(store_home, capsys) -> None:  # noqa: ANN001
-    assert main(["models", "random", "clip_tiny", "--as", "My_clip-2"]) == 0
-    assert main(["models", "remove", "My_clip-2"]) == 0
+@pytest.mark.parametrize("name", ["My_clip-2", "ram-v1.2"])  # dots inside: names an older Phototag took
+def test_models_as_names_inside_the_rule_are_taken(store_home, capsys, name) -> None:  # noqa: ANN001
+    assert main(["models", "random", "clip_tiny", "--as", name]) == 0
+    assert main(["models", "list", "--json"]) == 0
+    assert name in capsys.readouterr().out
+    assert main(["models", "remove", name]) == 0
     assert list((store_home / "models").iterdir()) == []
