@@ -149,17 +149,25 @@ def schema_transaction(connection: Connection) -> Iterator[None]:
     revision that rebuilds a table (alembic's batch mode: copy, DROP, rename) would otherwise delete every
     row referring to it (ON DELETE CASCADE). They are checked before the commit instead."""
     driver = connection.connection.driver_connection
-    driver.execute("PRAGMA foreign_keys=OFF")
+    database = connection.engine.url.database
+
+    def pragma(statement: str) -> None:  # on the driver: SQLAlchemy would begin a transaction first
+        try:
+            driver.execute(statement)
+        except sqlite3.Error as error:  # not seen by the engine's error mapping
+            raise catalog_error(error, Path(database) if database else None) from error
+
+    pragma("PRAGMA foreign_keys=OFF")
     try:
         with connection.execution_options(**WRITE).begin():
             yield
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             if broken:
                 raise CatalogVersionError(
-                    f"{connection.engine.url.database}: the schema upgrade would leave {len(broken)} row(s) referring "
+                    f"{database}: the schema upgrade would leave {len(broken)} row(s) referring "
                     f"to missing ones (first: {tuple(broken[0])}), so nothing was changed; please report it")
     finally:
-        driver.execute("PRAGMA foreign_keys=ON")
+        pragma("PRAGMA foreign_keys=ON")
 
 
 class _Session(Session):

@@ -464,3 +464,21 @@ def test_the_app_shows_a_damaged_catalog_as_one_line(home, tmp_path, capsys) -> 
         Library.open(Settings(home=home, catalog=home / "catalog"))
     shown = message_for(caught.value)
     assert "\n" not in shown and str(database) in shown and ".recover" in shown, shown
+
+
+def test_a_schema_pragma_that_fails_is_a_catalog_error(tmp_path) -> None:  # noqa: ANN001
+    """The foreign-key pragmas around an upgrade run on the driver, outside the engine's error mapping."""
+    from types import SimpleNamespace
+
+    from indexer.catalog import schema_transaction
+
+    class Damaged:
+        def execute(self, statement: str) -> None:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    database = tmp_path / "catalog.db"
+    connection = SimpleNamespace(connection=SimpleNamespace(driver_connection=Damaged()),
+                                 engine=SimpleNamespace(url=SimpleNamespace(database=str(database))))
+    with pytest.raises(CatalogError) as raised, schema_transaction(connection):
+        pass
+    assert str(database) in str(raised.value)
