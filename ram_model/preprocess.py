@@ -80,7 +80,11 @@ class _TextTolerantPngStream(PngImagePlugin.PngStream):
 
 def register_formats() -> None:
     """Teach Pillow to open HEIC/HEIF (and AVIF where Pillow has no decoder of its own), and to skip PNG
-    text chunks over its limits rather than fail the file. Safe to call often."""
+    text chunks over its limits rather than fail the file. Safe to call often.
+
+    Both are process-wide (Pillow has no per-call hook for either): every Pillow user in the process, the
+    app's thumbnails included, opens these files the same way, which is what they should do for one
+    library. The PNG reader differs from Pillow's only for a text chunk Pillow would refuse."""
     global _registered
     with _register_lock:
         if _registered:
