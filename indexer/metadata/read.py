@@ -502,7 +502,8 @@ def parse_xmp(data: bytes | str) -> tuple[ElementTree.Element, dict[str, str]]:
     Raises:
         ValueError: larger than :data:`MAX_XMP_BYTES`, not XML, not well-formed, a DTD, or too deep.
     """
-    if len(data) > MAX_XMP_BYTES:
+    if len(data) > MAX_XMP_BYTES or (isinstance(data, str) and len(data.encode("utf-8", "surrogatepass"))
+                                     > MAX_XMP_BYTES):  # text (a PNG chunk) counts in its bytes too
         raise ValueError(f"larger than {MAX_XMP_BYTES >> 20} MiB, more than any photo tool writes")
     markup = _xmp_markup(data)
     builder = ElementTree.TreeBuilder()

@@ -382,3 +382,13 @@ def test_the_claims_of_an_undone_run_are_not_trusted(home, tmp_path, capsys) -> 
     _tag_all(home, "keepsake", REJECTED)
     assert [f["removed"] for f in write_metadata(capsys)["files"]] == [[]]
     assert sidecar.read_bytes() == copy
+
+
+def test_the_packet_cap_counts_bytes_for_text_too() -> None:
+    # A packet handed over as text (PNG chunks are) of fewer characters than the cap but more bytes.
+    from indexer.metadata.read import MAX_XMP_BYTES, parse_xmp
+
+    text = packet(["海" * (MAX_XMP_BYTES // 3 // 3 + 1)] * 3)
+    assert len(text) < MAX_XMP_BYTES < len(text.encode())
+    with pytest.raises(ValueError, match="MiB"):
+        parse_xmp(text)
