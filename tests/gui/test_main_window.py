@@ -14,7 +14,6 @@ from indexer.browse import list_photos
 from indexer.report import photo_tags
 
 pytestmark = pytest.mark.gui
-SCREENSHOTS = Path(__file__).parent / "screenshots"
 
 
 def wait_search(qtbot, window, text: str) -> None:  # noqa: ANN001
@@ -202,7 +201,7 @@ def test_settings_are_kept_and_used(qtbot, window) -> None:  # noqa: ANN001
     assert all(text in zh.values() or text not in zh for text in shown)  # Chinese names where there are
 
 
-def test_screenshot_of_the_main_window(qtbot, window) -> None:  # noqa: ANN001
+def test_screenshot_of_the_main_window(qtbot, window, tmp_path) -> None:  # noqa: ANN001
     window.resize(1400, 860)
     wait_search(qtbot, window, "")
     tagged = {r.path for r in window.library.searcher().search("has:tags", limit=None).results}
@@ -224,9 +223,8 @@ def test_screenshot_of_the_main_window(qtbot, window) -> None:  # noqa: ANN001
 
     qtbot.waitUntil(thumbnails_shown, timeout=20_000)
     qtbot.waitUntil(lambda: window.photo_pane._pixmap is not None, timeout=20_000)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    target = SCREENSHOTS / "main_window.png"
-    assert window.grab().save(str(target))
+    target = tmp_path / "main_window.png"  # tests/gui/screenshots/ changes only on purpose:
+    assert window.grab().save(str(target))  # PHOTOTAG_SCREENSHOT_DIR=tests/gui/screenshots ./dev test -k screenshot
     assert target.stat().st_size > 20_000
     if os.environ.get("PHOTOTAG_SCREENSHOT_DIR"):
         shutil.copy2(target, Path(os.environ["PHOTOTAG_SCREENSHOT_DIR"]) / target.name)
