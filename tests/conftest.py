@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -18,6 +17,8 @@ GOLDEN = SHARED / "golden" / "ram_plus_tiny.pt"
 def golden() -> dict:
     if not GOLDEN.is_file():
         pytest.fail(f"{GOLDEN} is missing: the tests need ../shared next to the checkout")
+    import torch  # here, not at the top: tests that need no model should not pay torch's import
+
     return torch.load(GOLDEN, map_location="cpu", weights_only=True)
 
 
