@@ -205,6 +205,7 @@ class Indexer:
         self._generation = 0
         self._failed_now: set[int] = set()  # failed in this pass: not retried until the next one
         self._vanished_now: set[int] = set()  # marked missing in this pass (a move found later is not missing)
+        self._respelled: set[int] = set()  # moved from a link's spelling of a root to its real path in this pass
 
     @classmethod
     def from_settings(cls, catalog: Catalog, tagger: Any, embedder: Any, settings: Settings, **options: Any) -> Indexer:
@@ -220,8 +221,8 @@ class Indexer:
         is the caller's job (see :meth:`Catalog.writer`).
 
         A root reached through a symbolic link is indexed under its real path (``_paths.catalog_path``); rows
-        recorded under the link's spelling (by an older Phototag, or before the folder became a link) are
-        matched to the files by content, as moves, so they keep their tags."""
+        recorded under the spelling given (by an older Phototag, or before the folder became a link) are moved
+        to the real path first, by their paths (:meth:`_respell`), so no file is read again for them."""
         given = [os.path.abspath(os.fspath(root)) for root in roots]
         roots = [catalog_path(root) for root in given]
         spellings = list(dict.fromkeys(roots + given))  # every spelling the catalog may hold these photos under
@@ -231,6 +232,7 @@ class Indexer:
                 self._refuse_an_empty_library_folder(root, spellings)
         summary = IndexSummary()
         self._failed_now, self._vanished_now = set(), set()
+        self._respelled = self._respell(given, roots)
         self._vectors = None  # opened when model work needs it: the file may have changed since the last pass
         run_id = self._start_run(roots)
         outcome = "crashed"
@@ -280,6 +282,32 @@ class Indexer:
                 under(Photo.path, aliases or [root]), Photo.status != MISSING)) or 0
 
     # --- scan and reconcile ----------------------------------------------------------------------
+    def _respell(self, given: Sequence[str], roots: Sequence[str]) -> set[int]:
+        """Move the rows recorded under a spelling of a root as ``given`` (``/home/me/Photos`` where ``/home`` is
+        a link) to its catalog spelling in ``roots`` (``/var/home/me/Photos``), path by path, in one write
+        transaction: the same files, so each keeps its row and is then seen unchanged, with no file read again
+        and no photo marked missing meanwhile. A row whose new path the catalog already holds (the same file
+        recorded under both spellings) stays where it is, and the pass treats it as any row whose file is gone
+        from its path. Returns the ids of the rows moved."""
+        pairs = [(old, new) for old, new in zip(given, roots, strict=True) if old != new]
+        moved: set[int] = set()
+        if not pairs:
+            return moved
+        with self.catalog.session() as session, session.begin():
+            for old, new in pairs:
+                # In Python, not SQL: a path's bytes may not be UTF-8 (schema.PathText), so no substr().
+                respelled = {photo_id: new.rstrip(os.sep) + path[len(old):] if path != old else new
+                             for photo_id, path in session.execute(
+                                 select(Photo.id, Photo.path).where(under(Photo.path, [old])))}
+                taken: set[str] = set()
+                for chunk in batched(list(respelled.values()), 500):
+                    taken.update(session.scalars(select(Photo.path).where(Photo.path.in_(chunk))))
+                rows = [{"id": photo_id, "path": path} for photo_id, path in respelled.items() if path not in taken]
+                for chunk in batched(rows, 500):
+                    session.execute(update(Photo), chunk)
+                moved.update(row["id"] for row in rows)
+        return moved
+
     def _scan(self, roots: list[str], spellings: list[str],
               summary: IndexSummary) -> tuple[dict[str, FoundFile], list[str]]:
         """The files under ``roots``, and the paths that could not be read (folders or files: what the catalog
@@ -343,6 +371,8 @@ class Indexer:
                 to_identify.append(path)
             elif row.status == MISSING:
                 restored.append(row.id)
+            elif row.id in self._respelled:
+                summary.moved += 1  # the same file, recorded under another spelling of its root until this pass
             else:
                 summary.unchanged += 1
         vanished = [row.id for path, row in known.items()
@@ -442,7 +472,9 @@ class Indexer:
             self._fail(session, photo_id, result.error, summary)
 
     def _moved_from(self, session: Session, content_hash: str, new: str, found: dict[str, FoundFile]) -> int | None:
-        """The photo the new path ``new`` was moved from: same bytes, and its old path is gone."""
+        """The photo the new path ``new`` was moved from: same bytes, and its old path is gone (a real move), or
+        names this very file through a link to its folder (a spelling no root of the pass gave: those are moved
+        by path before the scan, :meth:`_respell`)."""
         candidates = session.execute(
             select(Photo.id, Photo.path, Photo.status).where(Photo.content_hash == content_hash)
             .order_by((Photo.status == MISSING).desc(), Photo.id)

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from indexer import pipeline
 from indexer.catalog import Catalog
 from indexer.index import Indexer
 from indexer.schema import Photo
@@ -229,6 +230,43 @@ def test_rows_recorded_under_a_link_go_to_the_real_path_with_their_tags(home, tm
     assert {photo.id for photo in photos(home).values()} == ids
     assert statuses(home) == {str(real / "a.jpg"): "indexed", str(real / "b.jpg"): "indexed"}
     assert user_tags(capsys, str(real / "a.jpg")) == ["kept"]
+
+
+def test_rows_under_the_links_spelling_given_are_respelled_without_reading_a_file(home, tmp_path, capsys,  # noqa: ANN001
+                                                                                  monkeypatch) -> None:  # noqa: ANN001
+    # Fedora's /home -> /var/home, a NAS reached through a link: the catalog holds the link's spelling, and the
+    # first pass after the upgrade is given that spelling again.
+    real = tmp_path / "real"
+    for name in ("a.jpg", "trip/b.jpg", b"caf\xe9.jpg", "twice.jpg"):
+        jpeg(os.path.join(os.fsencode(real), os.fsencode(name)))
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    index(capsys, real)
+    run(capsys, "tag", str(real / "a.jpg"), "+kept")
+    before = {path: photo.id for path, photo in photos(home).items()}
+    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
+        for photo in session.scalars(select(Photo)):
+            if photo.path != str(real / "twice.jpg"):
+                photo.path = photo.path.replace(str(real), str(link), 1)
+        # and one file under both spellings (two rows): the real one is kept, the other left to the content rule
+        twice = session.scalars(select(Photo).where(Photo.path == str(real / "twice.jpg"))).one()
+        session.add(Photo(path=str(link / "twice.jpg"), size=twice.size, mtime_ns=twice.mtime_ns,
+                          content_hash=twice.content_hash, status="indexed", attempts=0, first_seen=twice.first_seen,
+                          last_seen=twice.last_seen))
+
+    hashed: list[str] = []
+    hash_file = pipeline._hash_file
+    monkeypatch.setattr(pipeline, "_hash_file", lambda path: hashed.append(path) or hash_file(path))
+    summary = index(capsys, link)
+    assert hashed == []  # no file read again: the rows were moved by their paths, never marked missing
+    assert (summary["new"], summary["moved"], summary["missing"], summary["unchanged"]) == (0, 3, 1, 1)
+    after = {path: photo for path, photo in photos(home).items()}
+    assert {path: after[path].id for path in before} == before  # every row at its real path, the same row
+    assert {after[path].status for path in before} == {"indexed"}
+    assert all(after[path].missing_since is None for path in before)
+    assert after[str(link / "twice.jpg")].status == "missing"
+    assert user_tags(capsys, str(real / "a.jpg")) == ["kept"]
+    assert index(capsys, link)["unchanged"] == 4
 
 
 def test_a_library_root_that_becomes_a_symlink(home, tmp_path, capsys) -> None:  # noqa: ANN001
