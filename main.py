@@ -223,9 +223,11 @@ def _install_stop():  # noqa: ANN202
 
 
 def _indexer(settings, catalog, stop, progress, args, on_failure=None):  # noqa: ANN001, ANN202
+    from indexer.catalog_models import choose_models
     from indexer.index import Indexer
     from indexer.scan import ScanRules
 
+    settings = choose_models(catalog, settings).settings  # the catalog's models, unless others were chosen
     return Indexer.from_settings(
         catalog, *_lazy_models(settings), settings, on_progress=progress, stop=stop, on_failure=on_failure,
         rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
@@ -413,10 +415,12 @@ def cmd_tag(args: argparse.Namespace) -> int:
 def cmd_custom_tag_add(args: argparse.Namespace) -> int:
     from indexer import custom_tags
     from indexer.catalog import Catalog
+    from indexer.catalog_models import choose_models
     from indexer.corrections import photo_ids_for
 
     settings = _settings(args)
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
+        settings = choose_models(catalog, settings, comparing=True).settings
         embedder = _load_embedder(settings, settings.embedder) if args.description else None
         examples = photo_ids_for(catalog, args.example)
         tag = custom_tags.build(catalog, args.name, args.description, examples, text_embedder=embedder,
@@ -467,6 +471,7 @@ def cmd_custom_tag_remove(args: argparse.Namespace) -> int:
 def cmd_custom_tag_apply(args: argparse.Namespace) -> int:
     from indexer import custom_tags, finetune
     from indexer.catalog import Catalog
+    from indexer.catalog_models import choose_models
 
     settings = _settings(args)
     with Catalog.open(settings.catalog_dir, create=False) as catalog, \
@@ -476,6 +481,7 @@ def cmd_custom_tag_apply(args: argparse.Namespace) -> int:
             version = custom_tags.catalog_embedder_version(session)
             active = finetune.active_model_id(session)
         stale = any(t.descriptions and t.embedder_version != version for t in tags)
+        settings = choose_models(catalog, settings, comparing=True).settings if stale else settings
         embedder = _load_embedder(settings, settings.embedder) if stale else None
         counts = custom_tags.apply(catalog, [t.name for t in tags], text_embedder=embedder)
         if active is not None:  # custom scores reset its tags to the base state: apply the personal model again
@@ -564,12 +570,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 # --- phototag search ---------------------------------------------------------------------------
 def _searcher(settings, catalog):  # noqa: ANN001, ANN202
-    """A Searcher on ``catalog`` whose CLIP embedder loads only when a query has words or ``similar:``."""
+    """A Searcher on ``catalog``'s embeddings whose CLIP embedder (the catalog's) loads only when a query has
+    words, or ``similar:`` a photo the catalog has no embedding of."""
+    from functools import cache
+
+    from indexer.catalog_models import choose_models
     from indexer.search.engine import Searcher
 
-    store = _store(settings)
-    version = store.get(settings.embedder).version if store.exists(settings.embedder) else None
-    return Searcher(catalog, lambda: _load_embedder(settings, settings.embedder), embedder_version=version,
+    choice = cache(lambda: choose_models(catalog, settings, comparing=True))  # only a query with embeddings asks
+
+    def load():  # noqa: ANN202
+        return _load_embedder(choice().settings, choice().settings.embedder)
+
+    return Searcher(catalog, load, embedder_version=lambda: choice().embedder_version,
                     vector_index=settings.vector_index)
 
 

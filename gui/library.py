@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from indexer import browse
 from indexer._paths import catalog_path, spellings
 from indexer.browse import PhotoRow
 from indexer.catalog import Catalog
+from indexer.catalog_models import choose_models
 from indexer.corrections import Change, apply_edits
 from indexer.errors import IndexerError
 from indexer.index import IndexSummary
@@ -69,8 +71,9 @@ class Library:
     """One open catalog with the app's settings. Use :meth:`open`; :meth:`close` at the end."""
 
     def __init__(self, settings: Settings, catalog: Catalog) -> None:
-        self.settings = settings
         self.catalog = catalog
+        self._given = settings  # the settings as given: a model chosen on purpose, or the catalog's
+        self.settings = choose_models(catalog, settings).settings
         self._folders: list[str] | None = None
         self._tagger: Any = None
         self._embedder: Any = None
@@ -80,13 +83,20 @@ class Library:
 
     @classmethod
     def open(cls, settings: Settings) -> Library:
-        return cls(settings, Catalog.open(settings.catalog_dir))
+        catalog = Catalog.open(settings.catalog_dir)
+        try:
+            return cls(settings, catalog)
+        except BaseException:
+            catalog.close()
+            raise
 
     def close(self) -> None:
         self.catalog.close()
 
     def use_settings(self, settings: Settings) -> None:
         """New settings (the settings dialog): models load again on next use if device or batch changed."""
+        self._given = settings
+        settings = choose_models(self.catalog, settings).settings
         changed = (settings.device, settings.precision, settings.tagger, settings.embedder) != (
             self.settings.device, self.settings.precision, self.settings.tagger, self.settings.embedder)
         self.settings = settings
@@ -144,12 +154,15 @@ class Library:
     def searcher(self) -> Any:
         if self._searcher is None:
             from indexer.search.engine import Searcher
-            from ram_model.store import ModelStore
 
-            store = ModelStore(self.settings.models_dir)
-            name = self.settings.embedder
-            version = store.get(name).version if store.exists(name) else None
-            self._searcher = Searcher(self.catalog, self.embedder, embedder_version=version,
+            # Checked when a query first needs embeddings: another embedder than the catalog's is refused.
+            choice = cache(lambda: choose_models(self.catalog, self._given, comparing=True))
+
+            def load() -> Any:
+                choice()
+                return self.embedder()
+
+            self._searcher = Searcher(self.catalog, load, embedder_version=lambda: choice().embedder_version,
                                       vector_index=self.settings.vector_index)
         return self._searcher
 

@@ -30,3 +30,7 @@ class CatalogLockedError(CatalogError):
 
 class CatalogVersionError(CatalogError):
     """The catalog was written by a newer Phototag (or its schema cannot be migrated)."""
+
+
+class ModelMismatchError(IndexerError):
+    """A command would compare with a catalog's embeddings using another model than the one that made them."""

@@ -65,7 +65,12 @@ class Settings(BaseSettings):
     def catalog_dir(self) -> Path:
         return self.catalog if self.catalog is not None else self.home / "catalog"
 
+    def chosen(self, name: str) -> bool:
+        """Whether setting ``name`` was given (a flag, ``PHOTOTAG_…`` in the environment), not left at its default."""
+        return name in self.model_fields_set
+
     def with_overrides(self, **overrides: Any) -> Settings:
-        """A copy with the given values (flags left unset, ``None``, keep the current value)."""
+        """A copy with the given values (flags left unset, ``None``, keep the current value). What was chosen
+        stays chosen, and only that (:meth:`chosen`)."""
         given = {key: value for key, value in overrides.items() if value is not None}
-        return Settings(**{**self.model_dump(), **given})
+        return Settings(**{**self.model_dump(include=self.model_fields_set), **given})

@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,11 +100,12 @@ class SearchResults:
 class Searcher:
     """Runs queries on one catalog. ``embedder`` is a CLIP embedder, or a zero-argument function
     returning one (loaded only when a query needs it); ``embedder_version`` names the embeddings
-    to search (default: the embedder's bundle version). ``vector_index`` chooses exact or approximate
+    to search, or is a zero-argument function returning the name (called only when a query needs
+    embeddings; default, or None: the embedder's bundle version). ``vector_index`` chooses exact or approximate
     vector search ("auto": approximate from ``indexer.vectors.APPROXIMATE_FROM`` photos on)."""
 
-    def __init__(self, catalog: Catalog, embedder: Any = None, *, embedder_version: str | None = None,
-                 vector_index: str = "auto") -> None:
+    def __init__(self, catalog: Catalog, embedder: Any = None, *,
+                 embedder_version: str | Callable[[], str | None] | None = None, vector_index: str = "auto") -> None:
         self.catalog = catalog
         self.vector_index = vector_index  # "auto", "flat" (exact) or "ivf" (approximate): see indexer.vectors
         self._embedder = embedder
@@ -200,6 +201,8 @@ class Searcher:
         return self._embedder
 
     def embedder_version(self) -> str:
+        if callable(self._embedder_version):
+            self._embedder_version = self._embedder_version()
         if self._embedder_version is None:
             self._embedder_version = self.embedder().bundle.version
         return self._embedder_version
