@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer import browse
-from indexer._paths import catalog_path, spellings
+from indexer._paths import catalog_path, spellings, within
 from indexer.browse import PhotoRow
 from indexer.catalog import Catalog
 from indexer.catalog_models import choose_models
@@ -55,10 +55,6 @@ class ReviewOutcome(SearchOutcome):
     def tag_of(self, photo_id: int) -> str | None:
         """The tag of the photo's first (most uncertain) queued suggestion."""
         return next((item.tag for item in self.items if item.photo_id == photo_id), None)
-
-
-def _under(path: str, folders: Sequence[str]) -> bool:
-    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
 def _spelled(folders: Sequence[str]) -> list[str]:
@@ -135,10 +131,10 @@ class Library:
         if not os.path.isdir(path):
             raise LibraryError(f"{path} is not a folder: choose a folder of photos (is the share mounted?)")
         folders = self.folders()
-        if _under(path, folders):
+        if within(path, folders):
             return path
         # A parent replaces the folders inside it.
-        self._save_folders([f for f in folders if not _under(f, [path])] + [path])
+        self._save_folders([f for f in folders if not within(f, [path])] + [path])
         return path
 
     def remove_folder(self, folder: str) -> None:
@@ -173,7 +169,7 @@ class Library:
         found = self.searcher().search(text, limit=None, sort=sort,
                                        min_score=self.settings.search_min_score if min_score is None else min_score)
         folders = _spelled(self.folders())
-        results = [r for r in found.results if _under(r.path, folders)]
+        results = [r for r in found.results if within(r.path, folders)]
         rows = browse.photo_rows(self.catalog, [r.photo_id for r in results])
         return SearchOutcome(text, len(rows), rows, {r.photo_id: r.score for r in results})
 
@@ -182,7 +178,7 @@ class Library:
         from indexer.review import review_queue
 
         folders = _spelled(self.folders())
-        items = [i for i in review_queue(self.catalog, tag=tag, limit=limit) if _under(i.path, folders)]
+        items = [i for i in review_queue(self.catalog, tag=tag, limit=limit) if within(i.path, folders)]
         ids = list(dict.fromkeys(item.photo_id for item in items))
         rows = browse.photo_rows(self.catalog, ids)
         return ReviewOutcome("", len(rows), rows, items=items)
@@ -201,7 +197,7 @@ class Library:
 
     def failures(self) -> list[dict[str, Any]]:
         folders = _spelled(self.folders())
-        return [row for row in failures(self.catalog) if _under(row["path"], folders)]
+        return [row for row in failures(self.catalog) if within(row["path"], folders)]
 
     def status(self) -> dict[str, Any]:
         return catalog_status(self.catalog)

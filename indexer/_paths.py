@@ -12,16 +12,10 @@ real path (:func:`catalog_path`), so the same folder through two links maps to t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
-
-def display_path(text: str | os.PathLike[str]) -> str:
-    """``text`` (a path, or a message holding one) printable anywhere: each byte that is not valid UTF-8
-    shown as ``\\xNN``, everything else as it is. A valid UTF-8 name is returned unchanged."""
-    text = os.fspath(text)
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that no OS name holds (not U+DC80..U+DCFF)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+_NAME_BYTES = range(0xDC80, 0xDD00)  # os.fsdecode's spelling of a byte 0x80-0xFF that is not UTF-8 (PEP 383)
+_SURROGATES = range(0xD800, 0xE000)
 
 
 def undecodable(text: str) -> bool:
@@ -34,14 +28,58 @@ def undecodable(text: str) -> bool:
     return False
 
 
+def unnameable(char: str) -> bool:
+    """Whether ``char`` is a lone surrogate that no file name holds: not one of ``os.fsdecode``'s bytes
+    (U+DC80..U+DCFF) but other text that is not Unicode (half a UTF-16 pair from a file's metadata, say)."""
+    code = ord(char)
+    return code in _SURROGATES and code not in _NAME_BYTES
+
+
+def escaped(char: str) -> str:
+    """One character as a message shows it when it cannot be printed as text: a byte that was not UTF-8 as
+    ``\\xNN`` (``caf\\xe9.jpg``), any other lone surrogate as ``\\udNNN``; every other character as it is."""
+    code = ord(char)
+    if code in _NAME_BYTES:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code in _SURROGATES else char
+
+
+def display_path(text: str | os.PathLike[str]) -> str:
+    """``text`` (a path, or a message holding one) printable anywhere: each byte that is not valid UTF-8
+    shown as ``\\xNN`` (:func:`escaped`), everything else as it is. A valid UTF-8 name is returned unchanged."""
+    text = os.fspath(text)
+    return "".join(map(escaped, text)) if undecodable(text) else text
+
+
 def escape_undecodable(error: UnicodeError) -> tuple[str, int]:
     """A codec error handler (``codecs.register_error``) for text streams: writes what :func:`display_path`
-    shows, so a message that names a file with an undecodable name prints instead of raising."""
+    shows, so a message that names a file with an undecodable name prints instead of raising (and any other
+    character the stream cannot encode as its ``backslashreplace`` escape)."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    shown = "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c.encode("ascii", "backslashreplace")
-                    .decode("ascii") for c in error.object[error.start : error.end])
+    shown = "".join(escaped(c) if undecodable(c) else c.encode("ascii", "backslashreplace").decode("ascii")
+                    for c in error.object[error.start : error.end])
     return shown, error.end
+
+
+def name_bytes(text: str) -> bytes:
+    """``text`` as the bytes of a file name (``os.fsencode``), for the catalog (``schema.PathText``). Text that
+    merely names a file (an error message) may also hold a lone surrogate no name holds (:func:`unnameable`,
+    from a file's metadata or an exception's text): that one is stored as its escape ``\\udNNN``."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        return os.fsencode("".join(escaped(c) if unnameable(c) else c for c in text))
+
+
+def within(path: str, folders: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` (or files) or lies below one (``index.under`` in SQL)."""
+    return any(path == folder or path.startswith(folder_prefix(folder)) for folder in folders)
+
+
+def folder_prefix(folder: str) -> str:
+    """What every path below ``folder`` starts with: the folder and one separator."""
+    return folder.rstrip(os.sep) + os.sep
 
 
 def json_text(text: str) -> str:

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from indexer._hooks import after_store
-from indexer._paths import catalog_path
+from indexer._paths import catalog_path, folder_prefix, within
 from indexer.catalog import Catalog
 from indexer.errors import CatalogError, ScanError
 from indexer.pipeline import (
@@ -95,16 +95,11 @@ def _check_root(root: str) -> None:
                         "Nothing was changed") from exc
 
 
-def _within(path: str, folders: Sequence[str]) -> bool:
-    """Whether ``path`` is one of ``folders`` (or files) or lies below one."""
-    return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep) for folder in folders)
-
-
 def under(column: Any, roots: Sequence[str]) -> Any:
     """SQL condition: ``column`` is one of ``roots`` or lies below one (a prefix range, index-friendly)."""
     conditions = []
     for root in roots:
-        prefix = root.rstrip(os.sep) + os.sep
+        prefix = folder_prefix(root)
         # Every path below ``prefix`` sorts between it and the same string with the separator bumped by one.
         upper = prefix[:-1] + chr(ord(os.sep) + 1)
         conditions += [column == root, (column >= prefix) & (column < upper)]
@@ -376,7 +371,7 @@ class Indexer:
             else:
                 summary.unchanged += 1
         vanished = [row.id for path, row in known.items()
-                    if path not in found and row.status != MISSING and not _within(path, unseen)]
+                    if path not in found and row.status != MISSING and not within(path, unseen)]
         stamp = now()
         with self.catalog.session() as session, session.begin():
             for ids in batched(vanished, 500):

@@ -7,7 +7,6 @@ work is done once. The schema itself changes only through Alembic revisions in `
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from indexer._paths import name_bytes
 
 
 class Base(DeclarativeBase):
@@ -69,7 +70,7 @@ class FileTimeNs(TypeDecorator[int]):
 
 
 class PathText(TypeDecorator[str]):
-    """Text that holds file system paths, stored as the exact bytes the OS gave (``os.fsencode``).
+    """Text that holds file system paths, stored as the exact bytes the OS gave (``_paths.name_bytes``).
 
     A name that is not valid UTF-8 reaches Python as a str with lone surrogates, which sqlite3 can
     neither bind nor read back as TEXT. So the value is bound as bytes and cast to TEXT in SQL
@@ -89,7 +90,7 @@ class PathText(TypeDecorator[str]):
         return cast(column, _PathBytes())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        return None if value is None else os.fsencode(value)
+        return None if value is None else name_bytes(value)  # a message's stray surrogate escaped, not raised
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         return value  # decoded by _PathBytes

@@ -39,7 +39,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from indexer._paths import catalog_path
+from indexer._paths import catalog_path, within
 from indexer.errors import WatchError
 from indexer.scan import ScanRules, _folder_accepted, _walk
 
@@ -95,7 +95,7 @@ def needs_polling(path: str | Path) -> bool:
             continue
         mount_point = _unescape_mount(fields[1])
         # ">=": a later mount on the same point hides the earlier one
-        if _is_within(target, mount_point) and len(mount_point) >= len(best):
+        if within(target, [mount_point]) and len(mount_point) >= len(best):
             best, fstype = mount_point, fields[2]
     return fstype in NETWORK_FILESYSTEMS
 
@@ -330,7 +330,3 @@ def _log_error(path: str, exc: OSError) -> None:
 def _unescape_mount(field: str) -> str:
     """/proc/mounts writes a space as \\040, a tab as \\011 and so on."""
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
-
-
-def _is_within(path: str, folder: str) -> bool:
-    return folder == "/" or path == folder or path.startswith(folder.rstrip("/") + "/")

@@ -111,7 +111,6 @@ MAX_XMP_BYTES = 16 << 20  # one XMP packet or sidecar; a larger one is ignored (
 MAX_FILE_KEYWORDS = 2_000  # keywords per file, all sources together; the first ones are kept
 MAX_KEYWORD_CHARS = 500  # a longer "keyword" is a text, not a keyword, and is ignored
 _MAX_XMP_DEPTH = 200  # element nesting; XMP needs about 10 (structures in arrays in properties)
-_MAX_SIDECAR_BYTES = MAX_XMP_BYTES
 _SIDECAR_SUFFIXES = (".xmp", ".XMP")
 _PNG_LATE_CHUNKS = frozenset({b"eXIf", b"iTXt", b"tEXt", b"zTXt"})
 
@@ -176,7 +175,7 @@ def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
     Raises:
         ValueError: the packet is not well-formed XML, or declares a DTD (never in XMP).
     """
-    return _clean_keywords(_xmp_keywords(_parse_xmp(xml_bytes)))
+    return _clean_keywords(_xmp_keywords(parse_xmp(xml_bytes)[0]))
 
 
 # --- opening -----------------------------------------------------------------------------------
@@ -579,10 +578,6 @@ def _xmp_markup(data: bytes | str) -> bytes | str:
     return data[start:]
 
 
-def _parse_xmp(data: bytes | str) -> ElementTree.Element:
-    return parse_xmp(data)[0]
-
-
 def _embedded_xmp(info: dict, notes: list[str]) -> ElementTree.Element | None:
     packet = info.get("xmp") or info.get("XML:com.adobe.xmp")
     if not packet:
@@ -592,7 +587,7 @@ def _embedded_xmp(info: dict, notes: list[str]) -> ElementTree.Element | None:
                      "more than any photo tool writes)")
         return None
     try:
-        return _parse_xmp(packet)
+        return parse_xmp(packet)[0]
     except ValueError as exc:
         notes.append(f"malformed XMP ignored ({exc})")
         return None
@@ -907,10 +902,10 @@ def _sidecars(path: Path) -> list[Path]:
 
 def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
     try:
-        data = read_regular(sidecar, limit=_MAX_SIDECAR_BYTES)
+        data = read_regular(sidecar, limit=MAX_XMP_BYTES)
     except FileSkipped as exc:
         why = {"link": "a symbolic link, never followed", "not_a_file": "not a regular file",
-               "too_large": f"larger than {_MAX_SIDECAR_BYTES >> 20} MiB"}.get(exc.reason, str(exc))
+               "too_large": f"larger than {MAX_XMP_BYTES >> 20} MiB"}.get(exc.reason, str(exc))
         notes.append(f"XMP sidecar {sidecar.name} ignored ({why})")
         return []
     except OSError as exc:
@@ -919,7 +914,7 @@ def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
     if data is None:
         return []
     try:
-        return _xmp_keywords(_parse_xmp(data))
+        return _xmp_keywords(parse_xmp(data)[0])
     except ValueError as exc:
         notes.append(f"malformed XMP sidecar {sidecar.name} ignored ({exc})")
         return []

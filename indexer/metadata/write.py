@@ -47,8 +47,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from indexer._paths import folder_prefix
 from indexer.catalog import Catalog
 from indexer.errors import CatalogError
+from indexer.index import under
 from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
@@ -78,7 +80,6 @@ LANGS: tuple[str, ...] = ("en", "zh", "both")
 NAMINGS: tuple[str, ...] = ("ext", "replace")
 
 EMBEDDABLE_FORMATS = frozenset({"jpeg"})  # MPO, WebP, HEIC, PNG, ...: sidecars
-MAX_SIDECAR_BYTES = MAX_XMP_BYTES  # a larger .xmp is not a sidecar a photo tool wrote: leave it alone
 _SIDECAR_INSTEAD = frozenset({"unsupported", "link"})  # a photo not embedded into for these gets a sidecar
 _PHOTOS_PER_QUERY = 500
 _FOLDERS_KEPT = 64
@@ -319,13 +320,12 @@ class MetadataWriter:
         if folder not in self._folders:
             if len(self._folders) >= _FOLDERS_KEPT:
                 del self._folders[next(iter(self._folders))]
-            prefix = folder.rstrip(os.sep) + os.sep
-            upper = prefix[:-1] + chr(ord(os.sep) + 1)  # every path below the folder sorts between the two
+            prefix = folder_prefix(folder)
             stems: dict[str, list[int]] = {}
             with self.catalog.session() as session:
                 for photo_id, photo_path in session.execute(select(Photo.id, Photo.path).where(
-                        Photo.path >= prefix, Photo.path < upper, Photo.status == INDEXED)):
-                    if os.sep not in photo_path[len(prefix):]:
+                        under(Photo.path, [folder]), Photo.status == INDEXED)):
+                    if photo_path.startswith(prefix) and os.sep not in photo_path[len(prefix):]:
                         stems.setdefault(Path(photo_path).stem, []).append(photo_id)
             self._folders[folder] = stems
         return self._folders[folder]
@@ -484,11 +484,11 @@ class MetadataWriter:
         name = self.sidecar_path(folder.shown(Path(photos[0].path).name)).name
         shown = folder.shown(name)
         try:
-            found = folder.read(name, limit=MAX_SIDECAR_BYTES)
+            found = folder.read(name, limit=MAX_XMP_BYTES)
         except FileSkipped as exc:
             if exc.reason != "too_large":
                 raise
-            raise FileSkipped("unreadable_xmp", f"{shown}: larger than {MAX_SIDECAR_BYTES >> 20} MiB, "
+            raise FileSkipped("unreadable_xmp", f"{shown}: larger than {MAX_XMP_BYTES >> 20} MiB, "
                                                 "not an XMP sidecar; left untouched") from None
         except OSError as exc:
             raise skipped_for(exc, shown, "read the sidecar") from None

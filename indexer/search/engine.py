@@ -53,7 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Grouping
 
-from indexer._paths import spellings
+from indexer._paths import spellings, undecodable
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import GENERATION_KEY, embedding_rows, under
@@ -148,8 +148,8 @@ class Searcher:
                 not c.isprintable() or c.isspace() or c in '()"' for c in name):
             raise SearchError(f"a saved search needs a name without spaces, quotes, parentheses or control "
                               f"characters, of at most {SAVED_NAME_LENGTH} characters, not {name!r}")
-        if not _is_unicode(text_query):  # a folder: or similar: path with bytes that are not UTF-8 (a TEXT column)
-            at = next(i for i, char in enumerate(text_query) if not _is_unicode(char))
+        if undecodable(text_query):  # a folder: or similar: path with bytes that are not UTF-8 (a TEXT column)
+            at = next(i for i, char in enumerate(text_query) if undecodable(char))
             raise q.QuerySyntaxError("a saved search cannot hold bytes that are not UTF-8: search for this path "
                                      "without saving the query", at, text_query[at], text_query)
         with self.catalog.session() as session, session.begin():
@@ -161,7 +161,7 @@ class Searcher:
 
     def delete_saved(self, name: str) -> None:
         with self.catalog.session() as session, session.begin():
-            row = session.get(SavedSearch, name) if _is_unicode(name) else None  # no saved name holds a surrogate
+            row = None if undecodable(name) else session.get(SavedSearch, name)  # no saved name holds a surrogate
             if row is None:
                 raise SearchError(f"no saved search named {name!r} (phototag search --list shows them)")
             session.delete(row)
@@ -679,15 +679,6 @@ def _greatest(values: list[Any]) -> Any:
         values = [chunk[0] if len(chunk) == 1 else func.max(*chunk)  # max() of one value would be the aggregate
                   for chunk in (values[at:at + SQL_FUNCTION_ARGS] for at in range(0, len(values), SQL_FUNCTION_ARGS))]
     return values[0]
-
-
-def _is_unicode(text: str) -> bool:
-    """Whether ``text`` is valid Unicode (sqlite3 can bind it as TEXT): no lone surrogates."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _stored_datetime(text: str) -> datetime | None:

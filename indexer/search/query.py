@@ -59,6 +59,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, date, timedelta
 
+from indexer._paths import escaped, undecodable, unnameable
 from indexer.errors import IndexerError
 
 __all__ = [
@@ -229,8 +230,8 @@ def _shown(char: str) -> str:
     ``\\u202e``."""
     if char.isprintable() or unicodedata.category(char) == "Zs":
         return char
-    if "\udc80" <= char <= "\udcff":  # os.fsdecode's spelling of the byte 0x80-0xff
-        return f"\\x{ord(char) - 0xDC00:02x}"
+    if undecodable(char):  # a byte that is not UTF-8, or another lone surrogate
+        return escaped(char)
     return char.encode("unicode_escape").decode("ascii")
 
 
@@ -498,9 +499,9 @@ class _Parser:
         path = isinstance(node, Folder | Similar)
         for at in range(*node.span):
             char = self.query[at]
-            if path and (char == "\0" or ("\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff")):
+            if path and (char == "\0" or unnameable(char)):
                 raise self._error(f"a file name cannot hold '{_shown(char)}'", at, at + 1)
-            if not path and "\ud800" <= char <= "\udfff":
+            if not path and undecodable(char):
                 raise self._error(f"'{_shown(char)}' is not UTF-8 text: bytes like it can be part of a folder: or "
                                   "similar: path only (was the query typed in another encoding?)", at, at + 1)
 

@@ -161,6 +161,22 @@ class Watching:
         self._catalog.close()
 
 
+def test_a_failure_message_holding_any_lone_surrogate_is_stored(home, tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    # A decoder's error quoting half of a UTF-16 pair from a file's metadata (U+D83D: no file name holds it),
+    # for a photo whose name is not UTF-8 either.
+    library, cafe, _ = latin1_library(tmp_path)
+
+    def broken(path: str, **_options: object) -> None:
+        raise ValueError("bad comment 'caf\ud83d'")
+
+    monkeypatch.setattr("ram_model.preprocess.open_image", broken)
+    summary = index(capsys, library)
+    assert (summary["new"], summary["failed"]) == (3, 3)
+    message = photos(home)[os.fsdecode(cafe)].error_message
+    assert message == f"{os.fsdecode(cafe)}: cannot decode it (ValueError: bad comment 'caf\\ud83d')"
+    assert os.fsencode(message.split(":")[0]) == cafe  # the name's own bytes kept
+
+
 def test_watch_keeps_a_batch_that_holds_such_a_name(home, tmp_path, capsys) -> None:  # noqa: ANN001
     library = tmp_path / "library"
     jpeg(library / "first.jpg")
