@@ -12,17 +12,14 @@ in the calling process, which is what the tests and small jobs use.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import multiprocessing
 import os
 import signal
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -64,14 +61,12 @@ def content_hash(path: str) -> str:
 
 def _hash_file(path: str) -> tuple[os.stat_result, str]:
     """The stat and :func:`content_hash` of the regular file at ``path``, from one open file (so the two agree).
-    Opened without blocking: a path replaced by a FIFO or a device since it was listed raises OSError instead of
-    hanging the pass, and so does one that is now a folder."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with open(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL,
-                          "not a regular file any more (a folder, pipe or device now)", path)
+    Opened by ``_files.open_regular``: a path replaced by a folder, FIFO or device since it was listed raises
+    OSError, never opened."""
+    from indexer.metadata._files import open_regular
+
+    with open_regular(path) as handle:
+        info = os.fstat(handle.fileno())
         digest = _hasher()
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
@@ -166,9 +161,10 @@ def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | 
 
     settings = settings or _settings
     assert settings is not None, "decode() needs settings (or a worker initialised with them)"
+    from indexer.metadata._files import check_regular
+
     try:
-        if not stat.S_ISREG(os.stat(job.path).st_mode):  # replaced by a folder, pipe or device since it was read:
-            raise OSError(errno.EINVAL, "not a regular file any more")  # opening a pipe would block the pass
+        check_regular(job.path)  # the decoders open it by path: a pipe swapped in would block the pass
     except OSError as exc:
         return Failure(job.path, "unreadable", f"{job.path}: cannot read it ({exc.strerror or exc})")
     wants_embedding = job.embedder and settings.embedder_transform is not None
@@ -391,8 +387,11 @@ class ModelStage:
 
 
 def _read(d: Decoded) -> bytes | Failure:
+    from indexer.metadata._files import open_regular
+
     try:
-        return Path(d.path).read_bytes()
+        with open_regular(d.path) as stream:
+            return stream.read()
     except OSError as exc:
         return Failure(d.path, "unreadable", f"cannot read {d.path}: {exc.strerror or exc}")
 

@@ -85,33 +85,54 @@ def refuse_special(path: Path, info: os.stat_result) -> None:
 
 def read_regular(path: Path, limit: int | None = None) -> bytes | None:
     """The bytes of the regular file at ``path`` (None: there is none), by the module's rule; for the
-    reader, which has no folder open (a sidecar next to a photo being indexed).
+    reader (a sidecar next to a photo being indexed): read through its folder opened as the catalog records
+    it (:meth:`Folder.open`), so a folder swapped for a link since the scan is refused, not read through.
 
     Raises:
-        FileSkipped("link" / "not_a_file" / "too_large"), OSError
+        FileSkipped("link" / "changed" / "not_a_file" / "too_large"), OSError
     """
-    found = Folder(Path(path).parent, None).read(Path(path).name, limit=limit)
+    path = Path(path)
+    try:
+        folder = Folder.open(path.parent)
+    except FileNotFoundError:
+        return None
+    with folder:
+        found = folder.read(path.name, limit=limit)
     return None if found is None else found[0]
 
 
-def open_regular(path: Path) -> io.BufferedReader:
-    """A photo opened for reading without blocking: through a link (the scan may have followed one to
-    it), but only if it is a regular file — a path replaced by a FIFO or device since it was listed
-    raises OSError (as any unreadable file does) instead of hanging the pass, and is not even opened."""
+def check_regular(path: str | Path) -> os.stat_result:
+    """The ``stat`` of ``path`` (through links) if it is a regular file; else OSError (as any unreadable file
+    raises), so that what is not a file is never even opened: a path replaced by a FIFO or device since it
+    was listed would hang the pass, and opening some devices does something. For photos, which the index
+    pass opens by path (:func:`open_regular`; a decoder that takes only a path checks with this first)."""
+    info = os.stat(path)
+    _refuse_unless_regular(path, info.st_mode)
+    return info
 
-    def check(mode: int) -> None:
-        if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise OSError(errno.EINVAL, f"not a regular file any more ({kind})", str(path))
 
-    check(os.stat(path).st_mode)
+def open_regular(path: str | Path) -> io.BufferedReader:
+    """A photo opened for reading without blocking (``O_NONBLOCK``), by :func:`check_regular`'s rule before it
+    is opened and by ``fstat`` after (not swapped since). Through a link, as the scan's root may be one.
+
+    Raises:
+        OSError: gone, unreadable, or not a regular file.
+    """
+    check_regular(path)
     descriptor = os.open(path, _READ & ~_NOFOLLOW)
     try:
-        check(os.fstat(descriptor).st_mode)  # and not swapped since
+        _refuse_unless_regular(path, os.fstat(descriptor).st_mode)
     except BaseException:
         os.close(descriptor)
         raise
     return open(descriptor, "rb")  # noqa: SIM115 - the caller's context manager closes it
+
+
+def _refuse_unless_regular(path: str | Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, f"not a regular file any more ({kind})",
+                      os.fspath(path))
 
 
 def write_durably(path: Path, data: bytes, mode: int = 0o600, *, append: bool = False) -> None:

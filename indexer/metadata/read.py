@@ -904,7 +904,7 @@ def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
     try:
         data = read_regular(sidecar, limit=MAX_XMP_BYTES)
     except FileSkipped as exc:
-        why = {"link": "a symbolic link, never followed", "not_a_file": "not a regular file",
+        why = {"link": "a symbolic link on its path, never followed", "not_a_file": "not a regular file",
                "too_large": f"larger than {MAX_XMP_BYTES >> 20} MiB"}.get(exc.reason, str(exc))
         notes.append(f"XMP sidecar {sidecar.name} ignored ({why})")
         return []

@@ -495,6 +495,27 @@ def test_files_replaced_by_folders_or_pipes_mid_pass(home, tmp_path, capsys, mon
     assert statuses(home)[os.path.join(to_folder, "inside.jpg")] == "indexed"
 
 
+def test_a_device_or_fifo_swapped_in_for_a_photo_is_never_opened(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Opening some devices does something (a tape rewinds, a modem hangs up): hashing, decoding and the GPU's
+    read of a photo check what a path is before they open it (``_files.open_regular``)."""
+    os.mkfifo(tmp_path / "fifo.jpg")
+    os.symlink("/dev/zero", tmp_path / "device.jpg")
+    good = jpeg(tmp_path / "good.jpg")
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(os.fsdecode(path)) or real_open(path, *a, **k))
+    settings = pipeline.DecodeSettings(32, None, pixels=True)
+    for name in ("fifo.jpg", "device.jpg"):
+        path = str(tmp_path / name)
+        failure = pipeline.identify(path)
+        assert isinstance(failure, pipeline.Failure) and failure.reason == "unreadable", failure
+        assert "not a regular file" in failure.message and opened == []
+        assert isinstance(pipeline.decode(pipeline.DecodeJob(1, path, True, False), settings), pipeline.Failure)
+        assert isinstance(pipeline._read(pipeline.Decoded(1, path, None, None, 1)), pipeline.Failure)
+        assert opened == []
+    assert isinstance(pipeline.identify(good), pipeline.Identified) and good in opened
+
+
 def test_a_folder_replaced_by_a_file_mid_scan(home, tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
     library = tmp_path / "library"
     kept = jpeg(library / "kept.jpg")

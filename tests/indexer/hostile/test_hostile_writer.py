@@ -263,6 +263,20 @@ def test_undo_force_never_acts_in_a_folder_swapped_for_a_link_after_the_run(home
     assert (entry["status"], entry["reason"]) == ("skipped", "link") and "folder" in entry["message"]
     assert tree(outside) == before
 
+def test_the_reader_never_reads_a_sidecar_through_a_folder_swapped_for_a_link(tmp_path) -> None:  # noqa: ANN001
+    """Between the scan and the read of a photo's metadata its folder becomes a link to one outside the library,
+    holding a sidecar of its own: the photo may still be read (the same bytes), its sidecar is not."""
+    lib = library(tmp_path, "sub/a.jpg")
+    (lib / "sub" / "a.jpg.xmp").write_bytes(OUTSIDE_XMP.replace(b"secret", b"mine"))
+    assert read_photo_info(lib / "sub" / "a.jpg").keywords == ("mine",)
+    outside = tmp_path / "outside"
+    (lib / "sub").rename(outside)
+    (outside / "a.jpg.xmp").write_bytes(OUTSIDE_XMP)
+    os.symlink(outside, lib / "sub")
+    info = read_photo_info(lib / "sub" / "a.jpg")
+    assert "secret" not in info.keywords
+    assert any("a.jpg.xmp ignored (a symbolic link" in note for note in info.warnings)
+
 
 # --- item 3: FIFOs, devices, SIGTERM -----------------------------------------------------------
 
