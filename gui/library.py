@@ -8,8 +8,10 @@ first changes them they are the folders past index passes ran over (``phototag i
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from indexer.catalog_models import choose_models
 from indexer.corrections import Change, apply_edits
 from indexer.errors import IndexerError
 from indexer.index import IndexSummary
+from indexer.metadata._files import replace_file
 from indexer.pipeline import Failure
 from indexer.report import catalog_status, failures, photo_tags
 from indexer.settings import Settings
@@ -109,7 +112,7 @@ class Library:
     def folders(self) -> list[str]:
         if self._folders is None:
             try:
-                data = json.loads(self._folders_file.read_text(encoding="utf-8"))
+                data = json.loads(_read_own_file(self._folders_file))
                 self._folders = [str(f) for f in data.get("folders", [])]
             except FileNotFoundError:
                 self._folders = browse.library_roots(self.catalog)
@@ -119,10 +122,9 @@ class Library:
         return list(self._folders)
 
     def _save_folders(self, folders: list[str]) -> None:
-        temporary = self._folders_file.with_suffix(".json.tmp")
         # ASCII escapes: a folder name that is not valid UTF-8 is kept as its surrogates (json.loads gives them back).
-        temporary.write_text(json.dumps({"folders": folders}, indent=2), encoding="utf-8")
-        temporary.replace(self._folders_file)
+        # Atomic, and never through a link planted at the file's or its temporary's name.
+        replace_file(self._folders_file, json.dumps({"folders": folders}, indent=2).encode(), 0o600)
         self._folders = folders
 
     def add_folder(self, folder: str | os.PathLike[str]) -> str:
@@ -315,3 +317,13 @@ class Library:
             return writer.run(photo_ids)
         with self.catalog.writer(self.settings.lock_wait, task="write-metadata"):
             return writer.run(photo_ids)
+
+
+def _read_own_file(path: Path) -> bytes:
+    """The bytes of one of the app's files in the catalog folder: never through a link (ELOOP), never
+    blocking on a FIFO (O_NONBLOCK), a regular file only."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        return file.read()
