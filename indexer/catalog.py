@@ -247,6 +247,12 @@ class Catalog:
         (a full disk) is removed."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         target = self.directory / f"{DATABASE_FILE}.backup-{revision}-{stamp}"
+        try:  # a new file of our own: sqlite3.connect would follow a link planted at the name
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            raise CatalogError(f"cannot write the backup {target} before upgrading the catalog "
+                               f"({exc.strerror or exc}): free some space or remove what is at that name, "
+                               "then run the command again") from exc
         try:
             source = sqlite3.connect(self.database)
             try:

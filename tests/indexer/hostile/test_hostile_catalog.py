@@ -243,6 +243,26 @@ def test_a_backup_that_fills_the_disk_is_removed_and_the_catalog_left_as_it_was(
     assert revision_of(directory / "catalog.db") == PREVIOUS_HEAD
 
 
+def test_a_link_planted_at_the_backup_name_is_not_written_through(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    directory = tmp_path / "catalog"
+    Catalog.open(directory).close()
+    migrations_with(tmp_path, monkeypatch, EXTRA_TABLE)
+
+    class Frozen(catalog_module.datetime):
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN001, ANN206
+            return catalog_module.datetime(2030, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(catalog_module, "datetime", Frozen)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"")  # empty: SQLite would take it for a new database and copy the catalog into it
+    os.symlink(outside, directory / f"catalog.db.backup-{PREVIOUS_HEAD}-20300102-030405")
+    with pytest.raises(CatalogError, match="cannot write the backup"):
+        Catalog.open(directory)
+    assert outside.read_bytes() == b""
+    assert revision_of(directory / "catalog.db") == PREVIOUS_HEAD
+
+
 # --- item 6: a correction during an index pass ----------------------------------------------------
 
 
