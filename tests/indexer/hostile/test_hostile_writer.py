@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,10 @@ from sqlalchemy import select
 from indexer.catalog import Catalog
 from indexer.metadata.read import read_photo_info
 from indexer.metadata.xmp import XmpPacket
-from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_USER, Photo, PhotoTag, Tag
+from indexer.schema import REJECTED, Photo, PhotoTag, Tag
 from main import main
 from tests.conftest import REPO
+from tests.indexer.metadata.test_write import tag as give  # a person's tag on a photo
 from tests.indexer.metadata.test_write import written_pixels_differ
 
 OUTSIDE_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -59,25 +59,6 @@ def library(root: Path, *names: str) -> Path:
 def index(capsys, folder: Path) -> None:  # noqa: ANN001
     assert main(["index", str(folder), "--json"]) == 0
     capsys.readouterr()
-
-
-def give(home: Path, photo: Path, name: str, *, state: str = ACCEPTED) -> None:
-    """A person's tag on a photo (a new name becomes a custom tag)."""
-    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
-        photo_id = session.scalar(select(Photo.id).where(Photo.path == str(photo)))
-        assert photo_id is not None, photo
-        tag_id = session.scalar(select(Tag.id).where(Tag.name == name))
-        if tag_id is None:
-            row = Tag(name=name, kind=CUSTOM)
-            session.add(row)
-            session.flush()
-            tag_id = row.id
-        existing = session.get(PhotoTag, (photo_id, tag_id))
-        if existing is not None:
-            existing.state = state
-        else:
-            session.add(PhotoTag(photo_id=photo_id, tag_id=tag_id, source=SOURCE_USER, state=state,
-                                 updated_at=datetime.now()))
 
 
 def tags_of(home: Path, photo: Path) -> set[str]:
