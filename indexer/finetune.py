@@ -81,6 +81,18 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
+def score_margin(scores: np.ndarray | float, threshold: float, cosine: bool) -> np.ndarray:
+    """A score relative to its threshold, in logit units (nan score → 0).
+
+    Probabilities (built-in tags, personal models) compare by logit; a custom tag's cosine
+    similarity by its difference scaled by ``CUSTOM_MARGIN_SCALE``.
+    """
+    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=threshold)
+    if cosine:
+        return (scores - threshold) * CUSTOM_MARGIN_SCALE
+    return _logit(scores) - float(_logit(threshold))
+
+
 @dataclass(frozen=True)
 class _TagInfo:
     id: int
@@ -90,10 +102,7 @@ class _TagInfo:
 
     def margin(self, scores: np.ndarray) -> np.ndarray:
         """Base score relative to the tag's threshold, in logit-like units (nan score → 0)."""
-        scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=self.threshold)
-        if self.kind == CUSTOM:
-            return (scores - self.threshold) * CUSTOM_MARGIN_SCALE
-        return _logit(scores) - float(_logit(self.threshold))
+        return score_margin(scores, self.threshold, self.kind == CUSTOM)
 
     def raw_threshold(self, margin: float) -> float:
         if self.kind == CUSTOM:

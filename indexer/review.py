@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from indexer.catalog import Catalog
-from indexer.finetune import CUSTOM_MARGIN_SCALE, DEFAULT_THRESHOLD, PERSONAL_PREFIX, _logit
+from indexer.finetune import DEFAULT_THRESHOLD, PERSONAL_PREFIX, score_margin
 from indexer.schema import (
     ACCEPTED,
     CUSTOM,
@@ -50,11 +50,10 @@ class ReviewItem:
 
 
 def _margin(score: float, threshold: float, kind: str, model_version: str | None) -> tuple[float, float]:
+    """The suggestion's margin and the threshold it is shown against (a personal model's is 0.5)."""
     if (model_version or "").startswith(PERSONAL_PREFIX):
-        threshold = 0.5
-    elif kind == CUSTOM:
-        return (score - threshold) * CUSTOM_MARGIN_SCALE, threshold
-    return float(_logit(score) - _logit(threshold)), threshold
+        return float(score_margin(score, 0.5, cosine=False)), 0.5
+    return float(score_margin(score, threshold, cosine=kind == CUSTOM)), threshold
 
 
 def review_queue(catalog: Catalog, tag: str | None = None, limit: int | None = DEFAULT_LIMIT) -> list[ReviewItem]:
