@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
 
+from ram_model.preprocess import ORIENTATIONS
+
 # Larger photos are left to the CPU decoder and its decompression-bomb check (a 64 MP RGB photo
 # already takes 192 MB of GPU memory as decoded pixels).
 DEVICE_JPEG_MAX_PIXELS = 64_000_000
@@ -150,21 +152,10 @@ class InputSpec:
 
 def upright(pixels: torch.Tensor, orientation: int) -> torch.Tensor:
     """``[C, H, W]`` turned as EXIF ``orientation`` says, exactly as Pillow's ``exif_transpose``."""
-    if orientation == 2:
-        return pixels.flip(-1)
-    if orientation == 3:
-        return pixels.flip(-2, -1)
-    if orientation == 4:
-        return pixels.flip(-2)
-    if orientation == 5:
-        return pixels.transpose(-2, -1)
-    if orientation == 6:
-        return pixels.rot90(-1, dims=(-2, -1))
-    if orientation == 7:
-        return pixels.transpose(-2, -1).flip(-2, -1)
-    if orientation == 8:
-        return pixels.rot90(1, dims=(-2, -1))
-    return pixels
+    mirror, turns = ORIENTATIONS.get(orientation, (False, 0))
+    if mirror:
+        pixels = pixels.flip(-1)
+    return pixels.rot90(turns, dims=(-2, -1)) if turns else pixels
 
 
 # Before the antialiased resize, photos are box-averaged by an integer factor that keeps at least twice

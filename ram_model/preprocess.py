@@ -35,7 +35,15 @@ _DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
 # ISOBMFF containers (HEIF, AVIF): checked for truncation before decoding.
 _ISOBMFF_FORMATS = frozenset({"HEIF", "AVIF"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-_ROTATING_ORIENTATIONS = frozenset(range(2, 9))
+# The EXIF orientations, as what turns a stored image upright: (mirror left-right first?, then
+# quarter turns anticlockwise). The Pillow path (``_oriented``) and the GPU path (``accel.upright``)
+# are both built from this one table.
+ORIENTATIONS: dict[int, tuple[bool, int]] = {
+    1: (False, 0), 2: (True, 0), 3: (False, 2), 4: (True, 2),
+    5: (True, 1), 6: (False, 3), 7: (True, 3), 8: (False, 1),
+}
+_ROTATING_ORIENTATIONS = frozenset(o for o, change in ORIENTATIONS.items() if change != (False, 0))
+_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
 
 
 _registered = False
@@ -219,10 +227,10 @@ def normalise(pixels: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
 
 def _oriented(image: Image.Image, orientation: int) -> Image.Image:
     """Apply an EXIF orientation value given from elsewhere (a RAW file's, for its preview)."""
-    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}.get(orientation)
-    return image if method is None else image.transpose(method)
+    mirror, turns = ORIENTATIONS.get(orientation, (False, 0))
+    if mirror:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return image.transpose(_QUARTER_TURNS[turns]) if turns else image
 
 
 def _upright(image: Image.Image) -> Image.Image:
