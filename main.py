@@ -643,14 +643,10 @@ def cmd_write_metadata(args: argparse.Namespace) -> int:
     def show(report) -> None:  # noqa: ANN001
         if report.status == "skipped":
             if report.message not in said[-1:]:  # a photo's two files skipped for one reason: say it once
-                _say(f"skipped: {report.message}")
+                _say(report.line())
                 said.append(report.message)
         elif report.status in ("written", "would_write"):
-            verb = "would write" if report.status == "would_write" else "wrote"
-            new = " (new)" if report.created else ""
-            changes = "  ".join([f"+{name}" for name in report.added] + [f"-{name}" for name in report.removed])
-            changes = changes or "(only Phototag's record of its keywords changed)"
-            print(f"{verb} {report.kind} {report.target}{new}: {changes}", flush=True)
+            print(report.line(), flush=True)
         for note in report.notes if report.status != "unchanged" else ():
             print(f"  note: {note}", flush=True)
 

@@ -28,18 +28,6 @@ from gui.preferences import Preferences
 from gui.tasks import TaskRunner
 
 
-def report_line(report: Any) -> str:
-    """One line per file report, as ``phototag write-metadata`` prints it."""
-    if report.status == "skipped":
-        return f"skipped: {report.message}"
-    if report.status == "unchanged":
-        return f"unchanged: {report.target or report.photo}"
-    verb = "would write" if report.status == "would_write" else "wrote"
-    changes = "  ".join([f"+{k}" for k in report.added] + [f"-{k}" for k in report.removed])
-    new = " (new)" if report.created else ""
-    return f"{verb} {report.kind} {report.target}{new}: {changes or '(record updated)'}"
-
-
 class MetadataDialog(QDialog):
     def __init__(self, library: Library, photo_ids: Sequence[int], scope: str, preferences: Preferences, *,
                  indexing: Callable[[], bool] = lambda: False, parent: QWidget | None = None) -> None:
@@ -122,7 +110,7 @@ class MetadataDialog(QDialog):
     def _show_reports(self, summary: Any) -> dict[str, int]:
         """A run ended: list its changed and skipped files; returns its counts."""
         self._busy(False)
-        self.output.setPlainText("\n".join(report_line(r) for r in summary.files if r.status != "unchanged"))
+        self.output.setPlainText("\n".join(r.line() for r in summary.files if r.status != "unchanged"))
         return summary.counts()
 
     def _dry_done(self, summary: Any) -> None:

@@ -117,6 +117,9 @@ class WriteOptions:
                 raise MetadataError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
 
 
+_RECORD_ONLY = "(only Phototag's record of its keywords changed)"  # a file whose keywords stay as they were
+
+
 @dataclass(frozen=True)
 class FileReport:
     """One target file of one photo: what was (or, in a dry run, would be) done to it.
@@ -141,6 +144,17 @@ class FileReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"added": list(self.added), "removed": list(self.removed), "notes": list(self.notes)}
+
+    def line(self) -> str:
+        """This file in one line, as ``phototag write-metadata`` and the app list it (its notes aside)."""
+        if self.status == "skipped":
+            return f"skipped: {self.message}"
+        if self.status == "unchanged":
+            return f"unchanged: {self.target or self.photo}"
+        verb = "would write" if self.status == "would_write" else "wrote"
+        new = " (new)" if self.created else ""
+        changes = "  ".join([f"+{name}" for name in self.added] + [f"-{name}" for name in self.removed])
+        return f"{verb} {self.kind} {self.target}{new}: {changes or _RECORD_ONLY}"
 
 
 @dataclass

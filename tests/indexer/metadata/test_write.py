@@ -491,3 +491,15 @@ def test_sidecar_naming_replace_writes_img_xmp(home, indexed, capsys) -> None:  
     targets = {Path(f["target"]).name for f in report["files"]}
     assert "canon_flower.xmp" in targets and "canon_flower.jpg.xmp" not in targets
     assert "keepsake" in read_photo_info(indexed / "canon_flower.jpg").keywords
+
+
+def test_a_file_report_reads_as_one_line_for_the_cli_and_the_app() -> None:
+    from indexer.metadata.write import FileReport
+
+    wrote = FileReport("/p/a.jpg", "/p/a.jpg.xmp", "sidecar", "written", added=("dog",), removed=("cat",), created=True)
+    assert wrote.line() == "wrote sidecar /p/a.jpg.xmp (new): +dog  -cat"
+    record = FileReport("/p/a.jpg", "/p/a.jpg", "embedded", "would_write")
+    assert record.line() == "would write embedded /p/a.jpg: (only Phototag's record of its keywords changed)"
+    skipped = FileReport("/p/a.jpg", None, None, "skipped", message="a.jpg: unreadable")
+    assert skipped.line() == "skipped: a.jpg: unreadable"
+    assert FileReport("/p/a.jpg", None, None, "unchanged").line() == "unchanged: /p/a.jpg"
