@@ -24,7 +24,7 @@ _LAZY = {
     "MetadataSettings": "indexer.metadata.write", "select_photos": "indexer.metadata.write",
     "undo_run": "indexer.metadata.journal", "list_runs": "indexer.metadata.journal",
     "UndoSummary": "indexer.metadata.journal", "UndoReport": "indexer.metadata.journal",
-    "MetadataError": "indexer.metadata.errors",
+    "MetadataError": "indexer.errors",
 }
 
 

@@ -10,7 +10,7 @@ undo restores) is an entry of the photo's folder, named without any ``/``, and i
 - never anything but a regular file: opened ``O_NONBLOCK`` (a FIFO or a device never blocks the
   open) and checked by ``fstat``; a FIFO, device, socket or folder is refused before it is opened
   at all (opening some devices does something);
-- refused with a typed :class:`~indexer.metadata.errors.FileSkipped` — reason ``link`` or
+- refused with a typed :class:`~indexer.errors.FileSkipped` — reason ``link`` or
   ``not_a_file`` — that names the file, so the photo is skipped and reported, and the run goes on.
 
 **Staged writes.** A change to a file is two steps so that several files can change together:
@@ -35,7 +35,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.metadata.errors import FileSkipped
+from indexer.errors import FileSkipped
 from indexer.pipeline import bytes_hash
 
 _READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}

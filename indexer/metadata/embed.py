@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import piexif
 from PIL import Image, IptcImagePlugin
 
-from indexer.metadata.errors import FileSkipped
+from indexer.errors import FileSkipped
 from indexer.metadata.read import _iptc_keywords
 from indexer.metadata.xmp import XmpPacket, unique_keywords
 

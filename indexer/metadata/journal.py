@@ -42,6 +42,7 @@ from sqlalchemy import update
 from indexer._durable import fsync_folder
 from indexer._paths import json_text
 from indexer.catalog import Catalog
+from indexer.errors import FileSkipped, MetadataError
 from indexer.metadata._files import (
     Folder,
     bytes_hash,
@@ -51,7 +52,6 @@ from indexer.metadata._files import (
     skipped_for,
     write_durably,
 )
-from indexer.metadata.errors import FileSkipped, MetadataError
 from indexer.schema import Photo
 
 RUNS_FOLDER = "metadata-runs"

@@ -39,8 +39,8 @@ from xml.parsers import expat
 
 from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
 
+from indexer.errors import FileSkipped
 from indexer.metadata._files import open_regular, read_regular
-from indexer.metadata.errors import FileSkipped
 from ram_model.preprocess import (
     SKIPPED_PNG_TEXT,
     _first_line,

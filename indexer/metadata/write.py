@@ -49,11 +49,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from indexer._paths import folder_prefix
 from indexer.catalog import Catalog
-from indexer.errors import CatalogError
+from indexer.errors import CatalogError, FileSkipped, MetadataError, XmpError
 from indexer.index import under
 from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
-from indexer.metadata.errors import FileSkipped, MetadataError, XmpError
 from indexer.metadata.journal import ClaimLedger, Journal
 from indexer.metadata.read import MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords

@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from xml.etree import ElementTree
 
-from indexer.metadata.errors import XmpError
+from indexer.errors import XmpError
 from indexer.metadata.read import parse_xmp
 
 __all__ = ["NS_PHOTOTAG", "Claim", "KeywordChange", "XmpPacket", "clean_keyword", "unique_keywords"]

@@ -21,8 +21,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from indexer.catalog import Catalog
+from indexer.errors import XmpError
 from indexer.metadata import xmp as xmp_module
-from indexer.metadata.errors import XmpError
 from indexer.metadata.read import MAX_FILE_KEYWORDS, MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import NS_PHOTOTAG, Claim, XmpPacket
 from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_FILE, SOURCE_USER, Photo, PhotoTag, Tag

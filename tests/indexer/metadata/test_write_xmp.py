@@ -9,8 +9,8 @@ import subprocess
 import piexif
 import pytest
 
+from indexer.errors import FileSkipped, XmpError
 from indexer.metadata.embed import JpegFile, embeddable, pixel_digest, set_xp_keywords, verify
-from indexer.metadata.errors import FileSkipped, XmpError
 from indexer.metadata.read import read_keywords_from_xmp
 from indexer.metadata.xmp import Claim, XmpPacket
 from tests.conftest import PHOTOS
