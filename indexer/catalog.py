@@ -246,13 +246,7 @@ class Catalog:
         """A consistent copy through SQLite's backup API (safe while others read); a copy that fails half-way
         (a full disk) is removed."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        target = self.directory / f"{DATABASE_FILE}.backup-{revision}-{stamp}"
-        try:  # a new file of our own: sqlite3.connect would follow a link planted at the name
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-        except OSError as exc:
-            raise CatalogError(f"cannot write the backup {target} before upgrading the catalog "
-                               f"({exc.strerror or exc}): free some space or remove what is at that name, "
-                               "then run the command again") from exc
+        target = self._new_file(f"{DATABASE_FILE}.backup-{revision}-{stamp}")
         try:
             source = sqlite3.connect(self.database)
             try:
@@ -270,6 +264,24 @@ class Catalog:
                 leftover.unlink(missing_ok=True)
             raise catalog_error(exc, self.database) from exc
         return target
+
+    def _new_file(self, name: str) -> Path:
+        """A new, empty file of our own in the catalog folder named ``name`` (``name-2``, ``name-3`` ... when
+        that is taken: an earlier attempt in the same second). Created ``O_EXCL|O_NOFOLLOW``, so that nothing
+        planted at the name (a link) is ever written through, as ``sqlite3.connect`` would."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for attempt in range(1, 101):
+            target = self.directory / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                os.close(os.open(target, flags, 0o600))
+                return target
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise CatalogError(f"cannot write the backup {target} before upgrading the catalog "
+                                   f"({exc.strerror or exc}): free some space, then run the command again") from exc
+        raise CatalogError(f"cannot write a backup in {self.directory} before upgrading the catalog: "
+                           f"{name} and 99 other names are taken; remove old backups, then run the command again")
 
     # --- using ---------------------------------------------------------------------------------
     @property

@@ -256,11 +256,13 @@ def test_a_link_planted_at_the_backup_name_is_not_written_through(tmp_path, monk
     monkeypatch.setattr(catalog_module, "datetime", Frozen)
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"")  # empty: SQLite would take it for a new database and copy the catalog into it
-    os.symlink(outside, directory / f"catalog.db.backup-{PREVIOUS_HEAD}-20300102-030405")
-    with pytest.raises(CatalogError, match="cannot write the backup"):
-        Catalog.open(directory)
-    assert outside.read_bytes() == b""
-    assert revision_of(directory / "catalog.db") == PREVIOUS_HEAD
+    planted = directory / f"catalog.db.backup-{PREVIOUS_HEAD}-20300102-030405"
+    os.symlink(outside, planted)
+    with Catalog.open(directory) as catalog:  # the backup goes to another name
+        assert catalog.backup_path == planted.with_name(planted.name + "-2")
+    assert outside.read_bytes() == b"" and planted.is_symlink()
+    assert revision_of(planted.with_name(planted.name + "-2")) == PREVIOUS_HEAD
+    assert revision_of(directory / "catalog.db") != PREVIOUS_HEAD
 
 
 # --- item 6: a correction during an index pass ----------------------------------------------------
