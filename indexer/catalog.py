@@ -20,9 +20,11 @@ Every SQLite error (full disk, damaged file, a lock held by another program, ...
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +42,8 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from indexer.errors import CatalogError, CatalogLockedError, CatalogVersionError
 from indexer.schema import Meta
+
+log = logging.getLogger(__name__)
 
 DATABASE_FILE = "catalog.db"
 VECTORS_FILE = "vectors.faiss"
@@ -235,12 +239,34 @@ class Catalog:
                     f"{self.database} was written by a newer Phototag (schema revision {current}; this one knows "
                     f"up to {head}). Upgrade Phototag, or open an older backup ({DATABASE_FILE}.backup-*)"
                 ) from None
-            self.backup_path = self._backup(current)
+            self.backup_path = self._unchanged_backup(current) or self._backup(current)
             self.upgraded_from = current
         config = _alembic_config()
         with self.engine.connect() as connection, schema_transaction(connection):
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def _unchanged_backup(self, revision: str) -> Path | None:
+        """The newest backup of ``revision`` taken after the catalog's last write (an earlier upgrade attempt
+        that failed and changed nothing), or None. A nightly job retrying a failing upgrade so keeps one copy,
+        not one more a night until the disk is full."""
+        try:
+            written = os.stat(self.database).st_mtime_ns
+            wal = self.database.with_name(f"{DATABASE_FILE}-wal")
+            wal_info = os.stat(wal) if wal.exists() else None
+        except OSError:
+            return None
+        if wal_info is not None and wal_info.st_size:  # frames not yet in the database (any open makes an empty one)
+            written = max(written, wal_info.st_mtime_ns)
+        newest: tuple[int, Path] | None = None
+        for candidate in self.directory.glob(f"{DATABASE_FILE}.backup-{revision}-*"):
+            info = candidate.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_size > 0 and (newest is None or info.st_mtime_ns > newest[0]):
+                newest = (info.st_mtime_ns, candidate)
+        if newest is None or newest[0] < written:
+            return None
+        log.info("%s is unchanged since its backup %s: not copied again", self.database, newest[1])
+        return newest[1]
 
     def _backup(self, revision: str) -> Path:
         """A consistent copy through SQLite's backup API (safe while others read); a copy that fails half-way

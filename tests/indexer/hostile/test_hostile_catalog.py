@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from time import time_ns
 
 import numpy as np
 import pytest
@@ -185,6 +186,29 @@ def test_an_upgrade_step_that_fails_half_way_leaves_the_previous_schema(tmp_path
         assert catalog.revision() == "9001"
         assert session.scalar(select(Photo.path)) == "/p/a.jpg"
     assert "extra" in tables(database)
+
+
+def test_a_failing_upgrade_retried_nightly_keeps_one_backup(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    directory = tmp_path / "catalog"
+    Catalog.open(directory).close()
+    database = directory / "catalog.db"
+    migrations_with(tmp_path, monkeypatch, '    op.execute("UPDATE no_such_table SET x = 1")\n')
+    for _night in range(3):
+        with pytest.raises(CatalogError):
+            Catalog.open(directory)
+    assert len(list(directory.glob("catalog.db.backup-*"))) == 1  # the catalog did not change: one copy
+    migrations_with(tmp_path, monkeypatch, None)  # the previous Phototag writes something meanwhile
+    with Catalog.open(directory) as catalog, catalog.session() as session, session.begin():
+        session.add(Photo(path="/p/new.jpg", size=1, mtime_ns=2, status="indexed", attempts=0, first_seen=now(),
+                          last_seen=now()))
+    os.utime(database, ns=(time_ns() + 10**9, time_ns() + 10**9))  # (a later second than the backup's, surely)
+    migrations_with(tmp_path, monkeypatch, '    op.execute("UPDATE no_such_table SET x = 1")\n')
+    with pytest.raises(CatalogError):
+        Catalog.open(directory)
+    backups = sorted(directory.glob("catalog.db.backup-*"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(backups) == 2  # the new rows need a new copy
+    with sqlite3.connect(backups[-1]) as connection:
+        assert connection.execute("SELECT count(*) FROM photos WHERE path = '/p/new.jpg'").fetchone() == (1,)
 
 
 def test_disk_full_while_a_new_catalog_is_created(home, tmp_path, capsys) -> None:  # noqa: ANN001
