@@ -75,6 +75,17 @@ def pictures(folder: Path, count: int, first_seed: int = 0) -> list[Path]:
     return paths
 
 
+def indexed_library(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                    count: int) -> tuple[Path, list[Path], Path]:
+    """``count`` pictures in ``tmp_path/lib``, indexed by ``phototag index``: the folder, the pictures and the
+    catalog database."""
+    folder = tmp_path / "lib"
+    photos = pictures(folder, count)
+    assert main(["index", str(folder)]) == 0
+    capsys.readouterr()
+    return folder, photos, home / "catalog" / "catalog.db"
+
+
 @contextmanager
 def disk_full_beyond(pages: int) -> Iterator[None]:
     """Every catalog connection opened meanwhile gets SQLITE_FULL ("database or disk is full") once the
@@ -230,11 +241,7 @@ def test_disk_full_while_a_new_catalog_is_created(home, tmp_path, capsys) -> Non
 def test_a_table_rebuilding_migration_keeps_the_rows_that_refer_to_it(home, tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
     """Alembic's batch mode rebuilds a table (copy, DROP, rename). With foreign keys enforced, the DROP
     would delete every row that refers to it (ON DELETE CASCADE): photos' tags and embeddings."""
-    folder = tmp_path / "lib"
-    pictures(folder, 3)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    _, _, database = indexed_library(home, tmp_path, capsys, 3)
     tags_before = photo_tag_rows(database)
     assert tags_before
     migrations_with(tmp_path, monkeypatch, '    with op.batch_alter_table("photos", recreate="always") as batch:\n'
@@ -342,11 +349,7 @@ def test_an_index_pass_storing_during_a_correction_does_not_break_it(home, tmp_p
                                                                       capsys) -> None:  # noqa: ANN001
     """The other way round: the pass (another connection) stores a model suggestion between the moment a
     correction reads the photo's tag row and the moment it writes it."""
-    folder = tmp_path / "lib"
-    (photo,) = pictures(folder, 1)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    _, _, database = indexed_library(home, tmp_path, capsys, 1)
     with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
         photo_id = session.scalar(select(Photo.id))
         tag = Tag(name="zebra", kind=BUILTIN)  # a tag the photo has no row for yet
@@ -431,11 +434,7 @@ def _garbage_in_the_photos_page(data: bytes, database: Path) -> bytes:
 @pytest.mark.parametrize("damage", [_not_a_database, _truncated, _undecodable_schema_name, _garbage_in_the_photos_page],
                          ids=lambda f: f.__name__.strip("_"))
 def test_a_damaged_catalog_is_one_line_and_exit_2_for_every_command(home, tmp_path, capsys, damage) -> None:  # noqa: ANN001
-    folder = tmp_path / "lib"
-    (photo, *_) = pictures(folder, 3)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    folder, (photo, *_), database = indexed_library(home, tmp_path, capsys, 3)
     data = checkpointed(database)
     database.write_bytes(damage(data, database))
     damaged = database.read_bytes()
@@ -449,11 +448,7 @@ def test_a_damaged_catalog_is_one_line_and_exit_2_for_every_command(home, tmp_pa
 
 
 def test_disk_full_during_index_is_exit_2_and_the_next_run_loses_nothing(home, tmp_path, capsys) -> None:  # noqa: ANN001
-    folder = tmp_path / "lib"
-    pictures(folder, 4)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    folder, _, database = indexed_library(home, tmp_path, capsys, 4)
     first = photo_tag_rows(database)
     first_photos = indexed(database)
     pictures(folder, 40, first_seed=100)
@@ -469,11 +464,7 @@ def test_disk_full_during_index_is_exit_2_and_the_next_run_loses_nothing(home, t
 
 
 def test_a_catalog_locked_by_another_program_is_a_clear_message(home, tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
-    folder = tmp_path / "lib"
-    (photo, *_) = pictures(folder, 2)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    folder, (photo, *_), database = indexed_library(home, tmp_path, capsys, 2)
     before = photo_tag_rows(database)
     monkeypatch.setattr(catalog_module, "BUSY_TIMEOUT_SECONDS", 0.2)  # not 30 s: the test holds it throughout
     # A sqlite3 shell, a backup or sync tool: another process holds the write lock until its stdin closes.
@@ -499,11 +490,7 @@ def test_the_app_shows_a_damaged_catalog_as_one_line(home, tmp_path, capsys) -> 
     from gui.library import Library
     from indexer.settings import Settings
 
-    folder = tmp_path / "lib"
-    pictures(folder, 2)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    _, _, database = indexed_library(home, tmp_path, capsys, 2)
     data = checkpointed(database)
     database.write_bytes(_undecodable_schema_name(data, database))
     with pytest.raises(CatalogError) as caught:
