@@ -35,6 +35,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer._durable import fsync_folder
 from indexer.errors import FileSkipped
 from indexer.pipeline import bytes_hash
 
@@ -362,17 +363,13 @@ class Folder:
 
     def sync(self) -> None:
         """Make the renames in this folder durable (a no-op where folders cannot be opened)."""
+        if self.fd is None:
+            fsync_folder(self.path)
+            return
         try:
-            descriptor = self.fd if self.fd is not None else os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return  # the rename itself is still atomic
-        try:
-            os.fsync(descriptor)
+            os.fsync(self.fd)
         except OSError:
             pass
-        finally:
-            if descriptor != self.fd:
-                os.close(descriptor)
 
     def clean_temporaries(self, before_ns: int) -> list[str]:
         """Delete the temporaries :meth:`stage` left here in a run killed before it renamed them: entries

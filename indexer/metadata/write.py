@@ -234,10 +234,6 @@ class _Plan:
         return self.folder.shown(self.name)
 
     @property
-    def target(self) -> Path:
-        return self.shown
-
-    @property
     def changed(self) -> bool:
         return self.change.changed
 
@@ -265,7 +261,7 @@ class MetadataWriter:
         self._ledger: ClaimLedger | None = None
         self._started_ns = time.time_ns()
         self._cleaned: set[str] = set()  # folders whose leftover temporaries are gone
-        self._folders: dict[str, dict[str, list[int]]] = {}  # naming replace: folder -> stem -> photo ids
+        self._folders: dict[str, dict[str, tuple[_PhotoRow, ...]]] = {}  # naming replace: folder -> stem -> rows
 
     # --- a run ---------------------------------------------------------------------------------
     def run(self, photo_ids: Sequence[int]) -> WriteSummary:
@@ -321,15 +317,15 @@ class MetadataWriter:
         if self.options.sidecar_naming == "ext":
             return [photo]
         path = Path(photo.path)
-        others = [i for i in self._stems(str(path.parent)).get(path.stem, []) if i != photo.id]
-        sharing = {photo.id: photo} if photo.status == INDEXED else {}
-        if others:
-            sharing |= self._rows(Photo.id.in_(others))
+        shared = self._shared(str(path.parent)).get(path.stem, ())
+        sharing = {row.id: row for row in shared if row.id != photo.id}
+        if photo.status == INDEXED:
+            sharing[photo.id] = photo
         return sorted(sharing.values(), key=lambda row: row.path)
 
-    def _stems(self, folder: str) -> dict[str, list[int]]:
-        """The indexed photos directly in ``folder`` by stem (one query a folder, not one a photo; the last
-        few folders are kept, as a run goes through photos in path order)."""
+    def _shared(self, folder: str) -> dict[str, tuple[_PhotoRow, ...]]:
+        """The indexed photos directly in ``folder`` that share a stem with another, by stem: one set of
+        queries a folder, not one a photo (the last few folders are kept, as a run goes in path order)."""
         if folder not in self._folders:
             if len(self._folders) >= _FOLDERS_KEPT:
                 del self._folders[next(iter(self._folders))]
@@ -340,7 +336,12 @@ class MetadataWriter:
                         under(Photo.path, [folder]), Photo.status == INDEXED)):
                     if photo_path.startswith(prefix) and os.sep not in photo_path[len(prefix):]:
                         stems.setdefault(Path(photo_path).stem, []).append(photo_id)
-            self._folders[folder] = stems
+            ids = [photo_id for members in stems.values() if len(members) > 1 for photo_id in members]
+            rows: dict[int, _PhotoRow] = {}
+            for start in range(0, len(ids), _PHOTOS_PER_QUERY):
+                rows |= self._rows(Photo.id.in_(ids[start : start + _PHOTOS_PER_QUERY]))
+            self._folders[folder] = {stem: tuple(rows[i] for i in members if i in rows)
+                                     for stem, members in stems.items() if len(members) > 1}
         return self._folders[folder]
 
     def _group(self, group: list[_PhotoRow], sharing: list[_PhotoRow]) -> list[FileReport]:
@@ -624,7 +625,7 @@ class MetadataWriter:
                 plan.verify(written)
             journal = self._journal_for_run()
             for plan, pending in staged:
-                journal.record_change(plan.target, pending.digest, plan.old, photo_id=plan.photo_id,
+                journal.record_change(plan.shown, pending.digest, plan.old, photo_id=plan.photo_id,
                                       claims=plan.change.claimed, info=plan.stat)
             for plan, pending in staged:
                 _ensure_unchanged(plan)
@@ -633,7 +634,7 @@ class MetadataWriter:
                 except OSError as exc:
                     raise skipped_for(exc, plan.shown, "replace it") from None
                 committed.append(plan)
-                self._claim_ledger().note(plan.target, plan.change.claimed)
+                self._claim_ledger().note(plan.shown, plan.change.claimed)
         except BaseException as exc:
             for _plan, pending in staged:
                 pending.discard()
@@ -652,9 +653,9 @@ class MetadataWriter:
                     plan.folder.stage(plan.name, plan.old, like=plan.stat,
                                       mtime_ns=plan.stat.st_mtime_ns if plan.stat else None).commit()
                 assert self._journal is not None
-                self._journal.record_change(plan.target, None if plan.old is None else bytes_hash(plan.old), None,
+                self._journal.record_change(plan.shown, None if plan.old is None else bytes_hash(plan.old), None,
                                             claims=plan.change.trusted)
-                self._claim_ledger().note(plan.target, plan.change.trusted)
+                self._claim_ledger().note(plan.shown, plan.change.trusted)
             except (OSError, FileSkipped) as exc:
                 raise MetadataError(
                     f"{plan.shown}: written, but putting it back after a later failure ({cause}) failed too "
