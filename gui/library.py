@@ -8,10 +8,8 @@ first changes them they are the folders past index passes ran over (``phototag i
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +23,9 @@ from indexer.browse import PhotoRow
 from indexer.catalog import Catalog
 from indexer.catalog_models import choose_models
 from indexer.corrections import Change, apply_edits
-from indexer.errors import IndexerError
+from indexer.errors import FileSkipped, IndexerError
 from indexer.index import IndexSummary
-from indexer.metadata._files import replace_file
+from indexer.metadata._files import Folder, replace_file
 from indexer.pipeline import Failure
 from indexer.report import catalog_status, failures, photo_tags
 from indexer.settings import Settings
@@ -60,12 +58,6 @@ class ReviewOutcome(SearchOutcome):
         return next((item.tag for item in self.items if item.photo_id == photo_id), None)
 
 
-def _spelled(folders: Sequence[str]) -> list[str]:
-    """Every spelling the catalog may hold photos of ``folders`` under (``_paths.spellings``: a linked folder
-    as its real path, and as saved)."""
-    return [name for folder in folders for name in spellings(folder)]
-
-
 class Library:
     """One open catalog with the app's settings. Use :meth:`open`; :meth:`close` at the end."""
 
@@ -74,6 +66,7 @@ class Library:
         self._given = settings  # the settings as given: a model chosen on purpose, or the catalog's
         self.settings = choose_models(catalog, settings).settings
         self._folders: list[str] | None = None
+        self._spellings: list[str] | None = None  # of the folders: resolved (links) once, not on every search
         self._tagger: Any = None
         self._embedder: Any = None
         self._models_lock = threading.Lock()
@@ -112,11 +105,14 @@ class Library:
     def folders(self) -> list[str]:
         if self._folders is None:
             try:
-                data = json.loads(_read_own_file(self._folders_file))
-                self._folders = [str(f) for f in data.get("folders", [])]
-            except FileNotFoundError:
-                self._folders = browse.library_roots(self.catalog)
-            except (OSError, ValueError, AttributeError) as exc:
+                # Never through a link, never blocking on a FIFO: read by the rule replace_file writes it by.
+                with Folder.open(self.catalog.directory, exact=False) as folder:
+                    found = folder.read(LIBRARY_FILE)
+                if found is None:
+                    self._folders = browse.library_roots(self.catalog)
+                else:
+                    self._folders = [str(f) for f in json.loads(found[0]).get("folders", [])]
+            except (FileSkipped, OSError, ValueError, AttributeError) as exc:
                 raise LibraryError(f"{self._folders_file} is unreadable ({exc}); delete it to start "
                                    "from the folders indexed so far") from exc
         return list(self._folders)
@@ -126,6 +122,7 @@ class Library:
         # Atomic, and never through a link planted at the file's or its temporary's name.
         replace_file(self._folders_file, json.dumps({"folders": folders}, indent=2).encode(), 0o600)
         self._folders = folders
+        self._spellings = None
 
     def add_folder(self, folder: str | os.PathLike[str]) -> str:
         """Add a photo folder (absolute path returned); adding one already listed changes nothing."""
@@ -138,6 +135,13 @@ class Library:
         # A parent replaces the folders inside it.
         self._save_folders([f for f in folders if not within(f, [path])] + [path])
         return path
+
+    def _folder_spellings(self) -> list[str]:
+        """Every spelling the catalog may hold photos of the folders under (``_paths.spellings``: a linked folder
+        as its real path, and as saved)."""
+        if self._spellings is None:
+            self._spellings = [name for folder in self.folders() for name in spellings(folder)]
+        return self._spellings
 
     def remove_folder(self, folder: str) -> None:
         """Stop showing and indexing a folder. Its photos stay in the catalog with their tags and
@@ -170,7 +174,7 @@ class Library:
         Raises ``QuerySyntaxError`` or ``SearchError``, whose message shows where the query is wrong."""
         found = self.searcher().search(text, limit=None, sort=sort,
                                        min_score=self.settings.search_min_score if min_score is None else min_score)
-        folders = _spelled(self.folders())
+        folders = self._folder_spellings()
         results = [r for r in found.results if within(r.path, folders)]
         rows = browse.photo_rows(self.catalog, [r.photo_id for r in results])
         return SearchOutcome(text, len(rows), rows, {r.photo_id: r.score for r in results})
@@ -179,7 +183,7 @@ class Library:
         """The review queue (``indexer.review.review_queue``) on the library folders' photos, for the grid."""
         from indexer.review import review_queue
 
-        folders = _spelled(self.folders())
+        folders = self._folder_spellings()
         items = [i for i in review_queue(self.catalog, tag=tag, limit=limit) if within(i.path, folders)]
         ids = list(dict.fromkeys(item.photo_id for item in items))
         rows = browse.photo_rows(self.catalog, ids)
@@ -198,7 +202,7 @@ class Library:
         return self._vocabulary
 
     def failures(self) -> list[dict[str, Any]]:
-        folders = _spelled(self.folders())
+        folders = self._folder_spellings()
         return [row for row in failures(self.catalog) if within(row["path"], folders)]
 
     def status(self) -> dict[str, Any]:
@@ -318,12 +322,3 @@ class Library:
         with self.catalog.writer(self.settings.lock_wait, task="write-metadata"):
             return writer.run(photo_ids)
 
-
-def _read_own_file(path: Path) -> bytes:
-    """The bytes of one of the app's files in the catalog folder: never through a link (ELOOP), never
-    blocking on a FIFO (O_NONBLOCK), a regular file only."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with open(descriptor, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
-        return file.read()

@@ -476,7 +476,7 @@ class _Parser:
         """One level deeper, at a "(", NOT or "-": past ``MAX_DEPTH``, an error before the parser recurses on."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self._token_error(_too_deep(), token)
+            raise self._token_error(_TOO_DEEP, token)
 
     def _term(self, node: Node) -> Node:
         """``node``, a term, counted against ``MAX_TERMS`` and ``MAX_PHRASES``, its text checked."""
@@ -511,7 +511,7 @@ class _Parser:
         if not self.query.strip():
             raise QuerySyntaxError("empty query: type some words, or a filter such as tag:dog", 0, "", self.query)
         if self.depth > MAX_DEPTH:  # a saved search's query, nested too deeply already
-            raise self._error(_too_deep(), 0, len(self.query))
+            raise self._error(_TOO_DEEP, 0, len(self.query))
         node = self._or_expr()
         token = self._peek()
         if token is not None:  # only a stray ")" stops an or_expr early
@@ -696,11 +696,8 @@ class _Parser:
 
 
 _UNMATCHED = "unmatched ')' (remove it, or add a '(' before it)"
-
-
-def _too_deep() -> str:
-    return f"nested too deeply: more than {MAX_DEPTH} levels of '(', NOT and '-' inside one another (an @name " \
-           "counts as one)"
+_TOO_DEEP = f"nested too deeply: more than {MAX_DEPTH} levels of '(', NOT and '-' inside one another (an @name " \
+            "counts as one)"
 _EXAMPLES = {
     "tag": "tag:dog", "similar": 'similar:"~/Pictures/cat.jpg"', "date": "date:2023-06", "camera": "camera:sony",
     "folder": "folder:~/Pictures/2023", "type": "type:heic", "has": "has:gps", "state": "state:accepted",
