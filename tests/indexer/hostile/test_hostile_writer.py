@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from indexer.catalog import Catalog
 from indexer.metadata.read import read_photo_info
@@ -352,6 +353,30 @@ def test_photos_sharing_a_sidecar_get_the_union_and_a_second_run_changes_nothing
     assert entry["removed"] == ["dog"]
     assert sidecar_keywords(shared) == {"cat", "sunset", "boat"}
     assert run(capsys, "write-metadata", "--sidecar-naming", "replace")["run"] is None  # settled
+
+
+def test_photos_sharing_sidecars_are_read_once_a_folder_not_once_a_photo(home, tmp_path, capsys) -> None:  # noqa: ANN001
+    """Finding who shares ``IMG.xmp`` costs the same few queries for a folder of 2 pairs as of 6."""
+    def queries(pairs: int) -> int:
+        lib = library(tmp_path / str(pairs), *(f"IMG{i}.{suffix}" for i in range(pairs) for suffix in ("jpg", "png")))
+        index(capsys, lib)
+        for i in range(pairs):
+            give(home, lib / f"IMG{i}.png", "cat")
+        statements: list[str] = []
+
+        def count(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+            if "photo_tags" in statement:
+                statements.append(statement)
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            report = run(capsys, "write-metadata", "--sidecar-naming", "replace", f"folder:{lib}")
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        assert sorted(Path(entry["target"]).name for entry in report["files"] if entry["status"] == "written") \
+            == [f"IMG{i}.xmp" for i in range(pairs)]
+        return len(statements)
+
+    assert queries(6) == queries(2)
 
 
 # --- item 10: embed verification messages, leftover temporaries --------------------------------
