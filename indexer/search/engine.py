@@ -26,6 +26,7 @@ same results:
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -120,7 +121,8 @@ class Searcher:
             raise SearchError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
         cutoff = DEFAULT_MIN_SCORE if min_score is None else min_score
         usage = q.Usage()  # the query's terms and phrases, and those of the saved searches it uses
-        tree = self._expand(text_query, q.parse(text_query, usage=usage), (), usage)
+        saved = functools.cache(self.saved)  # read once a search, and only when it has an @name
+        tree = self._expand(text_query, q.parse(text_query, usage=usage), (), usage, saved)
         # Semantic terms first take the best few thousand photos only (the SQL over them is what costs);
         # when that may have cut matches off and too few results came back, ask for all candidates.
         first = SEMANTIC_CANDIDATES if limit is None else \
@@ -167,12 +169,13 @@ class Searcher:
             session.delete(row)
 
     # --- helpers for the compiler --------------------------------------------------------------
-    def _expand(self, text_query: str, node: q.Node, seen: tuple[str, ...], usage: q.Usage) -> q.Node:
+    def _expand(self, text_query: str, node: q.Node, seen: tuple[str, ...], usage: q.Usage,
+                saved_searches: Callable[[], dict[str, str]]) -> q.Node:
         """Replace ``@name`` by the saved query (recursively; a cycle is an error). A saved query counts against
         the limits of the query using it: its terms with the query's (``usage``), its nesting one level below
         its ``@name``; an error inside it (past a limit, say) points at the ``@name`` the person typed."""
         if isinstance(node, q.SavedSearch):
-            saved = self.saved()
+            saved = saved_searches()
             if node.name not in saved:
                 hint = _did_you_mean(node.name, list(saved))
                 raise SearchError(q.format_error(text_query, node.span, f"no saved search '@{node.name}'{hint}"))
@@ -180,17 +183,17 @@ class Searcher:
                 raise SearchError(f"saved search '@{node.name}' refers to itself")
             try:
                 tree = q.parse(saved[node.name], usage=usage, depth=node.depth + 1)
-                return self._expand(saved[node.name], tree, (*seen, node.name), usage)
+                return self._expand(saved[node.name], tree, (*seen, node.name), usage, saved_searches)
             except q.QuerySyntaxError as error:
                 if seen:  # reported by the outermost @name
                     raise
                 raise q.QuerySyntaxError(f"in @{node.name}: {error.message}", node.span[0],
                                          text_query[node.span[0]:node.span[1]], text_query) from None
         if isinstance(node, q.And | q.Or):
-            items = tuple(self._expand(text_query, item, seen, usage) for item in node.items)
+            items = tuple(self._expand(text_query, item, seen, usage, saved_searches) for item in node.items)
             return type(node)(items, span=node.span)
         if isinstance(node, q.Not):
-            return q.Not(self._expand(text_query, node.item, seen, usage), span=node.span)
+            return q.Not(self._expand(text_query, node.item, seen, usage, saved_searches), span=node.span)
         return node
 
     def embedder(self) -> Any:

@@ -180,6 +180,19 @@ def test_saved_searches(catalog) -> None:  # noqa: ANN001
         searcher.save("bad", "tag:dog AND")
 
 
+def test_saved_searches_are_read_once_a_search(catalog, monkeypatch) -> None:  # noqa: ANN001
+    searcher = Searcher(catalog)
+    searcher.save("dogs", "tag:dog")
+    searcher.save("dated_dogs", "@dogs has:date")
+    reads = []
+    read = Searcher.saved
+    monkeypatch.setattr(Searcher, "saved", lambda self: reads.append(1) or read(self))
+    assert set(names(searcher.search("@dated_dogs OR @dogs OR (@dogs -has:gps)"))) == {"beach_dog.jpg", "dog.heic"}
+    assert len(reads) == 1  # not one catalog query per @name
+    searcher.search("tag:dog")
+    assert len(reads) == 1  # a query without @names reads none
+
+
 def test_unknown_tag_suggests_the_closest(catalog) -> None:  # noqa: ANN001
     with pytest.raises(SearchError) as error:
         Searcher(catalog).search("tag:dgo beach")
