@@ -175,7 +175,7 @@ def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
     Raises:
         ValueError: the packet is not well-formed XML, or declares a DTD (never in XMP).
     """
-    return _clean_keywords(_xmp_keywords(parse_xmp(xml_bytes)[0]))
+    return list(_clean_keywords(_xmp_keywords(parse_xmp(xml_bytes)[0])))
 
 
 # --- opening -----------------------------------------------------------------------------------
@@ -921,38 +921,33 @@ def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
 
 
 def _capped_keywords(keywords: Iterable[str], notes: list[str]) -> list[str]:
-    """The file's keywords as the catalog takes them: cleaned and de-duplicated like :func:`_clean_keywords`,
-    at most :data:`MAX_FILE_KEYWORDS` of them (the first ones), none longer than :data:`MAX_KEYWORD_CHARS`.
-    What is left out is said in ``notes``."""
-    kept: dict[str, str] = {}
-    too_long, left_out = 0, False
-    for keyword in keywords:
-        text = _clean_keyword(keyword)
-        key = text.casefold()
-        if not text or key in kept:
-            continue
+    """The file's keywords as the catalog takes them (:func:`_clean_keywords`), at most :data:`MAX_FILE_KEYWORDS`
+    of them (the first ones), none longer than :data:`MAX_KEYWORD_CHARS`. What is left out is said in ``notes``."""
+    kept: list[str] = []
+    too_long = 0
+    for text in _clean_keywords(keywords):
         if len(text) > MAX_KEYWORD_CHARS:
             too_long += 1
         elif len(kept) < MAX_FILE_KEYWORDS:
-            kept[key] = text
+            kept.append(text)
         else:
-            left_out = True
+            notes.append(f"more than {MAX_FILE_KEYWORDS:,} keywords: only the first {MAX_FILE_KEYWORDS:,} kept "
+                         "(the most a file may state)")
             break
     if too_long:
         notes.append(f"{too_long:,} keyword(s) longer than {MAX_KEYWORD_CHARS} characters ignored")
-    if left_out:
-        notes.append(f"more than {MAX_FILE_KEYWORDS:,} keywords: only the first {MAX_FILE_KEYWORDS:,} kept "
-                     "(the most a file may state)")
-    return list(kept.values())
+    return kept
 
 
-def _clean_keywords(keywords: Iterable[str]) -> list[str]:
-    """Trimmed, NFC-normalised, empty ones dropped, de-duplicated case-insensitively in order."""
-    kept: dict[str, str] = {}
+def _clean_keywords(keywords: Iterable[str]) -> Iterator[str]:
+    """Trimmed, NFC-normalised, empty ones dropped, de-duplicated case-insensitively in order (lazily: a
+    caller that stops early cleans no more)."""
+    seen: set[str] = set()
     for keyword in keywords:
-        if text := _clean_keyword(keyword):
-            kept.setdefault(text.casefold(), text)
-    return list(kept.values())
+        text = _clean_keyword(keyword)
+        if text and (key := text.casefold()) not in seen:
+            seen.add(key)
+            yield text
 
 
 def _clean_keyword(keyword: str) -> str:
