@@ -92,8 +92,8 @@ class PathText(TypeDecorator[str]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
         return None if value is None else name_bytes(value)  # a message's stray surrogate escaped, not raised
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        return value  # decoded by _PathBytes
+    # No process_result_value: column_expression's _PathBytes decodes what is read (an identity processor
+    # here would only add a call per path read).
 
 
 # Photo status: what the indexer knows about a file.

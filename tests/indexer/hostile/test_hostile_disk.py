@@ -13,7 +13,14 @@ import pytest
 
 import indexer.vectors as vectors_module
 from main import main
-from tests.indexer.hostile.test_hostile_catalog import disk_full_beyond, fatal, indexed, page_count, pictures
+from tests.indexer.hostile.test_hostile_catalog import (
+    disk_full_beyond,
+    fatal,
+    indexed,
+    indexed_library,
+    page_count,
+    pictures,
+)
 
 
 def no_space(*args: object) -> None:
@@ -37,11 +44,7 @@ def test_a_vector_index_that_cannot_be_saved_does_not_fail_the_pass(home, tmp_pa
 
 
 def test_a_full_disk_everywhere_reports_the_catalog(home, tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
-    folder = tmp_path / "lib"
-    pictures(folder, 2)
-    assert main(["index", str(folder)]) == 0
-    capsys.readouterr()
-    database = home / "catalog" / "catalog.db"
+    folder, _, database = indexed_library(home, tmp_path, capsys, 2)
     pictures(folder, 20, first_seed=100)
 
     def full(*args: object) -> None:
