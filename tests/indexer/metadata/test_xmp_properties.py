@@ -23,7 +23,8 @@ from PIL import Image
 
 from indexer.catalog import Catalog
 from indexer.metadata import MetadataWriter, WriteOptions, undo_run
-from indexer.metadata.xmp import NS_PHOTOTAG
+from indexer.metadata.read import read_photo_info
+from indexer.metadata.xmp import NS_PHOTOTAG, unique_keywords
 from indexer.pipeline import bytes_hash
 from indexer.schema import ACCEPTED, CUSTOM, INDEXED, SOURCE_USER, Photo, PhotoTag, Tag
 
@@ -125,6 +126,8 @@ def test_writing_then_undoing_restores_every_byte_and_writing_twice_changes_noth
 
     first = MetadataWriter(catalog, WriteOptions(mode=mode)).run([photo_id])
     assert {report.status for report in first.files} <= {"written", "unchanged"}, first.files
+    stated = {keyword.casefold() for keyword in read_photo_info(photo).keywords}
+    assert {keyword.casefold() for keyword in unique_keywords(wanted)} <= stated  # the file now says them
     written = snapshot(folder)
 
     second = MetadataWriter(catalog, WriteOptions(mode=mode)).run([photo_id])
