@@ -150,8 +150,8 @@ class Searcher:
                 not c.isprintable() or c.isspace() or c in '()"' for c in name):
             raise SearchError(f"a saved search needs a name without spaces, quotes, parentheses or control "
                               f"characters, of at most {SAVED_NAME_LENGTH} characters, not {name!r}")
-        if undecodable(text_query):  # a folder: or similar: path with bytes that are not UTF-8 (a TEXT column)
-            at = next(i for i, char in enumerate(text_query) if undecodable(char))
+        at = next((i for i, char in enumerate(text_query) if undecodable(char)), None)
+        if at is not None:  # a folder: or similar: path with bytes that are not UTF-8 (a TEXT column)
             raise q.QuerySyntaxError("a saved search cannot hold bytes that are not UTF-8: search for this path "
                                      "without saving the query", at, text_query[at], text_query)
         with self.catalog.session() as session, session.begin():
