@@ -298,8 +298,8 @@ class Indexer:
                 for chunk in batched(list(respelled.values()), 500):
                     taken.update(session.scalars(select(Photo.path).where(Photo.path.in_(chunk))))
                 rows = [{"id": photo_id, "path": path} for photo_id, path in respelled.items() if path not in taken]
-                for chunk in batched(rows, 500):
-                    session.execute(update(Photo), chunk)
+                if rows:
+                    session.execute(update(Photo), rows)  # one executemany: no parameter limit to chunk for
                 moved.update(row["id"] for row in rows)
         return moved
 
