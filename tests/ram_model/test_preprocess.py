@@ -266,3 +266,20 @@ def test_register_formats_is_idempotent():
     register_formats()
     register_formats()
     assert Image.ID.count("HEIF") == 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_orientation_given_from_elsewhere_turns_as_exif_transpose(orientation: int) -> None:
+    """``_oriented`` (a RAW preview's orientation, from the ORIENTATIONS table) turns pixels exactly as Pillow
+    does for the same EXIF value."""
+    from PIL import ImageOps
+
+    from ram_model.preprocess import _oriented
+
+    with Image.open(PHOTOS / "library" / "orientation" / f"hopper_orientation_{orientation}.jpg") as image:
+        image.load()
+        assert image.getexif().get(0x0112, 1) == orientation
+        expected = ImageOps.exif_transpose(image)
+        turned = _oriented(image, orientation)
+    assert turned.size == expected.size
+    assert np.array_equal(np.asarray(turned), np.asarray(expected))
