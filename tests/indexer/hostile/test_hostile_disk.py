@@ -67,3 +67,4 @@ def test_an_os_error_saving_vectors_is_a_warning(home, tmp_path, monkeypatch, ca
     monkeypatch.setattr(vectors_module, "fsync_file", fail)
     assert main(["index", str(folder)]) == 0
     assert "could not be saved" in "".join(capsys.readouterr())
+    assert len(indexed(home / "catalog" / "catalog.db")) == 3  # the pass stored every photo all the same
