@@ -220,11 +220,14 @@ class Indexer:
         to the real path first, by their paths (:meth:`_respell`), so no file is read again for them."""
         given = [os.path.abspath(os.fspath(root)) for root in roots]
         roots = [catalog_path(root) for root in given]
-        spellings = list(dict.fromkeys(roots + given))  # every spelling the catalog may hold these photos under
+        aliases = {root: [root] for root in roots}  # each root -> every spelling the catalog may hold it under
+        for old, new in zip(given, roots, strict=True):
+            if old not in aliases[new]:
+                aliases[new].append(old)
         if not allow_missing_roots:
             for root in roots:
                 _check_root(root)
-                self._refuse_an_empty_library_folder(root, spellings)
+                self._refuse_an_empty_library_folder(root, aliases[root])
         summary = IndexSummary()
         self._failed_now, self._vanished_now = set(), set()
         self._respelled = self._respell(given, roots)
@@ -234,8 +237,8 @@ class Indexer:
         try:
             if self.catalog.get_meta(VOCABULARY_KEY) != self.tagger_version:
                 self._sync_vocabulary()  # a new tagger: its tags get rows before the files' own keywords do
-            found, unseen = self._scan(roots, spellings, summary)
-            known = self._known(spellings)
+            found, unseen = self._scan(aliases, summary)
+            known = self._known([name for names in aliases.values() for name in names])
             to_identify = self._reconcile(found, known, unseen, summary)
             self._identify(to_identify, known, found, summary)
             if not self.stop.is_set():
@@ -270,11 +273,11 @@ class Indexer:
                             "--allow-empty to mark them missing")
 
     def _held(self, root: str, spellings: list[str]) -> int:
-        """Photos (not missing) the catalog holds under ``root``, counting those under another spelling of it."""
-        aliases = [alias for alias in spellings if catalog_path(alias) == root]
+        """Photos (not missing) the catalog holds under ``root``, by its ``spellings`` (``root`` and the links to it
+        given)."""
         with self.catalog.session() as session:
             return session.scalar(select(func.count()).select_from(Photo).where(
-                under(Photo.path, aliases or [root]), Photo.status != MISSING)) or 0
+                under(Photo.path, spellings), Photo.status != MISSING)) or 0
 
     # --- scan and reconcile ----------------------------------------------------------------------
     def _respell(self, given: Sequence[str], roots: Sequence[str]) -> set[int]:
@@ -303,16 +306,15 @@ class Indexer:
                 moved.update(row["id"] for row in rows)
         return moved
 
-    def _scan(self, roots: list[str], spellings: list[str],
-              summary: IndexSummary) -> tuple[dict[str, FoundFile], list[str]]:
-        """The files under ``roots``, and the paths that could not be read (folders or files: what the catalog
-        holds there is left as it is, not marked missing). A root that is gone is not scanned (its photos are
-        missing); a share that drops away during the scan (the root no longer readable, or another device now)
-        stops the pass with ScanError before anything is changed."""
+    def _scan(self, aliases: dict[str, list[str]], summary: IndexSummary) -> tuple[dict[str, FoundFile], list[str]]:
+        """The files under the roots (``aliases``: each with its spellings), and the paths that could not be read
+        (folders or files: what the catalog holds there is left as it is, not marked missing). A root that is gone
+        is not scanned (its photos are missing); a share that drops away during the scan (the root no longer
+        readable, or another device now) stops the pass with ScanError before anything is changed."""
         found: dict[str, FoundFile] = {}
         unseen: list[str] = []
         devices: dict[str, int | None] = {}  # root -> the device of a folder root (None: a file, or unreadable)
-        for root in roots:
+        for root in aliases:
             try:
                 st = os.stat(root)
             except (FileNotFoundError, NotADirectoryError):
@@ -340,7 +342,7 @@ class Indexer:
                 now_device, reason = os.stat(root).st_dev, "it is on another device now"
             except OSError as exc:
                 now_device, reason = None, exc.strerror or str(exc)
-            if now_device != device and self._held(root, spellings):
+            if now_device != device and self._held(root, aliases[root]):
                 raise ScanError(f"{root} went away during the scan ({reason}): was the share disconnected? "
                                 "Nothing was changed; run again once it is back")
         self.on_progress("scan", len(found), len(found))
