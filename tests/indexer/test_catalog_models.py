@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from indexer.catalog import Catalog
 from indexer.catalog_models import CatalogModels
+from indexer.schema import Run
 from indexer.settings import Settings
 from main import main
 from ram_model.store import ModelStore
@@ -70,6 +72,14 @@ def search(capsys, *args: str) -> tuple[int, list[dict], str]:  # noqa: ANN001
 
 def test_the_catalog_records_the_models_of_its_last_pass(indexed, store) -> None:  # noqa: ANN001
     with Catalog.open(Settings().catalog_dir, create=False) as catalog:
+        recorded = CatalogModels.of(catalog)
+    assert recorded == CatalogModels(store.get(TAGGER_2).version, store.get(OTHER).version)
+
+
+def test_a_catalog_from_before_runs_were_recorded_uses_its_photos_models(indexed, store) -> None:  # noqa: ANN001
+    with Catalog.open(Settings().catalog_dir, create=False) as catalog:
+        with catalog.session() as session, session.begin():
+            session.execute(delete(Run))
         recorded = CatalogModels.of(catalog)
     assert recorded == CatalogModels(store.get(TAGGER_2).version, store.get(OTHER).version)
 
