@@ -796,7 +796,8 @@ class Indexer:
 
     def _finish_run(self, run_id: int, outcome: str, summary: IndexSummary) -> None:
         counts = summary.counts()
-        counts.pop("failures")
+        counts.pop("failures")  # each is on its photo's row
+        counts["warnings"] = len(counts["warnings"])  # a number, not a message per photo: printed by the pass
         with self.catalog.session() as session, session.begin():
             session.execute(update(Run).where(Run.id == run_id).values(
                 finished_at=now(), outcome=outcome, summary=json.dumps(counts)))

@@ -25,7 +25,7 @@ from indexer.errors import XmpError
 from indexer.metadata import xmp as xmp_module
 from indexer.metadata.read import MAX_FILE_KEYWORDS, MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import NS_PHOTOTAG, Claim, XmpPacket
-from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_FILE, SOURCE_USER, Photo, PhotoTag, Tag
+from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_FILE, SOURCE_USER, Photo, PhotoTag, Run, Tag
 from main import main
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
@@ -118,6 +118,8 @@ def test_huge_keyword_lists_are_capped_per_file_with_a_warning_and_the_photo_ind
     assert file_keywords(home, huge) == [] and warned(summary, huge, "XMP packet ignored")
     assert file_keywords(home, good) == ["beach", "family"]
     assert not any(w["path"] == str(good) for w in summary["warnings"])
+    with Catalog.open(home / "catalog") as catalog, catalog.session() as session:  # the run's record: a count
+        assert json.loads(session.scalar(select(Run.summary)))["warnings"] == len(summary["warnings"])
 
 
 def test_one_cap_for_all_sources_together(tmp_path) -> None:  # noqa: ANN001
