@@ -85,6 +85,7 @@ TAGS_PER_PHOTO, SIGNATURE_TAGS = 20, 8
 ROOT = "/home/bench/Pictures"
 STAMP = "2024-05-01 03:00:00.000000"  # SQLAlchemy's DATETIME text format on SQLite
 CHUNK = 20_000
+TAG_INDEX = "ix_photo_tags_tag_state_photo"  # the tag index of indexer/schema.py (migration 0005)
 
 # Aims from the issue, at 1M photos: p50 ms (exact, approximate) and the approximate recall@50.
 AIMS = {"tag": (50.0, 50.0), "semantic": (150.0, 20.0), "mixed": (150.0, 20.0)}
@@ -256,8 +257,8 @@ def build_catalog(folder: Path, count: int) -> dict:
     with closing(sqlite3.connect(folder / "catalog.db")) as db:
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-1000000", "temp_store=MEMORY"):
             db.execute(f"PRAGMA {pragma}")
-        index_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'ix_photo_tags_tag_state'").fetchone()[0]
-        db.execute("DROP INDEX ix_photo_tags_tag_state")  # made again after the inserts: sorting is faster
+        index_sql = db.execute(f"SELECT sql FROM sqlite_master WHERE name = '{TAG_INDEX}'").fetchone()[0]
+        db.execute(f"DROP INDEX {TAG_INDEX}")  # made again after the inserts: sorting is faster
         with db:
             db.executemany("INSERT INTO tags (name, name_zh, kind, threshold) VALUES (?, ?, 'builtin', ?)",
                            zip(vocabulary.names, [zh or None for zh in vocabulary.names_zh], vocabulary.thresholds,
