@@ -98,6 +98,25 @@ class SearchResults:
     results: list[SearchResult] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Every match of a query as two arrays, photo ids and scores, without reading a photo row: what a view
+    pages through (the app's grid reads the rows of the page on screen only).
+
+    When ``settled``, the order is :meth:`Searcher.search`'s. Otherwise the matches are by score, best first,
+    and equal scores by id; :meth:`Searcher.settle` puts equal scores newest first, as the search does, reading
+    the dates of tied photos only (a common tag's thousands of ties cost a few ms per 10,000)."""
+
+    query: str
+    ids: np.ndarray  # int64
+    scores: np.ndarray  # float64, aligned with ids
+    total_is_lower_bound: bool = False  # as SearchResults'
+    settled: bool = False
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 class Searcher:
     """Runs queries on one catalog. ``embedder`` is a CLIP embedder, or a zero-argument function
     returning one (loaded only when a query needs it); ``embedder_version`` names the embeddings
@@ -141,6 +160,55 @@ class Searcher:
         for photo_id, path, taken_at, score in rows:
             results.results.append(SearchResult(photo_id, path, float(score), tags.get(photo_id, []), taken_at))
         return results
+
+    def rank(self, text_query: str, *, min_score: float | None = None, sort: str = "relevance") -> Ranking:
+        """Every match of ``text_query`` (as :meth:`search` with no limit finds them) as a :class:`Ranking`: ids and
+        scores only. Unsettled ties are left to :meth:`settle`, so that a view's first page costs no more than
+        the ties it shows."""
+        if sort not in SORTS:
+            raise SearchError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+        cutoff = DEFAULT_MIN_SCORE if min_score is None else min_score
+        usage = q.Usage()
+        saved = functools.cache(self.saved)
+        tree = self._expand(text_query, q.parse(text_query, usage=usage), (), usage, saved)
+        with self.catalog.session() as session:
+            compiler = _Compiler(self, session, text_query, cutoff)
+            try:
+                ids, scores, settled = compiler.ranking(tree, sort)
+            finally:
+                compiler.drop_tables()
+        return Ranking(text_query, ids, scores, compiler.truncated, settled)
+
+    def settle(self, ranking: Ranking, count: int | None = None) -> Ranking:
+        """``ranking`` with its first ``count`` matches (None: all) in :meth:`search`'s order: equal scores newest
+        first (undated last), then by id. Only photos whose score some other match shares are read."""
+        if ranking.settled:
+            return ranking
+        ids, scores = ranking.ids, ranking.scores
+        total = len(ids)
+        stop = total if count is None else min(count, total)
+        if stop == 0:
+            return ranking
+        # The tie group of the last position asked for is settled whole: it may run on past ``stop``.
+        end = int(np.searchsorted(-scores, -scores[stop - 1], side="right"))
+        head_ids, head_scores = ids[:end], scores[:end]
+        tied = np.zeros(end, dtype=bool)
+        tied[1:] = head_scores[1:] == head_scores[:-1]
+        tied[:-1] |= tied[1:]
+        by_date = np.zeros(end, dtype=np.int64)  # a photo's place among the tied ones, newest first
+        if tied.any():
+            wanted = func.json_each(json.dumps(head_ids[tied].tolist())).table_valued("value")
+            taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)  # as stored (ISO text), as _rank sorts
+            with self.catalog.session() as session:
+                newest = np.fromiter(itertools.chain.from_iterable(_driver_rows(session, select(Photo.id).where(
+                    Photo.id.in_(select(wanted.c.value))).order_by(taken.desc(), Photo.id))), dtype=np.int64)
+            sorter = np.argsort(newest)
+            at = np.searchsorted(newest, head_ids[tied], sorter=sorter).clip(0, max(len(newest) - 1, 0))
+            by_date[tied] = sorter[at] if len(newest) else 0
+        order = np.lexsort((by_date, -head_scores))
+        return Ranking(ranking.query, np.concatenate([head_ids[order], ids[end:]]),
+                       np.concatenate([head_scores[order], scores[end:]]), ranking.total_is_lower_bound,
+                       settled=end == total)
 
     def save(self, name: str, text_query: str) -> None:
         """Store a query under ``name`` (replacing one of that name); it must parse, and the name must be one
@@ -276,17 +344,38 @@ class _Compiler:
     # --- running a query -------------------------------------------------------------------------
     def run(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """(matches, rows of (id, path, taken_at, score)) for ``tree``, the best ``limit`` in ``sort`` order."""
-        if sort == "relevance":
-            if isinstance(tree, q.Semantic | q.Similar):
-                self.alone = True
-                return self._run_semantic(tree, limit)
-            if _every_match_has_a_tag(tree) and not _has_semantic(tree):
-                return self._run_tags(tree, limit)
-            if _one_semantic_and_filters(tree):
-                return self._run_mixed(tree, limit)
-        return self._run_general(tree, limit, sort)
+        scored = self._scored(tree, sort)
+        if scored is None:
+            return self._run_general(tree, limit, sort)
+        return self._top(*scored, limit)
 
-    def _run_mixed(self, tree: q.And, limit: int | None) -> tuple[int, list[tuple]]:
+    def ranking(self, tree: q.Node, sort: str) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(ids, scores, settled) of every match: from a short way by score then id (ties left to
+        :meth:`Searcher.settle`), from the general way in result order."""
+        scored = self._scored(tree, sort)
+        if scored is None:
+            ids, scores = self._fetch_pairs(self._general_statement(tree, sort))
+            return ids, scores, True
+        ids, scores = scored
+        scores = scores.astype(np.float64)
+        order = np.lexsort((ids, -scores))
+        return ids[order], scores[order], False
+
+    def _scored(self, tree: q.Node, sort: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, scores) of every match, unordered, by one of the short ways; None when ``tree`` takes the general
+        way (it has none, or the sort is not by relevance)."""
+        if sort != "relevance":
+            return None
+        if isinstance(tree, q.Semantic | q.Similar):
+            self.alone = True
+            return self._run_semantic(tree)
+        if _every_match_has_a_tag(tree) and not _has_semantic(tree):
+            return self._run_tags(tree)
+        if _one_semantic_and_filters(tree):
+            return self._run_mixed(tree)
+        return None
+
+    def _run_mixed(self, tree: q.And) -> tuple[np.ndarray, np.ndarray]:
         """One free-text or ``similar:`` term AND-ed with other terms: FAISS gives the candidates and their scores,
         SQL keeps those that pass the other terms (no temporary table, no score lookups), photo rows are read
         for the top ones only."""
@@ -300,10 +389,19 @@ class _Compiler:
         passed = np.fromiter(self.session.scalars(select(Photo.id).where(
             Photo.id.in_(select(candidates.c.value)), condition, Photo.status != MISSING)), dtype=np.int64)
         keep = np.isin(ids, passed)
-        return self._top(ids[keep], scores[keep], limit)
+        return ids[keep], scores[keep]
 
     def _run_general(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """One SELECT over ``photos`` with the whole query as its condition."""
+        statement = self._general_statement(tree, sort).add_columns(Photo.path, Photo.taken_at,
+                                                                     func.count().over().label("total"))
+        if limit is not None:
+            statement = statement.limit(limit)
+        rows = self.session.execute(statement).all()
+        return (rows[0].total if rows else 0), [(r.id, r.path, r.taken_at, r.score) for r in rows]
+
+    def _general_statement(self, tree: q.Node, sort: str) -> Any:
+        """``SELECT id, score`` of the photos matching ``tree``, in result order."""
         self.drive_by_tags(tree)
         self.prefilter(tree)
         condition = self.compile(tree)
@@ -311,26 +409,22 @@ class _Compiler:
         score = self.score_expression().label("score")
         order = (score.desc(), Photo.taken_at.desc()) if sort == "relevance" else \
             (Photo.taken_at.is_(None), Photo.taken_at.desc(), score.desc())
-        statement = (select(Photo.id, Photo.path, Photo.taken_at, score,
-                            func.count().over().label("total"))
-                     .where(condition, Photo.status != MISSING).order_by(*order, Photo.id))
-        if limit is not None:
-            statement = statement.limit(limit)
-        rows = self.session.execute(statement).all()
-        return (rows[0].total if rows else 0), [(r.id, r.path, r.taken_at, r.score) for r in rows]
+        return select(Photo.id, score).where(condition, Photo.status != MISSING).order_by(*order, Photo.id)
 
-    def _run_semantic(self, node: q.Semantic | q.Similar, limit: int | None) -> tuple[int, list[tuple]]:
-        """A lone free-text or ``similar:`` term: FAISS ranks, SQL only drops missing photos and reads the top rows."""
+    def _run_semantic(self, node: q.Semantic | q.Similar) -> tuple[np.ndarray, np.ndarray]:
+        """A lone free-text or ``similar:`` term: FAISS ranks, SQL only drops missing photos (rows are read for the
+        top results only, by the caller)."""
         scores, ids = self._matches(self._query_vector(node))
         keep = self._not_missing(ids)
-        return self._top(ids[keep], scores[keep], limit)
+        return ids[keep], scores[keep]
 
-    def _run_tags(self, tree: q.Node, limit: int | None) -> tuple[int, list[tuple]]:
+    def _run_tags(self, tree: q.Node) -> tuple[np.ndarray, np.ndarray]:
         """Tags with booleans and filters, every match carrying a queried tag: one read of the covering tag index
-        (see :meth:`_by_tag_rows`) gives every match and its score; photo rows are read for the top ones only."""
+        (see :meth:`_by_tag_rows`) gives every match and its score (rows are read for the top ones only, by the
+        caller)."""
         ids, scores = self._fetch_pairs(self._by_tag_rows(tree))
         keep = self._not_missing(ids)
-        return self._top(ids[keep], scores[keep], limit)
+        return ids[keep], scores[keep]
 
     def _top(self, ids: np.ndarray, scores: np.ndarray, limit: int | None) -> tuple[int, list[tuple]]:
         """(matches, rows) for every match and its score: photo rows are read only for those scoring at least
@@ -355,13 +449,7 @@ class _Compiler:
     def _raw_rows(self, statement: Any) -> list[tuple]:
         """The rows of ``statement`` as plain tuples from the driver's cursor: SQLAlchemy's rows cost 3x as much
         to make, and the garbage collector's passes over 100k of them another ~100 ms."""
-        # Executed by SQLAlchemy, so that parameters go through their types (a folder: path is bound as its bytes,
-        # schema.PathText); only the rows are read from the driver's cursor.
-        result = self.session.connection().execute(statement)
-        try:
-            return result.cursor.fetchall()
-        finally:
-            result.close()
+        return _driver_rows(self.session, statement)
 
     def _by_tag_rows(self, tree: q.Node, at_most: int | None = None) -> Any:
         """``SELECT id, score`` of the photos matching ``tree`` — every match carrying a queried tag — with
@@ -648,6 +736,17 @@ class _Compiler:
         for photo_id, name in rows:
             found.setdefault(photo_id, []).append(name)
         return found
+
+
+def _driver_rows(session: Session, statement: Any) -> list[tuple]:
+    """The rows of ``statement`` as plain tuples from the driver's cursor (see :meth:`_Compiler._raw_rows`)."""
+    # Executed by SQLAlchemy, so that parameters go through their types (a folder: path is bound as its bytes,
+    # schema.PathText); only the rows are read from the driver's cursor.
+    result = session.connection().execute(statement)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
