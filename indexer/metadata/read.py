@@ -2,17 +2,39 @@
 
 ``read_photo_info`` opens a file lazily with Pillow (plus pillow-heif for HEIF/AVIF) and reads
 the stored size, EXIF orientation, capture time, camera, GPS position and the keywords already
-in the file (XMP ``dc:subject``, Lightroom's hierarchical subjects, digiKam's tag paths, IPTC
-keywords, Windows' ``XPKeywords``, and an XMP sidecar next to the file). Broken metadata never
-raises: what was ignored is listed in ``PhotoInfo.warnings``. Only a file that is not an image at
-all raises :class:`~ram_model.errors.ImageError`, classified as ``open_image`` classifies it.
+in the file. Broken metadata never raises: what was ignored is listed in ``PhotoInfo.warnings``.
+Only a file that is not an image at all raises :class:`~ram_model.errors.ImageError`, classified
+as ``open_image`` classifies it (a camera RAW file Pillow cannot read is not one: LibRaw reads it
+later, and its sidecars' keywords are still read).
+
+Keywords are the union of every field a photo tool writes them to (:data:`_XMP_KEYWORD_FIELDS`),
+from the embedded XMP, IPTC-IIM, EXIF and every XMP sidecar (``IMG.jpg.xmp``: digiKam, darktable,
+Immich; ``IMG.xmp``: Lightroom, Capture One, Immich — a RAW+JPEG pair shares it):
+
+- flat lists: XMP ``dc:subject``, IPTC Keywords (2:25), EXIF ``XPKeywords`` (``;``-separated);
+- hierarchies, one path per entry: ``lr:hierarchicalSubject`` and ``mediapro:CatalogSets``
+  (``Places|Europe|Paris``), ``digiKam:TagsList`` and ``MicrosoftPhoto:LastKeywordXMP``/``IPTC``
+  (``Places/Europe/Paris``), and ACDSee's category tree (``acdsee:categories``, as digiKam writes it).
+
+A path gives its leaf and each of its parents (``Paris``, ``Europe``, ``Places``): Lightroom and
+darktable write the parents into ``dc:subject`` too, and a parent's word is as much worth finding.
+Components are trimmed; empty ones (``Places||Paris``, a leading or trailing separator) are dropped;
+a path deeper than :data:`_MAX_PATH_DEPTH` keeps its last levels. A path entry whose whole text is
+also one of the flat keywords is that flat keyword, not a path (Capture One and Phototag copy flat
+lists into the hierarchy fields: ``AC/DC`` stays ``AC/DC``). All of it is one union, de-duplicated
+case-insensitively with the first spelling kept — a parent already in ``dc:subject`` counts once,
+spelled as ``dc:subject`` spells it (it comes first). Two branches ending in the same word
+(``Places|Paris``, ``People|Paris``) give one keyword ``Paris``: the catalog's tags are flat.
 
 Where Pillow exposes each block, per format:
 
 - EXIF: ``info["exif"]`` (JPEG/MPO APP1, WebP ``EXIF``, PNG ``eXIf``, HEIF/AVIF), the TIFF's own
   IFDs, or ImageMagick's ``Raw profile type exif`` PNG text chunk.
-- XMP: ``info["xmp"]`` (JPEG/MPO APP1, WebP ``XMP `` chunk, PNG ``iTXt``, TIFF tag 700, HEIF/AVIF
-  ``mime`` item), or PNG's ``XML:com.adobe.xmp`` ``tEXt``/``zTXt`` chunk.
+- XMP: ``info["xmp"]`` (WebP ``XMP `` chunk, PNG ``iTXt``, TIFF tag 700, HEIF/AVIF ``mime`` item),
+  or PNG's ``XML:com.adobe.xmp`` ``tEXt``/``zTXt`` chunk. JPEG/MPO XMP is read by walking the
+  header's segments (:func:`_jpeg_xmp`), because Pillow reads neither a packet under the non-standard
+  ``XMP\\0://ns.adobe.com/xap/1.0/`` APP1 header nor Extended XMP (the ``xmp/extension`` segments
+  a packet over 64 KB continues in).
 - IPTC: JPEG/MPO Photoshop APP13 and TIFF tag 33723 only (``PIL.IptcImagePlugin.getiptcinfo``).
 
 PNG text and ``eXIf`` chunks after the image data are read by walking the chunk headers (Pillow
@@ -30,7 +52,7 @@ import threading
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +63,7 @@ from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
 
 from indexer.errors import FileSkipped
 from indexer.metadata._files import open_regular, read_regular
+from ram_model.errors import ImageError
 from ram_model.preprocess import (
     SKIPPED_PNG_TEXT,
     _first_line,
@@ -48,6 +71,7 @@ from ram_model.preprocess import (
     open_lazily,
     register_formats,
 )
+from ram_model.raw import is_raw
 
 __all__ = ["MAX_FILE_KEYWORDS", "MAX_KEYWORD_CHARS", "MAX_XMP_BYTES", "PhotoInfo", "parse_xmp",
            "read_keywords_from_xmp", "read_photo_info"]
@@ -77,6 +101,8 @@ class PhotoInfo:
     warnings: tuple[str, ...] = ()
 
 
+_FACTS = tuple(fact.name for fact in fields(PhotoInfo) if fact.name not in ("keywords", "warnings"))
+
 _NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _NS_DC = "http://purl.org/dc/elements/1.1/"
 _NS_LR = "http://ns.adobe.com/lightroom/1.0/"
@@ -85,6 +111,23 @@ _NS_TIFF = "http://ns.adobe.com/tiff/1.0/"
 _NS_EXIF = "http://ns.adobe.com/exif/1.0/"
 _NS_XMP = "http://ns.adobe.com/xap/1.0/"
 _NS_PHOTOSHOP = "http://ns.adobe.com/photoshop/1.0/"
+_NS_XMP_NOTE = "http://ns.adobe.com/xmp/note/"
+_NS_MEDIAPRO = "http://ns.iview-multimedia.com/mediapro/1.0/"
+_NS_ACDSEE = "http://ns.acdsee.com/iptc/1.0/"
+# Windows and exiv2 spell it with the slash, exiftool without: both are read.
+_NS_MICROSOFT = ("http://ns.microsoft.com/photo/1.0/", "http://ns.microsoft.com/photo/1.0")
+
+# The XMP keyword lists photo tools write: (namespaces, property, the separator of its paths; None: flat).
+_XMP_KEYWORD_FIELDS = (
+    ((_NS_DC,), "subject", None),  # everyone; Lightroom and darktable add each keyword's parents
+    ((_NS_LR,), "hierarchicalSubject", "|"),  # Lightroom, darktable, digiKam, Immich; Capture One: flat entries
+    ((_NS_DIGIKAM,), "TagsList", "/"),  # digiKam, Immich
+    (_NS_MICROSOFT, "LastKeywordXMP", "/"),  # Windows Photo Gallery, digiKam
+    (_NS_MICROSOFT, "LastKeywordIPTC", "/"),  # Windows
+    ((_NS_MEDIAPRO,), "CatalogSets", "|"),  # digiKam, Media Pro
+)
+# A keyword as one field states it: its text, and the separator of the field's paths (None: a flat list).
+_Stated = tuple[str, str | None]
 
 _IPTC_KEYWORDS = (2, 25)
 _IPTC_DATE_CREATED = (2, 55)
@@ -110,9 +153,16 @@ _MAX_HEIF_META_BYTES = 16 << 20
 MAX_XMP_BYTES = 16 << 20  # one XMP packet or sidecar; a larger one is ignored (the writer leaves it untouched)
 MAX_FILE_KEYWORDS = 2_000  # keywords per file, all sources together; the first ones are kept
 MAX_KEYWORD_CHARS = 500  # a longer "keyword" is a text, not a keyword, and is ignored
+_MAX_PATH_DEPTH = 50  # levels of one hierarchical keyword read (its last ones); tools nest a handful
 _MAX_XMP_DEPTH = 200  # element nesting; XMP needs about 10 (structures in arrays in properties)
 _SIDECAR_SUFFIXES = (".xmp", ".XMP")
 _PNG_LATE_CHUNKS = frozenset({b"eXIf", b"iTXt", b"tEXt", b"zTXt"})
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_JPEG_SOS, _JPEG_EOI, _JPEG_APP1 = 0xDA, 0xD9, 0xE1
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
+_JPEG_XMP = b"http://ns.adobe.com/xap/1.0/\x00"
+_JPEG_EXTENDED_XMP = b"http://ns.adobe.com/xmp/extension/\x00"  # then GUID (32), full length (4), offset (4)
+_JPEG_EXIF = b"Exif\x00\x00"
 
 _EXIF_DATE = re.compile(
     r"(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})"
@@ -133,14 +183,18 @@ def read_photo_info(path: str | os.PathLike[str]) -> PhotoInfo:
     """Read a photo's size, orientation, capture time, camera, GPS position and keywords.
 
     Only headers and metadata blocks are read (Pillow's lazy ``Image.open``); pixel data is never
-    decoded. An XMP sidecar next to the file (``IMG.jpg.xmp`` or ``IMG.xmp``) adds its keywords.
-    Malformed EXIF, XMP, IPTC or sidecars are ignored and listed in ``warnings``.
+    decoded. The keywords are those of every field photo tools write them to (see the module's
+    docstring); each XMP sidecar next to the file (``IMG.jpg.xmp``, ``IMG.xmp``, either with
+    ``.XMP``) adds its own. Malformed EXIF, XMP, IPTC or sidecars are ignored and listed in ``warnings``.
 
     The capture time is EXIF ``DateTimeOriginal``, then ``DateTimeDigitized`` (each with its
     ``OffsetTime…`` as ``tzinfo`` and ``SubsecTime…`` where valid), then XMP
     ``exif:DateTimeOriginal``/``photoshop:DateCreated``, IPTC date/time created, XMP
     ``xmp:CreateDate``, and last EXIF ``DateTime``. Camera, GPS and orientation come from EXIF,
     else from XMP (``tiff:Make``, ``exif:GPSLatitude``, ``tiff:Orientation``, ...).
+
+    A camera RAW file whose headers Pillow cannot read (CR3, RAF, ORF, RW2, ...; LibRaw reads it when
+    decoding) is no error here: its facts are unknown (None) and its sidecars' keywords are read.
 
     Raises:
         ImageError: the file cannot be opened as an image at all, with ``reason`` one of
@@ -152,30 +206,39 @@ def read_photo_info(path: str | os.PathLike[str]) -> PhotoInfo:
     with _warnings_lock, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = _open_lazily(path)
-        with image:
-            facts = _read_facts(path, image, notes)
+        try:
+            image = _open_lazily(path)
+        except ImageError:
+            if not is_raw(path):
+                raise
+            image = None
+        if image is None:
+            facts: dict[str, Any] = dict.fromkeys(_FACTS) | {"keywords": []}
+        else:
+            with image:
+                facts = _read_facts(path, image, notes)
         notes.extend(_pillow_warnings(caught))
     for other in caught:  # not about this file's metadata: let them through as usual
         if not issubclass(other.category, UserWarning):
             warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
-    keywords = list(facts.pop("keywords"))
+    stated: list[_Stated] = facts.pop("keywords")
     for sidecar in _sidecars(path):
-        keywords.extend(_sidecar_keywords(sidecar, notes))
-    keywords = _capped_keywords(keywords, notes)
+        stated += _sidecar_keywords(sidecar, notes)
+    keywords = _capped_keywords(_keywords(stated, notes), notes)
     return PhotoInfo(**facts, keywords=tuple(keywords), warnings=tuple(dict.fromkeys(notes)))
 
 
 def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
     """The keywords in an XMP packet or sidecar, cleaned and de-duplicated, in order.
 
-    Reads ``dc:subject``, the leaf of each Lightroom ``lr:hierarchicalSubject`` (after the last
-    ``|``) and of each digiKam ``digiKam:TagsList`` path (after the last ``/``).
+    Reads every keyword field of :data:`_XMP_KEYWORD_FIELDS` and ACDSee's categories; a hierarchical
+    entry gives its leaf and its parents, as :func:`read_photo_info` reads them.
 
     Raises:
         ValueError: the packet is not well-formed XML, or declares a DTD (never in XMP).
     """
-    return list(_clean_keywords(_xmp_keywords(parse_xmp(xml_bytes)[0])))
+    notes: list[str] = []
+    return list(_clean_keywords(_keywords(_xmp_keywords(parse_xmp(xml_bytes)[0], notes), notes)))
 
 
 # --- opening -----------------------------------------------------------------------------------
@@ -208,7 +271,7 @@ def _read_facts(path: Path, image: Image.Image, notes: list[str]) -> dict[str, A
         info = late | info
         notes.extend(f"PNG text chunk {chunk} ignored; the photo is indexed without it" for chunk in skipped)
     exif = _Exif.read(image, info, notes)
-    xmp = _embedded_xmp(info, notes)
+    xmp = _embedded_xmp(path, image.format, info, notes)
     iptc = _read_iptc(image, notes)
 
     width, height = image.size
@@ -240,12 +303,12 @@ def _read_facts(path: Path, image: Image.Image, notes: list[str]) -> dict[str, A
     if gps is None and xmp is not None:
         gps = _xmp_gps(xmp, notes)
 
-    keywords: list[str] = []
+    keywords: list[_Stated] = []
     if xmp is not None:
-        keywords += _xmp_keywords(xmp)
+        keywords += _xmp_keywords(xmp, notes)
     if iptc:
-        keywords += _iptc_keywords(iptc, notes)
-    keywords += exif.xp_keywords(notes)
+        keywords += _flat(_iptc_keywords(iptc, notes))
+    keywords += _flat(exif.xp_keywords(notes))
 
     return {
         "format": image.format.lower() if image.format else None,
@@ -578,19 +641,133 @@ def _xmp_markup(data: bytes | str) -> bytes | str:
     return data[start:]
 
 
-def _embedded_xmp(info: dict, notes: list[str]) -> ElementTree.Element | None:
-    packet = info.get("xmp") or info.get("XML:com.adobe.xmp")
-    if not packet:
+def _embedded_xmp(path: Path, image_format: str | None, info: dict, notes: list[str]) -> ElementTree.Element | None:
+    """The file's own XMP as one tree: for a JPEG or MPO, its standard packet, a packet under a non-standard
+    header, and the Extended XMP the standard one names (each added after the one before it, so that a fact is
+    taken from the first that states it); for other formats, the packet Pillow found."""
+    packets: list[bytes | str] = []
+    extended: dict[bytes, _ExtendedXmp] = {}
+    if image_format in _JPEG_FORMATS:
+        packets, extended = _jpeg_xmp(path)
+    if not packets and (packet := info.get("xmp") or info.get("XML:com.adobe.xmp")):
+        packets = [packet]
+    roots = [root for packet in packets if (root := _parsed_xmp(packet, "XMP", notes)) is not None]
+    if not roots:
         return None
+    root = roots[0]
+    for other in roots[1:]:
+        root.append(other)
+    guid = _xmp_first(root, _NS_XMP_NOTE, "HasExtendedXMP")
+    if guid:
+        extension = extended.get(guid.encode("ascii", "replace"))
+        packet = extension.assembled() if extension is not None else None
+        if packet is None:
+            notes.append(f"Extended XMP {guid} missing or incomplete; the main packet read without it")
+        elif (more := _parsed_xmp(packet, "Extended XMP", notes)) is not None:
+            root.append(more)
+    return root
+
+
+def _parsed_xmp(packet: bytes | str, what: str, notes: list[str]) -> ElementTree.Element | None:
     if len(packet) > MAX_XMP_BYTES:
-        notes.append(f"XMP packet ignored ({len(packet) / (1 << 20):.1f} MiB: larger than {MAX_XMP_BYTES >> 20} MiB, "
-                     "more than any photo tool writes)")
+        notes.append(f"{what} packet ignored ({len(packet) / (1 << 20):.1f} MiB: larger than {MAX_XMP_BYTES >> 20} "
+                     "MiB, more than any photo tool writes)")
         return None
     try:
         return parse_xmp(packet)[0]
     except ValueError as exc:
-        notes.append(f"malformed XMP ignored ({exc})")
+        notes.append(f"malformed {what} ignored ({exc})")
         return None
+
+
+@dataclass
+class _ExtendedXmp:
+    """The chunks of one Extended XMP packet (XMP spec part 3, 1.1.3.1): its declared length, chunks by offset."""
+
+    length: int
+    chunks: dict[int, bytes] = field(default_factory=dict)
+
+    def assembled(self) -> bytes | None:
+        """The whole packet; None when a chunk is missing, overlaps or overruns the declared length."""
+        packet, end = bytearray(), 0
+        for offset, chunk in sorted(self.chunks.items()):
+            if offset != end:
+                return None
+            packet += chunk
+            end += len(chunk)
+        return bytes(packet) if end == self.length else None
+
+
+def _jpeg_xmp(path: Path) -> tuple[list[bytes], dict[bytes, _ExtendedXmp]]:
+    """A JPEG's XMP packets (the first standard one, then those under a non-standard header, the way exiftool
+    reads them: an APP1 starting ``XMP\\0``, or any unnamed APP1 holding a packet) and its Extended XMP chunks
+    by GUID. Only the header is read: APP1 payloads (64 KB each at most), the other segments skipped. A header
+    that cannot be walked to the end keeps what was found before the break (Pillow read the file, so
+    ``info["xmp"]`` is the fallback)."""
+    standard: list[bytes] = []
+    other: list[bytes] = []
+    extended: dict[bytes, _ExtendedXmp] = {}
+    collected = 0
+    try:
+        for payload in _jpeg_app1_payloads(path):
+            if payload.startswith(_JPEG_XMP):
+                if not standard:
+                    standard.append(payload[len(_JPEG_XMP):])
+            elif payload.startswith(_JPEG_EXTENDED_XMP):
+                head = len(_JPEG_EXTENDED_XMP)
+                if len(payload) < head + 40:
+                    continue
+                guid, chunk = payload[head : head + 32], payload[head + 40 :]
+                length, offset = struct.unpack(">II", payload[head + 32 : head + 40])
+                collected += len(chunk)
+                if length <= MAX_XMP_BYTES and collected <= MAX_XMP_BYTES:
+                    extended.setdefault(guid, _ExtendedXmp(length)).chunks.setdefault(offset, chunk)
+            elif _holds_xmp(payload):
+                other.append(payload[payload.find(b"<"):])
+    except (OSError, ValueError, struct.error):
+        pass
+    return standard + other, extended
+
+
+def _holds_xmp(payload: bytes) -> bool:
+    """An APP1 that is neither EXIF nor standard XMP but holds a packet (exiftool's reading of them)."""
+    if payload.startswith(_JPEG_EXIF) or b"<" not in payload:
+        return False
+    return payload.startswith(b"XMP\x00") or any(mark in payload[:4096] for mark in (b"<?xpacket", b"<x:xmpmeta"))
+
+
+def _jpeg_app1_payloads(path: Path) -> Iterator[bytes]:
+    """The payload of each APP1 segment before the first scan (or EOI), in order.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: the header is malformed (no marker where one belongs, or a truncated segment).
+    """
+    with open_regular(path) as stream:
+        if stream.read(2) != b"\xff\xd8":
+            return
+        while True:
+            start = stream.tell()
+            prefix = stream.read(2)
+            while prefix[1:] == b"\xff":  # fill bytes before the marker
+                prefix = prefix[1:] + stream.read(1)
+            if len(prefix) < 2 or prefix[0] != 0xFF:
+                raise ValueError(f"no marker at byte {start}")
+            marker = prefix[1]
+            if marker in (_JPEG_SOS, _JPEG_EOI):
+                return
+            if marker in _JPEG_STANDALONE:
+                continue
+            header = stream.read(2)
+            if len(header) < 2 or (length := struct.unpack(">H", header)[0]) < 2:
+                raise ValueError(f"truncated or malformed segment at byte {start}")
+            if marker != _JPEG_APP1:
+                stream.seek(length - 2, os.SEEK_CUR)
+                continue
+            payload = stream.read(length - 2)
+            if len(payload) < length - 2:
+                raise ValueError(f"truncated segment at byte {start}")
+            yield payload
 
 
 def _xmp_values(root: ElementTree.Element, namespace: str, name: str) -> list[str]:
@@ -630,11 +807,68 @@ def _xmp_text(root: ElementTree.Element | None, namespace: str, name: str) -> st
     return value.replace("\x00", "").strip() or None
 
 
-def _xmp_keywords(root: ElementTree.Element) -> list[str]:
-    keywords = _xmp_values(root, _NS_DC, "subject")
-    keywords += [path.rsplit("|", 1)[-1] for path in _xmp_values(root, _NS_LR, "hierarchicalSubject")]
-    keywords += [path.rsplit("/", 1)[-1] for path in _xmp_values(root, _NS_DIGIKAM, "TagsList")]
-    return keywords
+def _xmp_keywords(root: ElementTree.Element, notes: list[str]) -> list[_Stated]:
+    """Every keyword entry of the packet's keyword fields, as stated (paths not split yet: :func:`_keywords`)."""
+    stated: list[_Stated] = []
+    for namespaces, name, separator in _XMP_KEYWORD_FIELDS:
+        for namespace in namespaces:
+            stated += [(value, separator) for value in _xmp_values(root, namespace, name)]
+    stated += _flat(_acdsee_categories(root, notes))
+    return stated
+
+
+def _acdsee_categories(root: ElementTree.Element, notes: list[str]) -> list[str]:
+    """The assigned categories of ``acdsee:categories`` (escaped XML as text, written by ACDSee and digiKam:
+    ``<Categories><Category Assigned="0">Places<Category Assigned="1">Paris</Category></Category></Categories>``),
+    each as its name and its parents' names, nearest first. Anything else there is ignored, with a note."""
+    names: list[str] = []
+
+    def visit(category: ElementTree.Element, parents: list[str]) -> None:
+        path = [*parents, (category.text or "").strip()]
+        if category.get("Assigned") == "1":
+            names.extend(reversed(path))
+        for child in category.findall("Category"):
+            visit(child, path)
+
+    for text in _xmp_values(root, _NS_ACDSEE, "categories"):
+        try:
+            tree = parse_xmp(text)[0]
+        except ValueError as exc:
+            notes.append(f"unreadable acdsee:categories ignored ({exc})")
+            continue
+        if tree.tag != "Categories":
+            notes.append(f"acdsee:categories ignored (a <{tree.tag}> where <Categories> belongs)")
+            continue
+        for category in tree.findall("Category"):
+            visit(category, [])
+    return names
+
+
+def _flat(keywords: Iterable[str]) -> list[_Stated]:
+    return [(keyword, None) for keyword in keywords]
+
+
+def _keywords(stated: Iterable[_Stated], notes: list[str]) -> Iterator[str]:
+    """The keywords of the entries, in order: a flat one as it is, a path as its leaf then its parents (nearest
+    first). A path entry whose text is also stated flat is that flat keyword (a flat list copied into a path
+    field). Not cleaned yet: :func:`_clean_keywords` trims, drops the empty and de-duplicates."""
+    stated = list(stated)
+    flat = {_clean_keyword(text).casefold() for text, separator in stated if separator is None}
+    for text, separator in stated:
+        if separator is None or separator not in text or _clean_keyword(text).casefold() in flat:
+            yield text
+        else:
+            yield from _path_names(text, separator, notes)
+
+
+def _path_names(path: str, separator: str, notes: list[str]) -> list[str]:
+    """A path's names, leaf first: its last :data:`_MAX_PATH_DEPTH` levels (the rest is left out, with a note)."""
+    names = path.rsplit(separator, _MAX_PATH_DEPTH)
+    if len(names) > _MAX_PATH_DEPTH:
+        notes.append(f"keyword path deeper than {_MAX_PATH_DEPTH} levels: only its last {_MAX_PATH_DEPTH} read")
+        names = names[1:]
+    names.reverse()
+    return names
 
 
 def _xmp_datetime(root: ElementTree.Element | None, namespace: str, name: str, notes: list[str]) -> datetime | None:
@@ -900,7 +1134,7 @@ def _sidecars(path: Path) -> list[Path]:
     return list(found.values())
 
 
-def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
+def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[_Stated]:
     try:
         data = read_regular(sidecar, limit=MAX_XMP_BYTES)
     except FileSkipped as exc:
@@ -914,10 +1148,11 @@ def _sidecar_keywords(sidecar: Path, notes: list[str]) -> list[str]:
     if data is None:
         return []
     try:
-        return _xmp_keywords(parse_xmp(data)[0])
+        root = parse_xmp(data)[0]
     except ValueError as exc:
         notes.append(f"malformed XMP sidecar {sidecar.name} ignored ({exc})")
         return []
+    return _xmp_keywords(root, notes)
 
 
 def _capped_keywords(keywords: Iterable[str], notes: list[str]) -> list[str]:
