@@ -635,6 +635,7 @@ def cmd_write_metadata(args: argparse.Namespace) -> int:
     options = WriteOptions(mode=args.mode or defaults.metadata_mode, include=args.include,
                            lang=args.lang or defaults.metadata_lang,
                            sidecar_naming=args.sidecar_naming or defaults.sidecar_naming,
+                           profile=args.profile or defaults.metadata_profile,
                            keep_mtime=args.keep_mtime, dry_run=args.dry_run)
     text = " ".join(args.query)
 
@@ -913,20 +914,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = "Query language: see 'Search' in the README. Exit status 0, or 2 for a malformed query."
     p.set_defaults(func=cmd_search)
 
+    from indexer.metadata.profiles import PROFILES as PROFILE_NAMES
+
     p = _add(commands, "write-metadata",
              "write tags as keywords into XMP sidecars or the photos themselves, where other tools read them")
     p.add_argument("query", nargs="*", metavar="QUERY",
                    help="which photos, in the search language (default: every indexed photo); "
                         "put '--' before a query that starts with '-'")
     catalog_option(p)
+    p.add_argument("--for", dest="profile", choices=tuple(PROFILE_NAMES), metavar="APP",
+                   help="the photo app(s) to write for, which decides the fields, the sidecar names and (unless "
+                        "--mode) whether JPEGs are written into: " + ", ".join(PROFILE_NAMES) + " (default: all, "
+                        "every app sees the tags: JPEGs embedded plus IMG.jpg.xmp, RAW files IMG.CR2.xmp and "
+                        "IMG.xmp)")
     p.add_argument("--mode", choices=("sidecar", "embed", "both"),
-                   help="sidecar: IMG.jpg.xmp next to the photo (default); embed: into JPEGs (XMP and "
-                        "XPKeywords; other formats get a sidecar); both")
+                   help="sidecar: only XMP sidecars, the photos are never touched; embed: into JPEGs and MPOs "
+                        "(XMP, IPTC, XPKeywords; other formats get a sidecar); both (default: the --for app's "
+                        "choice)")
     p.add_argument("--include", choices=("accepted", "suggested"), default="accepted",
                    help="accepted: tags a person accepted or added (default); suggested: also the model's suggestions")
     p.add_argument("--lang", choices=("en", "zh", "both"), help="keyword language (default: en)")
     p.add_argument("--sidecar-naming", choices=("ext", "replace"),
-                   help="ext: IMG.jpg.xmp (default; darktable, digiKam); replace: IMG.xmp (Lightroom)")
+                   help="override the --for app's sidecar names for every photo: ext: IMG.jpg.xmp; replace: IMG.xmp")
     p.add_argument("--keep-mtime", action="store_true", help="keep a rewritten photo's modification time")
     p.add_argument("--dry-run", action="store_true", help="show the keywords to add and remove per file")
     p.add_argument("--json", action="store_true", help="print the run: run id, counts, and per file what was done")
@@ -963,7 +972,8 @@ _DASH_COMMANDS = {
     "search": ({"--catalog", "--limit", "--min-score", "--sort", "--save", "--delete", "--embedder"},
                {"--json", "--list", "-h", "--help"}),
     "tag": ({"--catalog", "--wait"}, {"--json", "-h", "--help"}),
-    "write-metadata": ({"--catalog", "--mode", "--include", "--lang", "--sidecar-naming", "--wait", "--embedder"},
+    "write-metadata": ({"--catalog", "--for", "--mode", "--include", "--lang", "--sidecar-naming", "--wait",
+                        "--embedder"},
                        {"--keep-mtime", "--dry-run", "--json", "-h", "--help"}),
 }
 

@@ -24,12 +24,14 @@ from indexer.schema import recorded_ns
 
 logger = logging.getLogger(__name__)
 
+RAW_EXTENSIONS: frozenset[str] = frozenset(
+    {".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw"}
+)  # camera RAW  # fmt: skip
 PHOTO_EXTENSIONS: frozenset[str] = frozenset(
     {
         ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".hif", ".avif", ".mpo",
         ".tif", ".tiff", ".gif", ".bmp",
-        # camera RAW
-        ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw",
+        *RAW_EXTENSIONS,
     }
 )  # fmt: skip
 

@@ -54,6 +54,7 @@ from indexer.index import under
 from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.journal import ClaimLedger, Journal
+from indexer.metadata.profiles import DEFAULT_PROFILE, PROFILES, XP_KEYWORDS, WriteProfile, profile_named
 from indexer.metadata.read import MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
 from indexer.schema import (
@@ -78,7 +79,7 @@ INCLUDES: tuple[str, ...] = ("accepted", "suggested")
 LANGS: tuple[str, ...] = ("en", "zh", "both")
 NAMINGS: tuple[str, ...] = ("ext", "replace")
 
-EMBEDDABLE_FORMATS = frozenset({"jpeg"})  # MPO, WebP, HEIC, PNG, ...: sidecars
+EMBEDDABLE_FORMATS = frozenset({"jpeg", "mpo"})  # WebP, HEIC, PNG, ...: sidecars
 _SIDECAR_INSTEAD = frozenset({"unsupported", "link"})  # a photo not embedded into for these gets a sidecar
 _PHOTOS_PER_QUERY = 500
 _FOLDERS_KEPT = 64
@@ -91,29 +92,46 @@ class MetadataSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PHOTOTAG_", extra="ignore")
 
-    metadata_mode: Mode = Field("sidecar", description="where keywords go: sidecar, embed (JPEG) or both")
+    metadata_profile: str = Field(DEFAULT_PROFILE, description="the app(s) to write for: " + ", ".join(PROFILES))
+    metadata_mode: Mode | None = Field(None, description="where keywords go: sidecar, embed (JPEG) or both; "
+                                                         "unset: the profile's choice")
     metadata_lang: Lang = Field("en", description="keyword language: en, zh or both")
-    sidecar_naming: Naming = Field("ext", description="ext: IMG.jpg.xmp (darktable, digiKam); replace: IMG.xmp "
-                                                      "(Lightroom, Capture One)")
+    sidecar_naming: Naming | None = Field(None, description="ext: IMG.jpg.xmp for every photo; replace: IMG.xmp for "
+                                                            "every photo; unset: the profile's choice")
 
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """What one run writes, where, and how. ``keep_mtime`` keeps a rewritten photo's modification time
-    (sidecars always get the current time, so that tools watching them notice)."""
+    """What one run writes, where, and how. ``profile`` names the app(s) written for
+    (:mod:`indexer.metadata.profiles`: fields, sidecar names, and where keywords go when ``mode`` is
+    None); ``sidecar_naming`` overrides its sidecar names for every photo. ``keep_mtime`` keeps a
+    rewritten photo's modification time (sidecars always get the current time, so that tools
+    watching them notice)."""
 
-    mode: Mode = "sidecar"
+    mode: Mode | None = None
     include: Include = "accepted"
     lang: Lang = "en"
-    sidecar_naming: Naming = "ext"
+    sidecar_naming: Naming | None = None
+    profile: str = DEFAULT_PROFILE
     keep_mtime: bool = False
     dry_run: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("mode", MODES), ("include", INCLUDES), ("lang", LANGS),
                               ("sidecar_naming", NAMINGS)):
-            if getattr(self, name) not in allowed:
-                raise MetadataError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+            value = getattr(self, name)
+            if value not in allowed and not (value is None and name in ("mode", "sidecar_naming")):
+                raise MetadataError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+        profile_named(self.profile)
+
+    @property
+    def write_profile(self) -> WriteProfile:
+        return profile_named(self.profile)
+
+    @property
+    def where(self) -> Mode:
+        """Where keywords go: ``mode``, else the profile's choice."""
+        return self.mode or self.write_profile.mode
 
 
 _RECORD_ONLY = "(only Phototag's record of its keywords changed)"  # a file whose keywords stay as they were
@@ -311,16 +329,23 @@ class MetadataWriter:
         return {row.id: _PhotoRow(row.id, row.path, row.size, row.mtime_ns, row.content_hash, row.format,
                                   row.status, tuple(tags.get(row.id, ()))) for row in photos}
 
+    def _sidecars(self, photo: _PhotoRow) -> tuple[str, ...]:
+        return self.options.write_profile.sidecars(Path(photo.path), self.options.sidecar_naming)
+
     def _sharing(self, photo: _PhotoRow) -> list[_PhotoRow]:
-        """The indexed photos whose sidecar is ``photo``'s (itself included), in path order. Naming
-        ``ext`` gives each photo its own; ``replace`` shares ``IMG.xmp`` among ``IMG.*``."""
-        if self.options.sidecar_naming == "ext":
+        """The indexed photos whose ``IMG.xmp`` is ``photo``'s (itself included), in path order: ``IMG.*``
+        when one of them gets an ``IMG.xmp`` (the profile's for RAW files, or ``--sidecar-naming
+        replace``); else just the photo."""
+        profile = self.options.write_profile
+        if self.options.sidecar_naming == "ext" or (self.options.sidecar_naming is None and not profile.stem_sidecar):
             return [photo]
         path = Path(photo.path)
         shared = self._shared(str(path.parent)).get(path.stem, ())
         sharing = {row.id: row for row in shared if row.id != photo.id}
         if photo.status == INDEXED:
             sharing[photo.id] = photo
+        if not any("stem" in self._sidecars(row) for row in sharing.values()):
+            return [photo]
         return sorted(sharing.values(), key=lambda row: row.path)
 
     def _shared(self, folder: str) -> dict[str, tuple[_PhotoRow, ...]]:
@@ -420,9 +445,9 @@ class MetadataWriter:
 
     def _plans(self, folder: Folder, photos: list[_PhotoRow], sharing: list[_PhotoRow],
                notes: list[str]) -> list[_Plan]:
-        mode = self.options.mode
+        mode = self.options.where
         plans: list[_Plan] = []
-        sidecar = mode in ("sidecar", "both")
+        needing = list(photos) if mode in ("sidecar", "both") else []  # the photos that get sidecars
         if mode in ("embed", "both"):
             for photo in photos:
                 try:
@@ -431,9 +456,15 @@ class MetadataWriter:
                     if exc.reason not in _SIDECAR_INSTEAD:
                         raise
                     notes.append(f"not embedded: {exc}" + (" — a sidecar instead" if mode == "embed" else ""))
-                    sidecar = True
-        if sidecar:
-            plans.append(self._plan_sidecar(folder, photos, sharing))
+                    if photo not in needing:
+                        needing.append(photo)
+        for photo in needing:  # IMG.jpg.xmp: each photo its own
+            if "ext" in self._sidecars(photo):
+                plans.append(self._plan_sidecar(folder, [photo], [photo], Path(photo.path).name))
+        stem = [photo for photo in needing if "stem" in self._sidecars(photo)]
+        if stem:  # IMG.xmp: one file, shared by every IMG.* photo (all of them when selected)
+            ordered = stem + [photo for photo in photos if photo not in stem]
+            plans.append(self._plan_sidecar(folder, ordered, sharing, Path(stem[0].path).stem))
         return plans
 
     def _wanted(self, photo: _PhotoRow) -> list[Claim]:
@@ -484,18 +515,27 @@ class MetadataWriter:
             self._ledger = ClaimLedger(self.catalog.directory)
         return self._ledger
 
-    def sidecar_path(self, photo_path: Path) -> Path:
-        """``IMG.jpg.xmp`` (naming ``ext``) or ``IMG.xmp`` (``replace``); an existing ``.XMP`` is used as is
-        (whatever it is: a link there is refused when it is written, never followed)."""
-        base = photo_path.name if self.options.sidecar_naming == "ext" else photo_path.stem
+    def sidecar_paths(self, photo_path: Path) -> list[Path]:
+        """The sidecars this run's profile gives a photo when it gets sidecars (see :meth:`sidecar_path`)."""
+        names = self.options.write_profile.sidecars(photo_path, self.options.sidecar_naming)
+        return [self.sidecar_path(photo_path, photo_path.name if name == "ext" else photo_path.stem) for name in names]
+
+    @staticmethod
+    def sidecar_path(photo_path: Path, base: str | None = None) -> Path:
+        """``BASE.xmp`` next to the photo (``IMG.jpg.xmp`` by default; ``IMG.xmp`` with ``base`` the stem); an
+        existing ``.XMP`` is used as is (whatever it is: a link there is refused when it is written, never
+        followed)."""
+        base = photo_path.name if base is None else base
         for suffix in (".xmp", ".XMP"):
             candidate = photo_path.with_name(base + suffix)
             if os.path.lexists(candidate):
                 return candidate
         return photo_path.with_name(base + ".xmp")
 
-    def _plan_sidecar(self, folder: Folder, photos: list[_PhotoRow], sharing: list[_PhotoRow]) -> _Plan:
-        name = self.sidecar_path(folder.shown(Path(photos[0].path).name)).name
+    def _plan_sidecar(self, folder: Folder, photos: list[_PhotoRow], sharing: list[_PhotoRow], base: str) -> _Plan:
+        """The sidecar ``BASE.xmp`` of ``photos`` (the first named in the report), holding the keywords of
+        every photo in ``sharing``."""
+        name = self.sidecar_path(folder.shown(Path(photos[0].path).name), base).name
         shown = folder.shown(name)
         try:
             found = folder.read(name, limit=MAX_XMP_BYTES)
@@ -515,7 +555,7 @@ class MetadataWriter:
         others = [photo for photo in sharing if photo.path != photos[0].path]
         seed = _lazy(lambda: [keyword for photo in sharing for keyword in _own_keywords(photo.path)])
         change = packet.merge(self._wanted_by_all(sharing), self._dropped(sharing, packet), seed=seed,
-                              trusted=self._trusted(shown, old))
+                              trusted=self._trusted(shown, old), fields=self.options.write_profile.xmp_fields())
         new = packet.to_bytes() if change.changed else old or b""
 
         def verify(written: bytes) -> None:
@@ -532,7 +572,7 @@ class MetadataWriter:
         shown = folder.shown(name)
         if (photo.format or "").lower() not in EMBEDDABLE_FORMATS:
             raise FileSkipped("unsupported", f"{(photo.format or 'this').upper()} files are not embedded into, "
-                                             "only JPEG")
+                                             "only JPEG and MPO")
         try:
             found = folder.read(name)
         except OSError as exc:
@@ -554,17 +594,13 @@ class MetadataWriter:
                                                 "(--mode sidecar writes a sidecar instead)") from None
         own = jpeg.own_keywords()
         change = packet.merge(self._wanted(photo), self._dropped([photo], packet), seed=own, elsewhere=own,
-                              trusted=self._trusted(shown, data))
+                              trusted=self._trusted(shown, data), fields=self.options.write_profile.xmp_fields())
         if not change.changed:
             return _Plan("embedded", folder, name, photo.path, data, data, change, info, lambda _written: None,
                          photo.id)
-        body = packet.to_bytes()
-        room = jpeg_embed.MAX_XMP_BYTES - len(body)
-        if room < 0:
-            raise FileSkipped("unsupported", f"{shown}: its XMP would exceed a JPEG segment (64 KB)")
-        xmp = packet.to_bytes(padding=min(jpeg_embed.XMP_PADDING, room))
-        xp_keywords, tiff = self._xp_keywords(jpeg, change)
-        new = _named(shown, jpeg.with_metadata, xmp, tiff).to_bytes()
+        xmp, extended = _named(shown, jpeg_embed.split_packet, packet)  # over 64 KB: Extended XMP
+        xp_keywords, tiff = self._xp_keywords(jpeg, change, XP_KEYWORDS in self.options.write_profile.fields)
+        new = _named(shown, jpeg.with_metadata, xmp, tiff, extended=extended).to_bytes()
         try:
             pixels = jpeg_embed.pixel_digest(data)
         except Exception as exc:  # noqa: BLE001 - whatever the decoder raises
@@ -572,9 +608,9 @@ class MetadataWriter:
                                              "cannot be verified") from None
 
         def verify(written: bytes) -> None:
-            _named(shown, jpeg_embed.verify, jpeg, written, xmp=xmp,
+            _named(shown, jpeg_embed.verify, jpeg, written, xmp=xmp, extended=extended,
                    xp_keywords=xp_keywords if tiff is not None else None, original_pixels=pixels)
-            _verify_packet(xmp, packet, change, shown)
+            _verify_packet(jpeg_embed.JpegFile.parse(written).xmp() or b"", packet, change, shown)
 
         if info.st_nlink > 1:
             notes.append(_HARD_LINKS.format(info.st_nlink))
@@ -582,15 +618,19 @@ class MetadataWriter:
         return _Plan("embedded", folder, name, photo.path, data, new, change, info, verify, photo.id, mtime)
 
     @staticmethod
-    def _xp_keywords(jpeg: jpeg_embed.JpegFile, change: KeywordChange) -> tuple[list[str], bytes | None]:
+    def _xp_keywords(jpeg: jpeg_embed.JpegFile, change: KeywordChange,
+                     wanted: bool = True) -> tuple[list[str], bytes | None]:
         """XPKeywords after the change, and the EXIF data holding them (None: left as it is — no EXIF
-        block, or one that cannot be edited safely; Windows reads the XMP keywords too)."""
+        block, or one that cannot be edited safely; Windows reads the XMP keywords too). ``wanted``: the
+        profile writes XPKeywords (otherwise Phototag's keywords are only removed from them)."""
         tiff = jpeg.exif()
-        if tiff is None or not (change.added or change.removed) or not jpeg_embed.exif_readable(tiff):
+        if tiff is None or not (change.added or change.removed or change.completed) \
+                or not jpeg_embed.exif_readable(tiff):
             return [], None
         before = jpeg.xp_keywords()
         removed = {name.casefold() for name in change.removed}
-        added = [name for name in change.added if ";" not in name]  # XPKeywords' separator: XMP holds those
+        # XPKeywords' separator is ';': XMP holds those keywords
+        added = [name for name in [*change.added, *change.completed] if ";" not in name] if wanted else []
         after = unique_keywords([*(k for k in before if k.casefold() not in removed), *added])
         if after == before:
             return before, None

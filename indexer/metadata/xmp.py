@@ -21,6 +21,8 @@ Rules of :meth:`XmpPacket.merge`:
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 import re
 import unicodedata
@@ -57,7 +59,7 @@ _KEYWORD_LISTS = (
     (_NS_DIGIKAM, "TagsList", "Seq"),        # "Animals/Dogs/pug"
     (_NS_MICROSOFT, "LastKeywordXMP", "Bag"),
 )
-_LEAF_SEPARATORS = {"hierarchicalSubject": "|", "TagsList": "/"}
+_LEAF_SEPARATORS = {"hierarchicalSubject": "|", "TagsList": "/", "LastKeywordXMP": "/"}
 _CLAIMS = "Keywords"  # phototag:Keywords, a bag of structures, one per keyword Phototag added
 _CLAIM_FIELDS = ("name", "tag", "source", "model", "modelVersion", "score", "confirmed")
 _SCORE_DIGITS = 4
@@ -83,6 +85,15 @@ def unique_keywords(keywords: Iterable[str]) -> list[str]:
         if name := clean_keyword(keyword):
             kept.setdefault(name.casefold(), name)
     return list(kept.values())
+
+
+def _lists(fields: Collection[str] | None) -> tuple[tuple[str, str, str], ...]:
+    """The keyword lists named by ``fields`` ("dc:subject", "lr:hierarchicalSubject", ...), dc:subject always."""
+    if fields is None:
+        return _KEYWORD_LISTS
+    named = {f"{_PREFERRED_PREFIXES[namespace]}:{name}": (namespace, name, kind)
+             for namespace, name, kind in _KEYWORD_LISTS}
+    return tuple(entry for key, entry in named.items() if key in fields or entry == _SUBJECT)
 
 
 def _key(keyword: str) -> str:
@@ -119,6 +130,7 @@ class KeywordChange:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seeded: list[str] = field(default_factory=list)  # the photo's own keywords copied into a new dc:subject
+    completed: list[str] = field(default_factory=list)  # Phototag's kept keywords added to lists that lacked them
     claims_changed: bool = False
     # Keys (casefolded names) of the claims Phototag stands by: before the merge (those trusted) and after
     # it (those kept, and its new ones). The journal records them: they are what a later run may trust.
@@ -127,7 +139,7 @@ class KeywordChange:
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.seeded or self.claims_changed)
+        return bool(self.added or self.removed or self.seeded or self.completed or self.claims_changed)
 
 
 class XmpPacket:
@@ -161,7 +173,9 @@ class XmpPacket:
             wrapper.append(root)
             root = wrapper
         if root.find(f"{{{_NS_RDF}}}RDF") is None:
-            raise XmpError(f"no rdf:RDF element under <{root.tag}>: not an XMP packet")
+            if root.tag != f"{{{_NS_X}}}xmpmeta":
+                raise XmpError(f"no rdf:RDF element under <{root.tag}>: not an XMP packet")
+            ElementTree.SubElement(root, f"{{{_NS_RDF}}}RDF")  # an empty <x:xmpmeta/>: an empty packet
         return cls(root, prefixes)
 
     # --- reading -------------------------------------------------------------------------------
@@ -225,9 +239,14 @@ class XmpPacket:
 
     # --- changing ------------------------------------------------------------------------------
     def merge(self, wanted: Sequence[Claim], drop: Iterable[str] = (), seed: Iterable[str] = (),
-              elsewhere: Iterable[str] = (), trusted: Collection[str] | None = None) -> KeywordChange:
+              elsewhere: Iterable[str] = (), trusted: Collection[str] | None = None,
+              fields: Collection[str] | None = None) -> KeywordChange:
         """Add the ``wanted`` keywords, remove the claimed ones whose key (casefolded name) is in
-        ``drop``, and rewrite Phototag's record. ``seed`` starts a ``dc:subject`` that does not exist;
+        ``drop``, and rewrite Phototag's record. ``fields`` are the lists new keywords go into
+        (``dc:subject``, ``lr:hierarchicalSubject``, ``digiKam:TagsList``, ``MicrosoftPhoto:LastKeywordXMP``;
+        None: all four; a write profile's choice); a keyword Phototag keeps is also added to any of them
+        that lacks it (``change.completed``), and one holding a list's path separator stays out of that
+        list. Removal is from every list. ``seed`` starts a ``dc:subject`` that does not exist;
         ``elsewhere`` are keywords the same file states outside this packet (IPTC, XPKeywords): like
         the seed, they are someone else's and never claimed. Returns what changed.
 
@@ -255,7 +274,10 @@ class XmpPacket:
         if change.added and seeded:
             change.seeded = seeded
             self._add_everywhere(seeded, only=_SUBJECT)
-        self._add_everywhere(change.added)
+        lists = _lists(fields)
+        self._add_everywhere(change.added, lists)
+        kept = [claim.name for key, claim in ours.items() if key in old and key not in dropped]
+        change.completed = self._add_everywhere(kept, lists)
         claims = {claim.key: claim for claim in record if claim.key not in dropped} | ours
         change.claimed = tuple(key for key in claims if key in old or key in ours)
         if list(claims.values()) != record:
@@ -297,16 +319,26 @@ class XmpPacket:
         prop = ElementTree.SubElement(self._home(), tag)
         return ElementTree.SubElement(prop, f"{{{_NS_RDF}}}{kind}")
 
-    def _add_everywhere(self, names: Sequence[str], only: tuple[str, str, str] | None = None) -> None:
+    def _add_everywhere(self, names: Sequence[str], lists: Sequence[tuple[str, str, str]] = _KEYWORD_LISTS,
+                        *, only: tuple[str, str, str] | None = None) -> list[str]:
+        """Add each keyword to each list lacking it (a list's separator keeps a keyword out of it);
+        returns the keywords added somewhere."""
+        added: dict[str, str] = {}
         if not names:
-            return
-        for namespace, name, kind in (only,) if only else _KEYWORD_LISTS:
+            return []
+        for namespace, name, kind in (only,) if only else lists:
+            separator = _LEAF_SEPARATORS.get(name)
+            fitting = [keyword for keyword in names if not (separator and separator in keyword)]
+            if not fitting:
+                continue
             container = self._array(namespace, name, kind)
             there = {_key(_item_text(item)) for item in container.findall(f"{{{_NS_RDF}}}li")}
-            for keyword in names:
+            for keyword in fitting:
                 if keyword.casefold() not in there:
                     ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = keyword
                     there.add(keyword.casefold())
+                    added.setdefault(keyword.casefold(), keyword)
+        return list(added.values())
 
     def _remove_everywhere(self, keys: Collection[str]) -> None:
         """Remove the items whose key is in ``keys`` (top-level entries: exactly what Phototag writes) from
@@ -521,3 +553,106 @@ def _serialize_verbatim(element: ElementTree.Element, prefixes: dict[str, str], 
     for child in element:
         _serialize_verbatim(child, prefixes, scope, out)
     out.write(f"</{tag}>{_escape_text(element.tail or '')}")
+
+
+# --- Extended XMP (a JPEG's packet over 64 KB) --------------------------------------------------
+
+_NS_XMP_NOTE = "http://ns.adobe.com/xmp/note/"
+_HAS_EXTENDED = f"{{{_NS_XMP_NOTE}}}HasExtendedXMP"
+
+
+def extended_xmp_guid(extended: bytes) -> str:
+    """The GUID of an Extended XMP serialization: the upper-case hex MD5 of its bytes (XMP part 3, 1.1.3.1)."""
+    return hashlib.md5(extended, usedforsecurity=False).hexdigest().upper()
+
+
+def named_extended_xmp(packet: bytes) -> str | None:
+    """The GUID a JPEG's standard packet names in ``xmpNote:HasExtendedXMP`` (None: none, or unreadable)."""
+    if _HAS_EXTENDED.split("}")[1].encode() not in packet:
+        return None
+    try:
+        values = XmpPacket.parse(packet).values(_NS_XMP_NOTE, "HasExtendedXMP")
+    except XmpError:
+        return None
+    return values[0].strip() if values else None
+
+
+def join_extended_xmp(packet: bytes, extended: bytes) -> bytes:
+    """One packet holding the properties of a JPEG's standard packet and of its Extended XMP (without
+    ``xmpNote:HasExtendedXMP``, which names the split, not the photo).
+
+    Raises:
+        XmpError: either does not parse.
+    """
+    main, more = XmpPacket.parse(packet), XmpPacket.parse(extended)
+    _drop_has_extended(main)
+    main._rdf.extend(more._descriptions())
+    return XmpPacket(main._root, more._prefixes | main._prefixes).to_bytes()
+
+
+def split_extended_xmp(packet: XmpPacket, limit: int, padding: int = 0) -> tuple[bytes, bytes | None]:
+    """The packet as a JPEG holds it: its standard packet (at most ``limit`` bytes, with up to ``padding``
+    bytes of spaces where they fit) and its Extended XMP, None when the whole packet fits.
+
+    A larger packet moves whole top-level properties into the Extended XMP, the largest first — the
+    keyword lists last, so that readers without Extended XMP still see the keywords — until the rest
+    fits; the standard packet then names the Extended XMP's GUID in ``xmpNote:HasExtendedXMP``. The
+    Extended XMP is an ``x:xmpmeta`` element without a packet wrapper. ``packet`` is not changed.
+
+    Raises:
+        XmpError: the standard packet would not fit even with every property moved.
+    """
+    whole = packet.to_bytes()
+    if len(whole) <= limit:
+        return packet.to_bytes(padding=min(padding, limit - len(whole))), None
+    main = XmpPacket(copy.deepcopy(packet._root), {_NS_XMP_NOTE: "xmpNote"} | packet._prefixes)
+    _drop_has_extended(main)
+    descriptions = main._descriptions()
+    if not descriptions:
+        raise XmpError("no rdf:Description to split")
+    keyword_lists = {f"{{{namespace}}}{name}" for namespace, name, _kind in _KEYWORD_LISTS}
+    prefixes = _prefix_map(main._root, main._prefixes)
+    movable: list[tuple[bool, int, ElementTree.Element, str | ElementTree.Element]] = []
+    for description in descriptions:  # each property with its size as written (under x:xmpmeta/rdf:RDF/rdf:Description)
+        for key, value in description.attrib.items():
+            if key.startswith("{") and not key.startswith(f"{{{_NS_RDF}}}"):
+                weight = len(f'\n{_INDENT * 4}{_qname(key, prefixes)[0]}="{_escape_attribute(value)}"'.encode())
+                movable.append((False, weight, description, key))
+        for prop in description:
+            out = io.StringIO()
+            _serialize(prop, prefixes, set(prefixes), out, 3)
+            movable.append((prop.tag in keyword_lists, len(out.getvalue().encode()) + 4, description, prop))
+    movable.sort(key=lambda item: (item[0], -item[1]))
+    descriptions[0].set(_HAS_EXTENDED, "0" * 32)  # the GUID's length: replaced once the extension is known
+    extended = ElementTree.Element(f"{{{_NS_X}}}xmpmeta", {f"{{{_NS_X}}}xmptk": _TOOLKIT})
+    rdf = ElementTree.SubElement(extended, f"{{{_NS_RDF}}}RDF")
+    homes: dict[int, ElementTree.Element] = {}
+    size = len(main.to_bytes())
+    for number, (_keywords, weight, description, prop) in enumerate(movable, 1):
+        home = homes.get(id(description))
+        if home is None:
+            about = {f"{{{_NS_RDF}}}about": description.get(f"{{{_NS_RDF}}}about", "")}
+            home = homes[id(description)] = ElementTree.SubElement(rdf, f"{{{_NS_RDF}}}Description", about)
+        if isinstance(prop, str):
+            home.set(prop, description.attrib.pop(prop))
+        else:
+            description.remove(prop)
+            home.append(prop)
+        size -= weight
+        if size <= limit or number == len(movable):
+            size = len(main.to_bytes())  # the estimate says it fits (or nothing is left to move): measure
+            if size <= limit:
+                break
+    else:
+        raise XmpError(f"even without its properties the packet exceeds {limit} bytes")
+    out = io.StringIO()
+    _serialize(extended, _prefix_map(extended, main._prefixes), set(), out, 0)
+    serialized = out.getvalue().encode("utf-8")
+    descriptions[0].set(_HAS_EXTENDED, extended_xmp_guid(serialized))
+    return main.to_bytes(padding=min(padding, limit - size)), serialized
+
+
+def _drop_has_extended(packet: XmpPacket) -> None:
+    for description in packet._descriptions():
+        description.attrib.pop(_HAS_EXTENDED, None)
+        _remove_children(description, {id(prop) for prop in description.findall(_HAS_EXTENDED)})

@@ -281,7 +281,7 @@ def test_a_claim_copied_into_another_file_is_not_trusted_there(home, tmp_path, c
         a_id = session.scalar(select(Photo.id).where(Photo.path == str(a)))
         session.add(PhotoTag(photo_id=a_id, tag_id=tag.id, source=SOURCE_USER, state=ACCEPTED,
                              updated_at=datetime.now()))
-    assert main(["write-metadata", "--json"]) == 0
+    assert main(["write-metadata", "--mode", "sidecar", "--json"]) == 0
     capsys.readouterr()
     copied = XmpPacket.parse(a.with_name("a.jpg.xmp").read_bytes())
     assert [claim.name for claim in copied.claims()] == ["keepsake"]
@@ -289,7 +289,8 @@ def test_a_claim_copied_into_another_file_is_not_trusted_there(home, tmp_path, c
     b_sidecar.write_bytes(a.with_name("a.jpg.xmp").read_bytes())
     before = b_sidecar.read_bytes()
 
-    assert main(["write-metadata", "--json"]) == 0  # b has no tag "keepsake": its claim would drop it
+    # b has no tag "keepsake": its claim would drop it
+    assert main(["write-metadata", "--mode", "sidecar", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert all(f["removed"] == [] for f in report["files"])
     assert b_sidecar.read_bytes() == before
@@ -306,7 +307,7 @@ def test_claims_read_are_linear_in_the_writer(home, tmp_path, capsys, monkeypatc
         assert session.scalar(select(func.count()).select_from(PhotoTag).where(
             PhotoTag.source == SOURCE_FILE)) == MAX_FILE_KEYWORDS
     reads = ItemReads(monkeypatch)
-    assert main(["write-metadata", "--json"]) == 0
+    assert main(["write-metadata", "--mode", "sidecar", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [f["removed"] for f in report["files"]] == [[]]  # was: all 8,000 of the user's keywords removed
     assert reads.calls <= 20 * len(names), reads.calls
@@ -340,7 +341,7 @@ def _tag_all(home: Path, name: str, state: str = ACCEPTED) -> None:
 
 
 def write_metadata(capsys) -> dict:  # noqa: ANN001
-    assert main(["write-metadata", "--json"]) == 0
+    assert main(["write-metadata", "--mode", "sidecar", "--json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 

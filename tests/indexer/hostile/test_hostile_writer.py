@@ -139,7 +139,7 @@ def test_a_sidecar_link_pointing_outside_is_neither_read_nor_written_through(hom
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         give(home, lib / name, "keepsake")
 
-    report = run(capsys, "write-metadata", code=1)
+    report = run(capsys, "write-metadata", "--mode", "sidecar", code=1)
     assert by_photo(report) == {"a.jpg": [("skipped", "link")], "b.jpg": [("skipped", "link")],
                                 "c.jpg": [("written", None)]}
     assert all(str(lib / name) in entry["message"] for name in ("a.jpg.xmp", "b.jpg.xmp")
@@ -181,7 +181,7 @@ def test_a_photo_folder_swapped_for_a_link_after_indexing_is_never_written_into(
     (lib / "sub").rename(outside)
     os.symlink(outside, lib / "sub")
     before = tree(outside)
-    report = run(capsys, "write-metadata", code=1)
+    report = run(capsys, "write-metadata", "--mode", "sidecar", code=1)
     assert by_photo(report) == {"a.jpg": [("skipped", "link")], "b.jpg": [("written", None)]}
     assert tree(outside) == before
 
@@ -197,7 +197,7 @@ def test_a_sidecar_hard_linked_to_a_file_outside_gets_its_own_copy(home, tmp_pat
     index(capsys, lib)
     give(home, lib / "a.jpg", "keepsake")
     before = tree(outside)
-    [entry] = run(capsys, "write-metadata")["files"]
+    [entry] = run(capsys, "write-metadata", "--mode", "sidecar")["files"]
     assert entry["status"] == "written" and any("hard links" in note for note in entry["notes"])
     assert tree(outside) == before and (lib / "a.jpg.xmp").stat().st_nlink == 1
     assert run(capsys, "undo-metadata")["complete"]
@@ -210,7 +210,7 @@ def test_undo_force_never_acts_through_a_link_planted_after_the_run(home, tmp_pa
     index(capsys, lib)
     for name in ("a.jpg", "b.jpg"):
         give(home, lib / name, "keepsake")
-    report = run(capsys, "write-metadata")
+    report = run(capsys, "write-metadata", "--mode", "sidecar")
     assert by_photo(report) == {"a.jpg": [("written", None)], "b.jpg": [("written", None)]}
 
     outside = tmp_path / "outside"
@@ -233,7 +233,7 @@ def test_undo_force_never_acts_in_a_folder_swapped_for_a_link_after_the_run(home
     lib = library(tmp_path, "sub/a.jpg")
     index(capsys, lib)
     give(home, lib / "sub" / "a.jpg", "keepsake")
-    run(capsys, "write-metadata")
+    run(capsys, "write-metadata", "--mode", "sidecar")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "a.jpg.xmp").write_bytes(b"precious")
@@ -278,7 +278,7 @@ def test_a_fifo_or_device_where_a_sidecar_belongs_never_blocks(home, tmp_path) -
     for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         give(home, lib / name, "keepsake")
 
-    done = cli("write-metadata", "--json")
+    done = cli("write-metadata", "--mode", "sidecar", "--json")
     assert done.returncode == 1, done.stderr
     expected = {"a.jpg": [("skipped", "not_a_file")], "b.jpg": [("skipped", "link")], "c.jpg": [("written", None)],
                 "d.jpg": [("skipped", "not_a_file")] if device else [("written", None)]}
@@ -302,7 +302,7 @@ def test_sigterm_ends_write_metadata_after_the_current_photo(home, tmp_path, cap
               "    os.kill(os.getpid(), signal.SIGTERM)\n"
               "Journal.record_change = terminated\n"
               "from main import main\n"
-              "sys.exit(main(['write-metadata', '--json']))\n")
+              "sys.exit(main(['write-metadata', '--mode', 'sidecar', '--json']))\n")
     process = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
                              timeout=HUNG)
     assert process.returncode == 130, process.stderr
@@ -331,28 +331,28 @@ def test_photos_sharing_a_sidecar_get_the_union_and_a_second_run_changes_nothing
     give(home, lib / "other.jpg", "tree")
     shared = lib / "IMG.xmp"
 
-    first = run(capsys, "write-metadata", "--sidecar-naming", "replace")
+    first = run(capsys, "write-metadata", "--mode", "sidecar", "--sidecar-naming", "replace")
     sidecars = [entry for entry in first["files"] if entry["target"] == str(shared)]
     assert len(sidecars) == 1 and sidecars[0]["status"] == "written"  # one write for the shared file
     assert sidecar_keywords(shared) == {"dog", "cat", "sunset"}
     written = shared.read_bytes()
-    second = run(capsys, "write-metadata", "--sidecar-naming", "replace")
+    second = run(capsys, "write-metadata", "--mode", "sidecar", "--sidecar-naming", "replace")
     assert {entry["status"] for entry in second["files"]} == {"unchanged"} and second["run"] is None
     assert shared.read_bytes() == written
 
     # A query that selects one of them writes the shared file with both photos' keywords still.
     give(home, lib / "IMG.png", "boat")
-    run(capsys, "write-metadata", "--sidecar-naming", "replace", "tag:dog")
+    run(capsys, "write-metadata", "--mode", "sidecar", "--sidecar-naming", "replace", "tag:dog")
     assert sidecar_keywords(shared) == {"dog", "cat", "sunset", "boat"}
 
     # A keyword goes only when no photo sharing the file still has it.
     give(home, lib / "IMG.jpg", "sunset", state=REJECTED)
     give(home, lib / "IMG.jpg", "dog", state=REJECTED)
-    report = run(capsys, "write-metadata", "--sidecar-naming", "replace")
+    report = run(capsys, "write-metadata", "--mode", "sidecar", "--sidecar-naming", "replace")
     [entry] = [entry for entry in report["files"] if entry["target"] == str(shared)]
     assert entry["removed"] == ["dog"]
     assert sidecar_keywords(shared) == {"cat", "sunset", "boat"}
-    assert run(capsys, "write-metadata", "--sidecar-naming", "replace")["run"] is None  # settled
+    assert run(capsys, "write-metadata", "--mode", "sidecar", "--sidecar-naming", "replace")["run"] is None  # settled
 
 
 def test_photos_sharing_sidecars_are_read_once_a_folder_not_once_a_photo(home, tmp_path, capsys) -> None:  # noqa: ANN001
@@ -369,7 +369,7 @@ def test_photos_sharing_sidecars_are_read_once_a_folder_not_once_a_photo(home, t
                 statements.append(statement)
         event.listen(Engine, "before_cursor_execute", count)
         try:
-            report = run(capsys, "write-metadata", "--sidecar-naming", "replace", f"folder:{lib}")
+            report = run(capsys, "write-metadata", "--mode", "sidecar", "--sidecar-naming", "replace", f"folder:{lib}")
         finally:
             event.remove(Engine, "before_cursor_execute", count)
         assert sorted(Path(entry["target"]).name for entry in report["files"] if entry["status"] == "written") \
@@ -412,7 +412,7 @@ def test_temporaries_left_by_a_kill_are_cleaned_and_never_indexed(home, tmp_path
     summary = run(capsys, "index", str(lib))
     assert summary["new"] == 2 and not summary["failures"]  # the temporaries are not photos
     give(home, lib / "a.jpg", "keepsake")
-    run(capsys, "write-metadata")
+    run(capsys, "write-metadata", "--mode", "sidecar")
     assert not any(path.exists() for path in stale)
     assert all(path.read_bytes() == b"someone else's" for path in kept)
     assert (lib / ".c.jpg.xmp.phototag-00000000.tmp").is_symlink() and (outside / "victim").read_bytes() == b"precious"
@@ -427,7 +427,7 @@ def test_a_photo_with_a_250_byte_name_is_written_and_undone(home, tmp_path, caps
     lib = library(tmp_path, name)
     index(capsys, lib)
     give(home, lib / name, "keepsake")
-    report = run(capsys, "write-metadata")
+    report = run(capsys, "write-metadata", "--mode", "sidecar")
     assert by_photo(report) == {name: [("written", None)]}
     assert "keepsake" in read_photo_info(lib / name).keywords
     assert sorted(p.name for p in lib.iterdir()) == sorted([name, name + ".xmp"])  # no temporary left

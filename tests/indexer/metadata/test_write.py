@@ -42,8 +42,9 @@ SAMPLES = {
     "pug.heic": "animals/pug.heic",
     "chelsea.png": "animals/chelsea.png",
 }
-JPEGS = ["canon_flower.jpg", "hopper_orientation_6.jpg", "grace_hopper.jpg", "hubble_deep_field.jpg"]
-NOT_EMBEDDED = ["dahlia.jpg", "sugarshack.mpo", "flower.webp", "pug.heic", "chelsea.png"]
+JPEGS = ["canon_flower.jpg", "hopper_orientation_6.jpg", "grace_hopper.jpg", "hubble_deep_field.jpg", "dahlia.jpg",
+         "sugarshack.mpo"]
+NOT_EMBEDDED = ["flower.webp", "pug.heic", "chelsea.png"]
 EXIFTOOL_FIELDS = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-XMP:LastKeywordXMP",
                    "-EXIF:XPKeywords"]
 
@@ -170,11 +171,11 @@ def test_dry_run_shows_the_keywords_and_changes_nothing(home, indexed, capsys) -
     assert {f["status"] for f in files.values()} == {"would_write"}
     assert files["canon_flower.jpg", "embedded"]["added"] == ["keepsake"]
     assert files["canon_flower.jpg.xmp", "sidecar"]["created"]
-    assert ("sugarshack.mpo", "embedded") not in files and files["sugarshack.mpo.xmp", "sidecar"]["notes"]
+    assert ("flower.webp", "embedded") not in files and files["flower.webp.xmp", "sidecar"]["notes"]
     assert snapshot(indexed) == before
     assert not (home / "catalog" / journal.RUNS_FOLDER).exists()
     # The plain text lists each file with its changes.
-    assert main(["write-metadata", "--dry-run"]) == 0
+    assert main(["write-metadata", "--mode", "sidecar", "--dry-run"]) == 0
     out = capsys.readouterr()
     assert "would write sidecar" in out.out and "+keepsake" in out.out and "nothing was changed" in out.err
 
@@ -182,7 +183,7 @@ def test_dry_run_shows_the_keywords_and_changes_nothing(home, indexed, capsys) -
 def test_sidecars_for_every_format_read_back_in_exiftool_exiv2_and_phototag(home, indexed, capsys) -> None:  # noqa: ANN001
     photos_before = {name: digest(indexed / name) for name in SAMPLES}
     tag(home, indexed / "chelsea.png", "猫咪 & Café")
-    report = run(capsys, "write-metadata")
+    report = run(capsys, "write-metadata", "--mode", "sidecar")
     assert len(written(report)) == len(SAMPLES) and report["counts"]["skipped"] == 0
     assert {name: digest(indexed / name) for name in SAMPLES} == photos_before  # photos untouched
     sidecars = [indexed / f"{name}.xmp" for name in SAMPLES]
@@ -200,7 +201,7 @@ def test_sidecars_for_every_format_read_back_in_exiftool_exiv2_and_phototag(home
     assert xmp["Xmp.phototag.Keywords[1]/phototag:name"] == "keepsake"
     assert xmp["Xmp.phototag.Keywords[1]/phototag:confirmed"] == "True"
     # A second run finds nothing to do.
-    again = run(capsys, "write-metadata")
+    again = run(capsys, "write-metadata", "--mode", "sidecar")
     assert again["run"] is None and again["counts"]["unchanged"] == len(SAMPLES)
 
 
@@ -448,7 +449,7 @@ def test_a_file_changed_since_indexing_is_skipped(home, indexed, capsys) -> None
     with Image.open(changed) as image:
         image.rotate(180).save(changed, quality=90)
     before = changed.read_bytes()
-    report = run(capsys, "write-metadata", code=1)
+    report = run(capsys, "write-metadata", "--mode", "sidecar", code=1)
     skipped = [f for f in report["files"] if f["status"] == "skipped"]
     assert [(Path(f["photo"]).name, f["reason"]) for f in skipped] == [("canon_flower.jpg", "changed")]
     assert "phototag index" in skipped[0]["message"]
@@ -480,14 +481,14 @@ def test_a_failed_verification_keeps_the_original(home, indexed, capsys, monkeyp
 def test_an_unreadable_sidecar_is_never_overwritten(home, indexed, capsys) -> None:  # noqa: ANN001
     sidecar = indexed / "chelsea.png.xmp"
     sidecar.write_bytes(b"<x:xmpmeta><not closed")
-    report = run(capsys, "write-metadata", code=1)
+    report = run(capsys, "write-metadata", "--mode", "sidecar", code=1)
     skipped = [f for f in report["files"] if f["status"] == "skipped"]
     assert [(Path(f["photo"]).name, f["reason"]) for f in skipped] == [("chelsea.png", "unreadable_xmp")]
     assert sidecar.read_bytes() == b"<x:xmpmeta><not closed"
 
 
 def test_sidecar_naming_replace_writes_img_xmp(home, indexed, capsys) -> None:  # noqa: ANN001
-    report = run(capsys, "write-metadata", "tag:keepsake", "--sidecar-naming", "replace")
+    report = run(capsys, "write-metadata", "--mode", "sidecar", "tag:keepsake", "--sidecar-naming", "replace")
     targets = {Path(f["target"]).name for f in report["files"]}
     assert "canon_flower.xmp" in targets and "canon_flower.jpg.xmp" not in targets
     assert "keepsake" in read_photo_info(indexed / "canon_flower.jpg").keywords
