@@ -197,6 +197,9 @@ class IptcBlock:
         - The digest (0x0425) is set to the MD5 of the new IIM data when it was absent or current. A
           digest that was already stale is kept: the IIM stays the side MWG readers believe, so an
           edit a legacy tool made to another field (a caption, a byline) is not hidden behind older XMP.
+          This is exiftool's MWG writing rule ("the IPTCDigest tag is updated automatically when the
+          IPTC is changed if either the IPTCDigest tag didn't exist beforehand or its value agreed
+          with the original IPTC digest", https://exiftool.org/TagNames/MWG.html).
         - Without an IPTC block and with nothing to write, the payload is returned as it was (None
           when the JPEG had no APP13 block: none is needed).
 
@@ -378,11 +381,13 @@ def mwg_reading(xmp_subject: Sequence[str] | None, iptc: IptcBlock) -> MwgReadin
     """The current keywords of a file whose XMP ``dc:subject`` is ``xmp_subject`` (None or empty: no
     such property) and whose APP13 block is ``iptc``, by the Metadata Working Group's rule.
 
-    The rule (MWG "Guidelines for Handling Image Metadata" 2.0, 2010, section 4.2.3 "Metadata
-    reconciliation guidance", IPTC digest), as exiftool's MWG module implements it for
-    ``MWG:Keywords`` (Image/ExifTool/MWG.pm, ``Keywords`` RawConv; documented at
-    https://exiftool.org/TagNames/MWG.html) and Adobe's XMP Toolkit for import
-    (XMPFiles ``ReconcileLegacy.cpp``, ``ImportJTPtoXMP``):
+    The rule is the MWG's ("Guidelines for Handling Image Metadata" 2.0, November 2010, section
+    4.2.3 "Metadata reconciliation guidance"), taken here as exiftool's MWG module implements it
+    for ``MWG:Keywords`` (Image/ExifTool/MWG.pm, the ``Keywords`` RawConv; described at
+    https://exiftool.org/TagNames/MWG.html; the tests compare with ``exiftool -MWG:Keywords``).
+    Adobe's XMP Toolkit imports the IIM the same way (XMPFiles ``ReconcileLegacy.cpp``,
+    ``ImportJTPtoXMP``: digest matches, no import; differs, the IIM replaces the XMP; missing, the
+    IIM only fills what the XMP lacks):
 
     - no IIM block: XMP;
     - IIM and XMP, digest current (the XMP was written in sync with this IIM): XMP;
