@@ -1,19 +1,34 @@
-"""Embedding keywords in a JPEG: its XMP packet and EXIF ``XPKeywords``, at the byte level.
+"""Embedding keywords in a JPEG (or MPO): its XMP packet and EXIF ``XPKeywords``, at the byte level.
 
 A JPEG is a list of marker segments up to the first start-of-scan (SOS); from there on (the
-entropy-coded scan data, further scans, EOI and anything after it) the bytes are kept exactly as
-they are. Only two segments are ever touched: the APP1 XMP packet (replaced, or inserted after
-the JFIF/EXIF segments) and the APP1 EXIF block, where ``XPKeywords`` (the keywords Windows
-shows) is set by writing a new IFD0 at the end of the TIFF data and pointing the header at it —
-every other byte of the EXIF block stays where it was, so maker notes, whose internal offsets
-break when a library re-serialises EXIF (piexif's ``dump`` does), stay intact.
+entropy-coded scan data, further scans, EOI, an MPO's other images, any trailer) the bytes are kept
+exactly as they are. When the header cannot be walked to its SOS — junk bytes between two segments,
+which decoders skip — the walk stops there and everything from that point on is kept the same way,
+byte for byte (exiftool does the same), unless metadata lies in it (:func:`embeddable`).
 
-Files this does not embed into (:func:`embeddable` says why): MPO and other JPEGs with an MPF
-index (frame offsets would shift), JPEGs whose XMP would need Extended XMP (over 64 KB), and
-JPEGs with several or non-standard XMP segments. They get sidecars instead.
+The segments that change:
 
-:func:`verify` checks a written file against its original: every segment but the two is
-byte-identical and in order, the scan data onwards is byte-identical, the decoded pixels are
+- The XMP. The standard APP1 packet is replaced, or inserted after the JFIF/EXIF segments. A packet
+  under a non-standard header (``XMP\\0://ns.adobe.com/xap/1.0/\\0``, ...) that is the file's only
+  one is replaced, where it is, by a standard one holding all it held; next to a standard one it is
+  left as it is (as exiftool does). A packet larger than a segment is split as XMP's Extended XMP
+  (XMP specification part 3, 1.1.3.1): the standard packet names, in ``xmpNote:HasExtendedXMP``,
+  the GUID of the rest, which follows in ``http://ns.adobe.com/xmp/extension/`` segments; old
+  extended segments are replaced.
+- The EXIF block, where ``XPKeywords`` (the keywords Windows shows) is set by writing a new IFD0 at
+  the end of the TIFF data and pointing the header at it: every other byte of the block stays where
+  it was, so maker notes, whose internal offsets break when a library re-serialises EXIF (piexif's
+  ``dump`` does), stay intact.
+- An MPO's MP index (APP2 ``MPF``): the offsets of the other images, which count from the index,
+  and the first image's size follow the header's change in size. Nothing else in it changes.
+
+Files this does not embed into (:func:`embeddable` says why) get sidecars: several standard XMP
+packets, Extended XMP that does not match its packet, an MP index that cannot be read, and a damaged
+header with metadata after the damage (metadata a rewrite would not see).
+
+:func:`verify` checks a written file against its original: every other segment is byte-identical
+and in order, the bytes from the scan data (or the damage) onwards are byte-identical, an MPO's
+other images are byte-identical where the new index says they are, the decoded pixels are
 identical, and the keywords read back — with Phototag's own reader, not exiftool.
 """
 
@@ -29,11 +44,18 @@ from dataclasses import dataclass
 import piexif
 from PIL import Image, IptcImagePlugin
 
-from indexer.errors import FileSkipped
+from indexer.errors import FileSkipped, XmpError
 from indexer.metadata.read import _iptc_keywords
-from indexer.metadata.xmp import XmpPacket, unique_keywords
+from indexer.metadata.xmp import (
+    XmpPacket,
+    extended_xmp_guid,
+    join_extended_xmp,
+    named_extended_xmp,
+    split_extended_xmp,
+    unique_keywords,
+)
 
-__all__ = ["JpegFile", "embeddable", "exif_readable", "pixel_digest", "set_xp_keywords", "verify"]
+__all__ = ["JpegFile", "embeddable", "exif_readable", "pixel_digest", "set_xp_keywords", "split_packet", "verify"]
 
 _SOI, _SOS, _EOI = 0xD8, 0xDA, 0xD9
 _APP0, _APP1, _APP2, _APP13 = 0xE0, 0xE1, 0xE2, 0xED
@@ -43,8 +65,15 @@ _EXTENDED_XMP_HEADER = b"http://ns.adobe.com/xmp/extension/\x00"
 _EXIF_HEADER = b"Exif\x00\x00"
 _MPF_HEADER = b"MPF\x00"
 _MAX_SEGMENT = 0xFFFF - 2  # payload bytes one marker segment can hold
-MAX_XMP_BYTES = _MAX_SEGMENT - len(_XMP_HEADER)  # beyond this a packet needs Extended XMP: not written
+MAX_XMP_BYTES = _MAX_SEGMENT - len(_XMP_HEADER)  # the standard packet; beyond it, Extended XMP
 XMP_PADDING = 2048  # spaces left in an embedded packet for in-place edits (the XMP spec's advice)
+_GUID_BYTES = 32  # an Extended XMP segment: header, GUID, full length, offset, then its part of the packet
+_EXTENDED_PART = _MAX_SEGMENT - len(_EXTENDED_XMP_HEADER) - _GUID_BYTES - 8
+# Where metadata begins. In the bytes after a damaged header, up to the scan, one of these is metadata
+# that decoders and readers see (they skip the damage) but a rewrite would not: such a file is not embedded into.
+_METADATA_MARKS = (_EXIF_HEADER, b"http://ns.adobe.com/", b"<x:xmpmeta", b"Photoshop 3.0\x00", _MPF_HEADER)
+_MP_ENTRY = 0xB002  # the MP index's entries: 16 bytes per image (attributes, size, offset, two dependents)
+_MP_ENTRY_BYTES = 16
 
 _XP_KEYWORDS = piexif.ImageIFD.XPKeywords  # 0x9C9E, BYTE[]: UTF-16LE, ';'-separated, NUL-terminated
 _TIFF_BYTE = 1
@@ -60,26 +89,48 @@ class Segment:
         return bytes((0xFF, self.marker)) + struct.pack(">H", len(self.payload) + 2) + self.payload
 
     @property
+    def size(self) -> int:
+        """Its bytes in the file: marker, length and payload."""
+        return 4 + len(self.payload)
+
+    @property
     def is_xmp(self) -> bool:
         return self.marker == _APP1 and self.payload.startswith(_XMP_HEADER)
+
+    @property
+    def is_extended_xmp(self) -> bool:
+        return self.marker == _APP1 and self.payload.startswith(_EXTENDED_XMP_HEADER)
 
     @property
     def is_exif(self) -> bool:
         return self.marker == _APP1 and self.payload.startswith(_EXIF_HEADER)
 
     @property
+    def is_mpf(self) -> bool:
+        return self.marker == _APP2 and self.payload.startswith(_MPF_HEADER)
+
+    @property
     def looks_like_xmp(self) -> bool:
         """An APP1 that holds an XMP packet under a non-standard header (readers differ on those)."""
         return (self.marker == _APP1 and not self.is_exif and not self.is_xmp
-                and not self.payload.startswith(_EXTENDED_XMP_HEADER) and b"<x:xmpmeta" in self.payload[:4096])
+                and not self.is_extended_xmp and b"<x:xmpmeta" in self.payload[:4096])
+
+    def packet(self) -> bytes:
+        """The XMP packet of an XMP segment, standard or not: the payload from the packet on."""
+        if self.is_xmp:
+            return self.payload[len(_XMP_HEADER):]
+        starts = [at for at in (self.payload.find(b"<?xpacket"), self.payload.find(b"<x:xmpmeta")) if at >= 0]
+        return self.payload[min(starts):] if starts else b""
 
 
 @dataclass(frozen=True)
 class JpegFile:
-    """A JPEG split into its header segments and the bytes from the first SOS to the end."""
+    """A JPEG split into its header segments and the bytes after them, kept as they are: from the
+    first SOS to the end or, when the header is damaged (``damage`` says how), from the damage on."""
 
     segments: tuple[Segment, ...]
-    scan: bytes  # the first SOS marker onwards: scan data, EOI, any trailer
+    scan: bytes
+    damage: str | None = None
 
     @classmethod
     def parse(cls, data: bytes) -> JpegFile:
@@ -87,34 +138,82 @@ class JpegFile:
         if data[:2] != b"\xff\xd8":
             raise FileSkipped("unsupported", "not a JPEG (no start-of-image marker)")
         position, segments = 2, []
+
+        def damaged(what: str) -> JpegFile:
+            return cls(tuple(segments), data[position:], f"{what} at byte {position}")
+
         while True:
             while position < len(data) and data[position] == 0xFF and position + 1 < len(data) \
                     and data[position + 1] == 0xFF:
                 position += 1  # fill bytes
             if position + 2 > len(data) or data[position] != 0xFF:
-                raise FileSkipped("unsupported", f"malformed JPEG: no marker at byte {position}")
+                return damaged("no marker")
             marker = data[position + 1]
             if marker == _SOS:
                 return cls(tuple(segments), data[position:])
             if marker == _EOI:
                 raise FileSkipped("unsupported", "malformed JPEG: it ends before any image data")
             if marker in _STANDALONE:
-                raise FileSkipped("unsupported", f"unusual JPEG: marker 0x{marker:02X} in the header")
+                return damaged(f"marker 0x{marker:02X}")
             if position + 4 > len(data):
-                raise FileSkipped("unsupported", "truncated JPEG header")
+                return damaged("a truncated segment")
             (length,) = struct.unpack(">H", data[position + 2 : position + 4])
             end = position + 2 + length
             if length < 2 or end > len(data):
-                raise FileSkipped("unsupported", f"malformed JPEG: segment 0x{marker:02X} overruns the file")
+                return damaged(f"segment 0x{marker:02X} overrunning the file")
             segments.append(Segment(marker, data[position + 4 : end]))
             position = end
 
     # --- reading -------------------------------------------------------------------------------
-    def xmp(self) -> bytes | None:
+    def _packet_index(self) -> int | None:
+        """The segment holding the file's XMP: the standard one, else the only one under a non-standard header."""
+        standard = [i for i, segment in enumerate(self.segments) if segment.is_xmp]
+        if standard:
+            return standard[0]
+        other = [i for i, segment in enumerate(self.segments) if segment.looks_like_xmp]
+        return other[0] if len(other) == 1 else None
+
+    def _extended_parts(self) -> dict[bytes, list[tuple[int, int, bytes]]]:
+        """The Extended XMP segments' parts, by GUID: (full length, offset, bytes)."""
+        parts: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        head = len(_EXTENDED_XMP_HEADER)
         for segment in self.segments:
-            if segment.is_xmp:
-                return segment.payload[len(_XMP_HEADER):]
-        return None
+            if segment.is_extended_xmp:
+                payload = segment.payload
+                guid, numbers = payload[head : head + _GUID_BYTES], payload[head + _GUID_BYTES : head + _GUID_BYTES + 8]
+                full, offset = struct.unpack(">II", numbers) if len(numbers) == 8 else (-1, -1)
+                parts.setdefault(guid, []).append((full, offset, payload[head + _GUID_BYTES + 8 :]))
+        return parts
+
+    def _extended(self, packet: bytes) -> bytes | None:
+        """The Extended XMP ``packet`` names, complete (None: it names none, or that is not all there)."""
+        parts = self._extended_parts()
+        guid = named_extended_xmp(packet) if parts else None
+        found = parts.get(guid.encode("ascii", "replace")) if guid else None
+        if not found or len({full for full, _offset, _part in found}) != 1:
+            return None
+        joined = bytearray()
+        for _full, offset, part in sorted(found, key=lambda item: item[1]):
+            if offset != len(joined):
+                return None
+            joined += part
+        return bytes(joined) if len(joined) == found[0][0] else None
+
+    def xmp(self) -> bytes | None:
+        """The XMP packet the file states: its standard APP1 packet or, without one, its only packet
+        under a non-standard header; with the properties of its Extended XMP merged in when that is
+        complete and the one the packet names (a packet of its own then, without ``xmpNote:HasExtendedXMP``)."""
+        index = self._packet_index()
+        if index is None:
+            return None
+        packet = self.segments[index].packet()
+        extended = self._extended(packet)
+        if extended is None:
+            return packet
+        try:
+            return join_extended_xmp(packet, extended)
+        except XmpError:
+            return packet  # an unreadable extension is ignored, as readers do (embeddable refuses the file)
 
     def exif(self) -> bytes | None:
         """The TIFF data of the EXIF block (after ``Exif\\0\\0``)."""
@@ -151,42 +250,207 @@ class JpegFile:
     def to_bytes(self) -> bytes:
         return b"\xff\xd8" + b"".join(segment.to_bytes() for segment in self.segments) + self.scan
 
+    def _offset(self, index: int) -> int:
+        """Where segment ``index`` starts in the file (``len(segments)``: where the header ends)."""
+        return 2 + sum(segment.size for segment in self.segments[:index])
+
     # --- changing ------------------------------------------------------------------------------
-    def with_metadata(self, xmp: bytes, tiff: bytes | None) -> JpegFile:
-        """This file with its XMP packet replaced or inserted, and its EXIF TIFF data replaced when given."""
-        xmp_segment = Segment(_APP1, _XMP_HEADER + xmp)
-        if len(xmp_segment.payload) > _MAX_SEGMENT:
-            raise FileSkipped("unsupported", "the XMP packet would exceed a JPEG segment (64 KB); use a sidecar")
-        exif_segment = None
+    def with_metadata(self, xmp: bytes, tiff: bytes | None, *, extended: bytes | None = None) -> JpegFile:
+        """This file with its XMP packet replaced or inserted (``extended``: its Extended XMP, whose GUID
+        the packet names), its EXIF TIFF data replaced when given, and its MP index following the moves.
+
+        Raises:
+            FileSkipped("unsupported"): a segment would exceed 64 KB, there is no EXIF block for
+                ``tiff``, or the MP index cannot follow.
+        """
+        xmp_segments = [Segment(_APP1, _XMP_HEADER + xmp), *_extended_segments(extended)]
+        if len(xmp_segments[0].payload) > _MAX_SEGMENT:
+            raise FileSkipped("unsupported", "the XMP packet would exceed a JPEG segment (64 KB)")
+        exif_at = next((i for i, segment in enumerate(self.segments) if segment.is_exif), None)
         if tiff is not None:
-            exif_segment = Segment(_APP1, _EXIF_HEADER + tiff)
-            if len(exif_segment.payload) > _MAX_SEGMENT:
-                raise FileSkipped("unsupported", "the EXIF block would exceed a JPEG segment (64 KB)")
-        segments = list(self.segments)
-        if exif_segment is not None:
-            index = next((i for i, s in enumerate(segments) if s.is_exif), None)
-            if index is None:
+            if exif_at is None:
                 raise FileSkipped("unsupported", "no EXIF block to set XPKeywords in")
-            segments[index] = exif_segment
-        index = next((i for i, s in enumerate(segments) if s.is_xmp), None)
-        if index is None:  # XMP goes after the leading JFIF/EXIF segments
-            index = 0
-            while index < len(segments) and (segments[index].marker == _APP0 or segments[index].is_exif):
-                index += 1
-            segments.insert(index, xmp_segment)
-        else:
-            segments[index] = xmp_segment
-        return JpegFile(tuple(segments), self.scan)
+            if len(_EXIF_HEADER) + len(tiff) > _MAX_SEGMENT:
+                raise FileSkipped("unsupported", "the EXIF block would exceed a JPEG segment (64 KB)")
+        replace = self._packet_index()
+        insert = None
+        if replace is None:  # XMP goes after the leading JFIF/EXIF segments
+            insert = 0
+            while insert < len(self.segments) and (self.segments[insert].marker == _APP0
+                                                   or self.segments[insert].is_exif):
+                insert += 1
+        segments: list[Segment] = []
+        for index, segment in enumerate(self.segments):
+            if index == insert:
+                segments += xmp_segments
+            if index == replace:
+                segments += xmp_segments
+            elif index == exif_at and tiff is not None:
+                segments.append(Segment(_APP1, _EXIF_HEADER + tiff))
+            elif not segment.is_extended_xmp:
+                segments.append(segment)
+        if insert == len(self.segments):
+            segments += xmp_segments
+        return self._moving_images(JpegFile(tuple(segments), self.scan, self.damage))
+
+    def _moving_images(self, new: JpegFile) -> JpegFile:
+        """``new`` (this file with other header segments) with its MP index saying where the images now are."""
+        old_at = next((i for i, segment in enumerate(self.segments) if segment.is_mpf), None)
+        if old_at is None:
+            return new
+        new_at = next(i for i, segment in enumerate(new.segments) if segment is self.segments[old_at])
+        try:
+            index = _MpIndex.read(self.segments[old_at].payload)
+        except ValueError as exc:
+            raise FileSkipped("unsupported", f"its MP index (MPF) cannot be read ({exc})") from None
+        entries = index.moved(self._offset(old_at), self._offset(len(self.segments)),
+                              new._offset(new_at), new._offset(len(new.segments)))
+        segments = list(new.segments)
+        segments[new_at] = Segment(_APP2, index.with_entries(entries))
+        return JpegFile(tuple(segments), new.scan, new.damage)
+
+    # --- what cannot be embedded ---------------------------------------------------------------
+    def _hidden_metadata(self) -> bytes | None:
+        """After a damaged header: the first metadata mark between the damage and the scan (where
+        decoders, skipping the damage, find it)."""
+        if self.damage is None:
+            return None
+        region = self.scan[: _scan_start(self.scan)]
+        return next((mark for mark in _METADATA_MARKS if mark in region), None)
+
+
+def _scan_start(data: bytes) -> int:
+    """Where the scan starts, walked as decoders do (Pillow, libjpeg): bytes outside a segment skipped."""
+    position = 0
+    while position + 1 < len(data):
+        if data[position] != 0xFF:
+            position += 1
+            continue
+        marker = data[position + 1]
+        if marker in (_SOS, _EOI):
+            return position
+        if marker in (0x00, 0xFF) or marker in _STANDALONE or marker == _SOI:
+            position += 1 if marker == 0xFF else 2
+            continue
+        if position + 4 > len(data):
+            break
+        position += 2 + struct.unpack(">H", data[position + 2 : position + 4])[0]
+    return len(data)
+
+
+def _extended_segments(extended: bytes | None) -> list[Segment]:
+    """Extended XMP as segments: header, GUID, full length, this part's offset, the part."""
+    if not extended:
+        return []
+    head = _EXTENDED_XMP_HEADER + extended_xmp_guid(extended).encode("ascii") + struct.pack(">I", len(extended))
+    return [Segment(_APP1, head + struct.pack(">I", at) + extended[at : at + _EXTENDED_PART])
+            for at in range(0, len(extended), _EXTENDED_PART)]
+
+
+@dataclass(frozen=True)
+class _MpIndex:
+    """The MP index of an MPO (APP2 ``MPF``): a TIFF structure whose entries say, per image, its
+    size and its offset from the index's byte-order mark (0 for the first image, the file itself)."""
+
+    payload: bytes
+    order: str  # struct's byte order
+    at: int  # where the entries start in the payload
+    entries: tuple[tuple[int, int], ...]  # (size, offset) per image
+
+    @classmethod
+    def read(cls, payload: bytes) -> _MpIndex:
+        """Raises ValueError: not an MP index this can walk."""
+        tiff = payload[len(_MPF_HEADER):]
+        order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(tiff[:4])
+        if order is None:
+            raise ValueError("no TIFF header")
+        try:
+            (ifd,) = struct.unpack(order + "I", tiff[4:8])
+            (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+            for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+                tag, _kind, size, value = struct.unpack(order + "HHII", tiff[entry : entry + 12])
+                if tag != _MP_ENTRY:
+                    continue
+                if size == 0 or size % _MP_ENTRY_BYTES or value + size > len(tiff):
+                    raise ValueError("its entries lie outside it")
+                entries = tuple(struct.unpack(order + "II", tiff[at + 4 : at + 12])
+                                for at in range(value, value + size, _MP_ENTRY_BYTES))
+                return cls(payload, order, len(_MPF_HEADER) + value, entries)
+        except struct.error:
+            raise ValueError("its directory is cut short") from None
+        return cls(payload, order, 0, ())
+
+    def moved(self, old_at: int, old_end: int, new_at: int, new_end: int) -> list[tuple[int, int]]:
+        """The entries once the index segment moved from ``old_at`` to ``new_at`` and the header's end
+        (where the rest of the file starts, unchanged) from ``old_end`` to ``new_end``.
+
+        Raises:
+            FileSkipped("unsupported"): an image lies in the header, or a value would not fit.
+        """
+        old_base, new_base = old_at + 4 + len(_MPF_HEADER), new_at + 4 + len(_MPF_HEADER)
+        grow = new_end - old_end
+        entries = []
+        for number, (size, offset) in enumerate(self.entries):
+            if offset == 0:  # the first image: the file from its start; its size covers the header
+                size = size + grow if number == 0 and size else size
+            elif old_base + offset < old_end:
+                raise FileSkipped("unsupported", f"image {number + 1} of its MP index (MPF) lies inside the "
+                                                 "header, which changes")
+            else:
+                offset = old_base + offset + grow - new_base
+            if not (0 <= size <= 0xFFFFFFFF and 0 <= offset <= 0xFFFFFFFF):
+                raise FileSkipped("unsupported", "its MP index (MPF) cannot hold the images' new places")
+            entries.append((size, offset))
+        return entries
+
+    def with_entries(self, entries: Sequence[tuple[int, int]]) -> bytes:
+        """The payload with these sizes and offsets, every other byte as it was."""
+        payload = bytearray(self.payload)
+        for number, (size, offset) in enumerate(entries):
+            struct.pack_into(self.order + "II", payload, self.at + _MP_ENTRY_BYTES * number + 4, size, offset)
+        return bytes(payload)
+
+
+def split_packet(packet: XmpPacket) -> tuple[bytes, bytes | None]:
+    """A packet as a JPEG holds it: the standard packet (padded for in-place edits where that fits) and,
+    when it is larger than a segment, its Extended XMP (:func:`indexer.metadata.xmp.split_extended_xmp`).
+
+    Raises:
+        FileSkipped("unsupported"): even its smallest standard packet would exceed a segment.
+    """
+    try:
+        return split_extended_xmp(packet, MAX_XMP_BYTES, XMP_PADDING)
+    except XmpError as exc:
+        raise FileSkipped("unsupported", f"its XMP cannot be split into Extended XMP ({exc})") from None
 
 
 def embeddable(jpeg: JpegFile) -> str | None:
     """None when keywords can be embedded in this JPEG; else why not (the photo gets a sidecar)."""
-    if any(s.marker == _APP2 and s.payload.startswith(_MPF_HEADER) for s in jpeg.segments):
-        return "it holds several images (MPF index): embedding would shift their offsets"
     if sum(s.is_xmp for s in jpeg.segments) > 1:
         return "it has more than one XMP segment"
-    if any(s.looks_like_xmp for s in jpeg.segments):
-        return "it has an XMP packet under a non-standard header"
+    if not any(s.is_xmp for s in jpeg.segments) and sum(s.looks_like_xmp for s in jpeg.segments) > 1:
+        return "it has several XMP packets under non-standard headers"
+    if parts := jpeg._extended_parts():
+        index = jpeg._packet_index()
+        packet = jpeg.segments[index].packet() if index is not None else b""
+        extended = jpeg._extended(packet)
+        if extended is None or len(parts) > 1:
+            return "it has Extended XMP that its XMP packet does not name, or not all of it"
+        try:
+            join_extended_xmp(packet, extended)
+        except XmpError as exc:
+            return f"its Extended XMP cannot be read ({exc})"
+    indexes = [s for s in jpeg.segments if s.is_mpf]
+    if len(indexes) > 1:
+        return "it has more than one MP index (MPF)"
+    if indexes:
+        try:
+            _MpIndex.read(indexes[0].payload)
+        except ValueError as exc:
+            return f"its MP index (MPF) cannot be read ({exc}): embedding would lose its other images"
+    if (mark := jpeg._hidden_metadata()) is not None:
+        return (f"its header is damaged ({jpeg.damage}) and metadata follows the damage "
+                f"({mark.decode('ascii', 'replace').strip(chr(0))!r}): a rewrite would not see it")
     return None
 
 
@@ -269,8 +533,10 @@ def pixel_digest(data: bytes) -> tuple[str, tuple[int, int], str]:
 
 
 def verify(original: JpegFile, written: bytes, *, xmp: bytes, xp_keywords: Sequence[str] | None,
-           original_pixels: tuple[str, tuple[int, int], str]) -> None:
-    """Check a written JPEG against the one it was made from.
+           original_pixels: tuple[str, tuple[int, int], str], extended: bytes | None = None) -> None:
+    """Check a written JPEG against the one it was made from: ``xmp`` (and its ``extended`` XMP) in
+    place of its XMP, ``xp_keywords`` in its EXIF block (None: that block unchanged), and nothing else
+    changed but the MP index's sizes and offsets.
 
     Raises:
         FileSkipped("verify_failed"): with what differs.
@@ -283,16 +549,25 @@ def verify(original: JpegFile, written: bytes, *, xmp: bytes, xp_keywords: Seque
         new = JpegFile.parse(written)
     except FileSkipped as exc:
         raise fail(f"the written JPEG cannot be walked ({exc})") from None
-    if new.scan != original.scan:
+    if new.scan != original.scan or (new.damage is None) != (original.damage is None):
         raise fail("the scan data differs")
-    others = [s for s in original.segments if not (s.is_xmp or s.is_exif)]
-    if [s for s in new.segments if not (s.is_xmp or s.is_exif)] != others:
-        raise fail("a segment other than XMP and EXIF differs")
-    if new.xmp() != xmp:
+    replaced = original._packet_index()
+    if [s for s in new.segments if not _rewritten(s)] != [
+            s for i, s in enumerate(original.segments) if not (_rewritten(s) or i == replaced)]:
+        raise fail("a segment other than XMP, EXIF and the MP index differs")
+    if replaced is not None and not new.segments[replaced].is_xmp:
+        raise fail("the XMP packet is not where it was")
+    if [s.payload for s in new.segments if s.is_xmp] != [_XMP_HEADER + xmp]:
         raise fail("the XMP packet does not read back")
+    if extended is None:
+        if any(s.is_extended_xmp for s in new.segments):
+            raise fail("Extended XMP is left")
+    elif named_extended_xmp(xmp) != extended_xmp_guid(extended) or new._extended(xmp) != extended \
+            or len(new._extended_parts()) != 1:
+        raise fail("the Extended XMP does not read back")
     try:
-        XmpPacket.parse(xmp)
-    except Exception as exc:  # noqa: BLE001
+        XmpPacket.parse(new.xmp() or b"")
+    except XmpError as exc:
         raise fail(f"the XMP packet does not parse ({exc})") from None
     if xp_keywords is not None:
         before, after = original.exif(), new.exif()
@@ -311,9 +586,43 @@ def verify(original: JpegFile, written: bytes, *, xmp: bytes, xp_keywords: Seque
                 raise fail("an EXIF tag other than XPKeywords changed")
     elif new.exif() != original.exif():
         raise fail("the EXIF block changed")
+    if (why := _images_moved_whole(original, new, written)) is not None:
+        raise fail(why)
     try:
         pixels = pixel_digest(written)
     except Exception as exc:  # noqa: BLE001 - a decoder error of any kind
         raise fail(f"the written JPEG does not decode ({exc})") from None
     if pixels != original_pixels:
         raise fail("the decoded pixels differ")
+
+
+def _rewritten(segment: Segment) -> bool:
+    """A segment embedding may replace: the XMP, its extension, the EXIF block, the MP index."""
+    return segment.is_xmp or segment.is_extended_xmp or segment.is_exif or segment.is_mpf
+
+
+def _images_moved_whole(original: JpegFile, new: JpegFile, written: bytes) -> str | None:
+    """Why the MP index of ``new`` does not describe the images of ``original`` (None: it does). Only
+    its sizes and offsets may differ, the first image's size by the header's change, and each other
+    image's bytes must be where it now says."""
+    old_at = [i for i, segment in enumerate(original.segments) if segment.is_mpf]
+    new_at = [i for i, segment in enumerate(new.segments) if segment.is_mpf]
+    if len(old_at) != len(new_at):
+        return "the MP index appeared or went"
+    if not old_at:
+        return None
+    old, now = _MpIndex.read(original.segments[old_at[0]].payload), _MpIndex.read(new.segments[new_at[0]].payload)
+    if len(old.entries) != len(now.entries) or old.with_entries(now.entries) != now.payload:
+        return "the MP index changed beyond its images' sizes and offsets"
+    data = original.to_bytes()
+    old_base = original._offset(old_at[0]) + 4 + len(_MPF_HEADER)
+    new_base = new._offset(new_at[0]) + 4 + len(_MPF_HEADER)
+    grow = len(written) - len(data)
+    for number, ((size, offset), (new_size, new_offset)) in enumerate(zip(old.entries, now.entries, strict=True)):
+        if offset == 0:
+            if new_offset != 0 or new_size != (size + grow if number == 0 and size else size):
+                return "the MP index's first image does not cover the new file"
+        elif new_size != size or written[new_base + new_offset : new_base + new_offset + size] \
+                != data[old_base + offset : old_base + offset + size]:
+            return f"image {number + 1} of the MP index is not where the index says"
+    return None

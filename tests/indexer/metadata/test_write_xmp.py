@@ -164,11 +164,11 @@ def test_verify_notices_a_changed_pixel_or_segment() -> None:
                original_pixels=("RGB", (1, 1), "0"))
 
 
-def test_mpo_and_nonstandard_xmp_are_not_embedded_into() -> None:
-    mpo = JpegFile.parse((PHOTOS / "library/travel/fujifilm.mpo").read_bytes())
-    assert "MPF" in embeddable(mpo)
-    dahlia = JpegFile.parse((PHOTOS / "library/flowers/dahlia.jpg").read_bytes())
-    assert "non-standard" in embeddable(dahlia)
+def test_two_xmp_packets_and_non_jpegs_are_not_embedded_into() -> None:
+    # MPOs and non-standard XMP headers are embedded into: tests/indexer/metadata/test_embed_jpegs.py
+    once = JpegFile.parse(canon()).with_metadata(XmpPacket.new().to_bytes(), None)
+    twice = JpegFile(once.segments + tuple(s for s in once.segments if s.is_xmp), once.scan)
+    assert "more than one XMP segment" in embeddable(twice)
     with pytest.raises(FileSkipped):
         JpegFile.parse(b"\x89PNG\r\n")
 
