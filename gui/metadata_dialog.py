@@ -77,16 +77,24 @@ class MetadataDialog(QDialog):
         self.lang.currentIndexChanged.connect(self._options_changed)
 
     def _where(self) -> str:
-        naming = "IMG.jpg.xmp" if self.preferences.sidecar_naming == "ext" else "IMG.xmp"
-        return {"sidecar": f"XMP sidecars ({naming})", "embed": "the JPEGs themselves (others: sidecars)",
-                "both": f"the JPEGs and XMP sidecars ({naming})"}[self.preferences.metadata_mode]
+        from indexer.metadata.profiles import profile_named
+
+        profile = profile_named(self.preferences.metadata_profile)
+        naming = {"ext": "IMG.jpg.xmp", "replace": "IMG.xmp"}.get(self.preferences.sidecar_naming)
+        if naming is None:
+            names = ["IMG.jpg.xmp"] if profile.ext_sidecar else []
+            names += ["IMG.xmp for RAW"] if profile.stem_sidecar else []
+            naming = ", ".join(names) or "IMG.jpg.xmp"
+        where = {"sidecar": f"XMP sidecars ({naming})", "embed": f"the JPEGs themselves (others: {naming})",
+                 "both": f"the JPEGs and XMP sidecars ({naming})"}[self.preferences.metadata_mode or profile.mode]
+        return f"{where}, for {profile.app}"
 
     def options(self, *, dry_run: bool) -> Any:
         from indexer.metadata.write import WriteOptions
 
-        return WriteOptions(mode=self.preferences.metadata_mode, include=self.include.currentData(),
-                            lang=self.lang.currentData(), sidecar_naming=self.preferences.sidecar_naming,
-                            dry_run=dry_run)
+        return WriteOptions(mode=self.preferences.metadata_mode or None, include=self.include.currentData(),
+                            lang=self.lang.currentData(), sidecar_naming=self.preferences.sidecar_naming or None,
+                            profile=self.preferences.metadata_profile, dry_run=dry_run)
 
     def _options_changed(self) -> None:
         self.write_button.setEnabled(False)

@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from indexer.metadata.profiles import DEFAULT_PROFILE, PROFILES
 from indexer.settings import Settings
 
 PREFERENCES_FILE = "gui.json"
 LANGUAGES = ("en", "zh")
-SIDECAR_NAMINGS = ("ext", "replace")
-METADATA_MODES = ("sidecar", "embed", "both")
+SIDECAR_NAMINGS = ("", "ext", "replace")  # "": the write profile's names
+METADATA_MODES = ("", "sidecar", "embed", "both")  # "": the write profile's choice
 
 
 @dataclass
@@ -26,8 +27,9 @@ class Preferences:
     batch_size: int | None = None
     threshold_offset: float = 0.0  # hide model suggestions scoring below their tag's threshold + this
     tag_language: str = "en"  # names shown in the photo pane: en or zh (completion offers both)
-    sidecar_naming: str = "ext"  # IMG.jpg.xmp (ext) or IMG.xmp (replace)
-    metadata_mode: str = "sidecar"
+    metadata_profile: str = "all"  # the photo app(s) metadata is written for (indexer.metadata.profiles)
+    sidecar_naming: str = ""  # IMG.jpg.xmp (ext) or IMG.xmp (replace) for every photo; "": as the profile says
+    metadata_mode: str = ""  # sidecar, embed or both; "": as the profile says
 
     @classmethod
     def load(cls, home: Path) -> Preferences:
@@ -42,9 +44,11 @@ class Preferences:
         if preferences.tag_language not in LANGUAGES:
             preferences.tag_language = "en"
         if preferences.sidecar_naming not in SIDECAR_NAMINGS:
-            preferences.sidecar_naming = "ext"
+            preferences.sidecar_naming = ""
         if preferences.metadata_mode not in METADATA_MODES:
-            preferences.metadata_mode = "sidecar"
+            preferences.metadata_mode = ""
+        if preferences.metadata_profile not in PROFILES:
+            preferences.metadata_profile = DEFAULT_PROFILE
         return preferences
 
     def save(self, home: Path) -> None:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.preferences import Preferences
+from indexer.metadata.profiles import PROFILES
 from indexer.settings import Settings
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,12 +49,20 @@ class SettingsDialog(QDialog):
         self.tag_language.addItem("English", "en")
         self.tag_language.addItem("中文 (Chinese)", "zh")
         self.tag_language.setCurrentIndex(max(0, self.tag_language.findData(preferences.tag_language)))
+        self.metadata_profile = QComboBox()
+        for profile in PROFILES.values():
+            self.metadata_profile.addItem(profile.app[:1].upper() + profile.app[1:], profile.name)
+        self.metadata_profile.setCurrentIndex(max(0, self.metadata_profile.findData(preferences.metadata_profile)))
+        self.metadata_profile.setToolTip("The photo apps that should see the tags: this decides the fields, the "
+                                         "sidecar names and whether JPEGs are written into")
         self.sidecar_naming = QComboBox()
-        self.sidecar_naming.addItem("IMG.jpg.xmp (darktable, digiKam)", "ext")
-        self.sidecar_naming.addItem("IMG.xmp (Lightroom, Capture One)", "replace")
+        self.sidecar_naming.addItem("As the app needs", "")
+        self.sidecar_naming.addItem("IMG.jpg.xmp for every photo", "ext")
+        self.sidecar_naming.addItem("IMG.xmp for every photo", "replace")
         self.sidecar_naming.setCurrentIndex(max(0, self.sidecar_naming.findData(preferences.sidecar_naming)))
         self.metadata_mode = QComboBox()
-        self.metadata_mode.addItem("XMP sidecar next to the photo", "sidecar")
+        self.metadata_mode.addItem("As the app needs", "")
+        self.metadata_mode.addItem("XMP sidecar next to the photo (never touches photos)", "sidecar")
         self.metadata_mode.addItem("Into the JPEG itself (others get a sidecar)", "embed")
         self.metadata_mode.addItem("Both", "both")
         self.metadata_mode.setCurrentIndex(max(0, self.metadata_mode.findData(preferences.metadata_mode)))
@@ -62,6 +71,7 @@ class SettingsDialog(QDialog):
         form.addRow("Batch size", self.batch_size)
         form.addRow("Threshold offset", self.threshold_offset)
         form.addRow("Tag language", self.tag_language)
+        form.addRow("Write metadata for", self.metadata_profile)
         form.addRow("Sidecar naming", self.sidecar_naming)
         form.addRow("Write metadata to", self.metadata_mode)
         where = QLabel(f"Catalog: {settings.catalog_dir}<br>Models: {settings.models_dir}<br>"
@@ -84,6 +94,7 @@ class SettingsDialog(QDialog):
             batch_size=None if batch == self._settings.batch_size else batch,
             threshold_offset=round(self.threshold_offset.value(), 2),
             tag_language=self.tag_language.currentData(),
+            metadata_profile=self.metadata_profile.currentData(),
             sidecar_naming=self.sidecar_naming.currentData(),
             metadata_mode=self.metadata_mode.currentData(),
         )

@@ -184,12 +184,14 @@ def test_settings_are_kept_and_used(qtbot, window) -> None:  # noqa: ANN001
     dialog.batch_size.setValue(2)
     dialog.threshold_offset.setValue(0.5)
     dialog.tag_language.setCurrentIndex(dialog.tag_language.findData("zh"))
+    assert dialog.metadata_profile.currentData() == "all" and dialog.metadata_mode.currentData() == ""
     dialog.sidecar_naming.setCurrentIndex(dialog.sidecar_naming.findData("replace"))
+    dialog.metadata_profile.setCurrentIndex(dialog.metadata_profile.findData("lightroom"))
     window.apply_preferences(dialog.preferences())
     assert window.library.settings.batch_size == 2 and window.library.settings.device == "cpu"
     stored = Preferences.load(window.library.settings.home)
-    assert (stored.batch_size, stored.threshold_offset, stored.tag_language, stored.sidecar_naming) == (
-        2, 0.5, "zh", "replace")
+    assert (stored.batch_size, stored.threshold_offset, stored.tag_language, stored.sidecar_naming,
+            stored.metadata_profile, stored.metadata_mode) == (2, 0.5, "zh", "replace", "lightroom", "")
     assert stored.device is None  # unchanged from the environment's: not pinned
 
     wait_search(qtbot, window, "has:tags")
