@@ -116,6 +116,13 @@ class Ranking:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def without(self, photo_ids: np.ndarray) -> Ranking:
+        """This ranking less ``photo_ids`` (photos outside the folders a view shows, say)."""
+        if not len(photo_ids):
+            return self
+        keep = ~np.isin(self.ids, photo_ids)
+        return Ranking(self.query, self.ids[keep], self.scores[keep], self.total_is_lower_bound, self.settled)
+
 
 class Searcher:
     """Runs queries on one catalog. ``embedder`` is a CLIP embedder, or a zero-argument function
@@ -179,36 +186,46 @@ class Searcher:
                 compiler.drop_tables()
         return Ranking(text_query, ids, scores, compiler.truncated, settled)
 
-    def settle(self, ranking: Ranking, count: int | None = None) -> Ranking:
-        """``ranking`` with its first ``count`` matches (None: all) in :meth:`search`'s order: equal scores newest
-        first (undated last), then by id. Only photos whose score some other match shares are read."""
-        if ranking.settled:
-            return ranking
-        ids, scores = ranking.ids, ranking.scores
-        total = len(ids)
-        stop = total if count is None else min(count, total)
-        if stop == 0:
-            return ranking
-        # The tie group of the last position asked for is settled whole: it may run on past ``stop``.
-        end = int(np.searchsorted(-scores, -scores[stop - 1], side="right"))
-        head_ids, head_scores = ids[:end], scores[:end]
-        tied = np.zeros(end, dtype=bool)
-        tied[1:] = head_scores[1:] == head_scores[:-1]
+    def settle(self, ranking: Ranking, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and scores at positions ``start``..``stop`` (None: the end) of :meth:`search`'s order: equal
+        scores newest first (undated last), then by id. Reads the dates of the range's tied photos only — with the
+        rest of the tie groups its ends cut, which may run on past them."""
+        stop = len(ranking) if stop is None else min(stop, len(ranking))
+        start = max(0, min(start, stop))
+        if ranking.settled or start == stop:
+            return ranking.ids[start:stop], ranking.scores[start:stop]
+        low, high = _tie_bounds(ranking.scores, start, stop)
+        ids, scores = ranking.ids[low:high], ranking.scores[low:high]
+        tied = np.zeros(len(ids), dtype=bool)
+        tied[1:] = scores[1:] == scores[:-1]
         tied[:-1] |= tied[1:]
-        by_date = np.zeros(end, dtype=np.int64)  # a photo's place among the tied ones, newest first
+        by_date = np.zeros(len(ids), dtype=np.int64)  # a photo's place among the tied ones, newest first
         if tied.any():
-            wanted = func.json_each(json.dumps(head_ids[tied].tolist())).table_valued("value")
+            wanted = func.json_each(json.dumps(ids[tied].tolist())).table_valued("value")
             taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)  # as stored (ISO text), as _rank sorts
             with self.catalog.session() as session:
                 newest = np.fromiter(itertools.chain.from_iterable(_driver_rows(session, select(Photo.id).where(
                     Photo.id.in_(select(wanted.c.value))).order_by(taken.desc(), Photo.id))), dtype=np.int64)
-            sorter = np.argsort(newest)
-            at = np.searchsorted(newest, head_ids[tied], sorter=sorter).clip(0, max(len(newest) - 1, 0))
-            by_date[tied] = sorter[at] if len(newest) else 0
-        order = np.lexsort((by_date, -head_scores))
-        return Ranking(ranking.query, np.concatenate([head_ids[order], ids[end:]]),
-                       np.concatenate([head_scores[order], scores[end:]]), ranking.total_is_lower_bound,
-                       settled=end == total)
+            if len(newest):
+                sorter = np.argsort(newest)
+                at = np.searchsorted(newest, ids[tied], sorter=sorter).clip(0, len(newest) - 1)
+                by_date[tied] = sorter[at]
+        order = np.lexsort((by_date, -scores))
+        return ids[order][start - low:stop - low], scores[order][start - low:stop - low]
+
+    def members(self, ranking: Ranking, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The ids at positions ``start``..``stop`` of :meth:`search`'s order, in no particular order: only the tie
+        groups the range's ends cut are settled (a selection of 100,000 matches costs what its two ends cost)."""
+        stop = len(ranking) if stop is None else min(stop, len(ranking))
+        start = max(0, min(start, stop))
+        if ranking.settled or start == stop or (start == 0 and stop == len(ranking)):
+            return ranking.ids[start:stop]
+        first_end = _tie_bounds(ranking.scores, start, start + 1)[1]
+        last_start = _tie_bounds(ranking.scores, stop - 1, stop)[0]
+        if first_end >= last_start:
+            return self.settle(ranking, start, stop)[0]
+        return np.concatenate([self.settle(ranking, start, first_end)[0], ranking.ids[first_end:last_start],
+                               self.settle(ranking, last_start, stop)[0]])
 
     def save(self, name: str, text_query: str) -> None:
         """Store a query under ``name`` (replacing one of that name); it must parse, and the name must be one
@@ -736,6 +753,13 @@ class _Compiler:
         for photo_id, name in rows:
             found.setdefault(photo_id, []).append(name)
         return found
+
+
+def _tie_bounds(scores: np.ndarray, start: int, stop: int) -> tuple[int, int]:
+    """The positions ``start``..``stop`` of scores sorted best first, widened to whole groups of equal scores."""
+    descending = -scores
+    return (int(np.searchsorted(descending, descending[start], side="left")),
+            int(np.searchsorted(descending, descending[stop - 1], side="right")))
 
 
 def _driver_rows(session: Session, statement: Any) -> list[tuple]:
