@@ -737,7 +737,8 @@ def _holds_xmp(payload: bytes) -> bool:
 
 
 def _jpeg_app1_payloads(path: Path) -> Iterator[bytes]:
-    """The payload of each APP1 segment before the first scan (or EOI), in order.
+    """The payload of each APP1 segment before the first scan (or EOI), in order, EXIF's left out (skipped
+    after its first bytes: it is the large one, and Pillow has read it).
 
     Raises:
         OSError: the file cannot be read.
@@ -764,7 +765,11 @@ def _jpeg_app1_payloads(path: Path) -> Iterator[bytes]:
             if marker != _JPEG_APP1:
                 stream.seek(length - 2, os.SEEK_CUR)
                 continue
-            payload = stream.read(length - 2)
+            payload = stream.read(min(len(_JPEG_EXIF), length - 2))
+            if payload == _JPEG_EXIF:
+                stream.seek(length - 2 - len(payload), os.SEEK_CUR)
+                continue
+            payload += stream.read(length - 2 - len(payload))
             if len(payload) < length - 2:
                 raise ValueError(f"truncated segment at byte {start}")
             yield payload
