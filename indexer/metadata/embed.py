@@ -448,6 +448,8 @@ def embeddable(jpeg: JpegFile) -> str | None:
             _MpIndex.read(indexes[0].payload)
         except ValueError as exc:
             return f"its MP index (MPF) cannot be read ({exc}): embedding would lose its other images"
+    if jpeg.damage is not None and not jpeg.segments:
+        return f"its header is damaged before its first segment ({jpeg.damage})"
     if (mark := jpeg._hidden_metadata()) is not None:
         return (f"its header is damaged ({jpeg.damage}) and metadata follows the damage "
                 f"({mark.decode('ascii', 'replace').strip(chr(0))!r}): a rewrite would not see it")
@@ -488,7 +490,8 @@ def set_xp_keywords(tiff: bytes, keywords: Sequence[str]) -> bytes:
     the header points to it: no other byte moves (the old directory stays behind, unreferenced).
 
     Raises:
-        FileSkipped("unsupported"): the existing EXIF cannot be walked safely.
+        FileSkipped("unsupported"): the existing EXIF cannot be walked safely, or the keywords would
+            not fit in its segment (the XMP holds them all).
     """
     value = _encode_xp(keywords) if keywords else None
     if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
@@ -515,8 +518,11 @@ def set_xp_keywords(tiff: bytes, keywords: Sequence[str]) -> bytes:
         tail = value if len(value) > 4 else b""
     kept.sort(key=lambda entry: struct.unpack(order + "H", entry[:2])[0])
     directory = struct.pack(order + "H", len(kept)) + b"".join(kept) + next_ifd
-    return (tiff[:4] + struct.pack(order + "I", start) + tiff[8:] + b"\x00" * (start - len(tiff))
-            + directory + tail)
+    written = (tiff[:4] + struct.pack(order + "I", start) + tiff[8:] + b"\x00" * (start - len(tiff))
+               + directory + tail)
+    if len(_EXIF_HEADER) + len(written) > _MAX_SEGMENT:
+        raise FileSkipped("unsupported", "XPKeywords would make the EXIF block exceed a JPEG segment (64 KB)")
+    return written
 
 
 # --- verifying ---------------------------------------------------------------------------------
