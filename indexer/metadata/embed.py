@@ -45,6 +45,7 @@ import piexif
 from PIL import Image, IptcImagePlugin
 
 from indexer.errors import FileSkipped, XmpError
+from indexer.metadata.iptc import PHOTOSHOP_HEADER, IptcBlock, keywords_left_out
 from indexer.metadata.read import _iptc_keywords
 from indexer.metadata.xmp import (
     XmpPacket,
@@ -232,9 +233,28 @@ class JpegFile:
             return []
         return _decode_xp(value)
 
+    def _photoshop_at(self) -> list[int]:
+        return [i for i, s in enumerate(self.segments) if s.marker == _APP13 and s.payload.startswith(PHOTOSHOP_HEADER)]
+
+    def iptc(self) -> IptcBlock:
+        """The IPTC-IIM block of the APP13 Photoshop segment (an empty one when there is none).
+
+        Raises:
+            FileSkipped("unsupported"): it cannot be read safely (malformed, several Photoshop segments,
+                an IPTC block split over several).
+        """
+        found = self._photoshop_at()
+        if len(found) > 1:
+            raise FileSkipped("unsupported", "it has several APP13 Photoshop segments")
+        return IptcBlock.parse(self.segments[found[0]].payload if found else None)
+
     def own_keywords(self) -> list[str]:
         """The keywords the file states outside XMP (IPTC, XPKeywords): what a new dc:subject starts with."""
         keywords = list(self.xp_keywords())
+        try:
+            return unique_keywords([*keywords, *self.iptc().keywords])
+        except FileSkipped:
+            pass  # Pillow's reading, which is more forgiving
         if any(segment.marker == _APP13 for segment in self.segments):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -255,9 +275,11 @@ class JpegFile:
         return 2 + sum(segment.size for segment in self.segments[:index])
 
     # --- changing ------------------------------------------------------------------------------
-    def with_metadata(self, xmp: bytes, tiff: bytes | None, *, extended: bytes | None = None) -> JpegFile:
+    def with_metadata(self, xmp: bytes, tiff: bytes | None, *, extended: bytes | None = None,
+                      app13: bytes | None = None) -> JpegFile:
         """This file with its XMP packet replaced or inserted (``extended``: its Extended XMP, whose GUID
-        the packet names), its EXIF TIFF data replaced when given, and its MP index following the moves.
+        the packet names), its EXIF TIFF data replaced when given, its APP13 Photoshop payload replaced
+        (or inserted after the XMP) when ``app13`` is given, and its MP index following the moves.
 
         Raises:
             FileSkipped("unsupported"): a segment would exceed 64 KB, there is no EXIF block for
@@ -279,6 +301,14 @@ class JpegFile:
             while insert < len(self.segments) and (self.segments[insert].marker == _APP0
                                                    or self.segments[insert].is_exif):
                 insert += 1
+        photoshop_at = self._photoshop_at()
+        if app13 is not None:
+            if len(photoshop_at) > 1:
+                raise FileSkipped("unsupported", "it has several APP13 Photoshop segments")
+            if len(app13) > _MAX_SEGMENT:
+                raise FileSkipped("unsupported", "the IPTC block would exceed a JPEG segment (64 KB)")
+            if not photoshop_at:  # a new APP13 goes right after the XMP
+                xmp_segments.insert(1, Segment(_APP13, app13))
         segments: list[Segment] = []
         for index, segment in enumerate(self.segments):
             if index == insert:
@@ -287,6 +317,8 @@ class JpegFile:
                 segments += xmp_segments
             elif index == exif_at and tiff is not None:
                 segments.append(Segment(_APP1, _EXIF_HEADER + tiff))
+            elif app13 is not None and index in photoshop_at:
+                segments.append(Segment(_APP13, app13))
             elif not segment.is_extended_xmp:
                 segments.append(segment)
         if insert == len(self.segments):
@@ -539,10 +571,13 @@ def pixel_digest(data: bytes) -> tuple[str, tuple[int, int], str]:
 
 
 def verify(original: JpegFile, written: bytes, *, xmp: bytes, xp_keywords: Sequence[str] | None,
-           original_pixels: tuple[str, tuple[int, int], str], extended: bytes | None = None) -> None:
+           original_pixels: tuple[str, tuple[int, int], str], extended: bytes | None = None,
+           iptc_keywords: Sequence[str] | None = None) -> None:
     """Check a written JPEG against the one it was made from: ``xmp`` (and its ``extended`` XMP) in
-    place of its XMP, ``xp_keywords`` in its EXIF block (None: that block unchanged), and nothing else
-    changed but the MP index's sizes and offsets.
+    place of its XMP, ``xp_keywords`` in its EXIF block (None: that block unchanged), ``iptc_keywords``
+    in its IPTC-IIM block (None: the APP13 segment unchanged; otherwise every other Photoshop resource
+    byte-identical and the digest current unless it was stale before), and nothing else changed but
+    the MP index's sizes and offsets.
 
     Raises:
         FileSkipped("verify_failed"): with what differs.
@@ -558,9 +593,16 @@ def verify(original: JpegFile, written: bytes, *, xmp: bytes, xp_keywords: Seque
     if new.scan != original.scan or (new.damage is None) != (original.damage is None):
         raise fail("the scan data differs")
     replaced = original._packet_index()
-    if [s for s in new.segments if not _rewritten(s)] != [
-            s for i, s in enumerate(original.segments) if not (_rewritten(s) or i == replaced)]:
-        raise fail("a segment other than XMP, EXIF and the MP index differs")
+
+    def rewritten(segment: Segment) -> bool:
+        return _rewritten(segment) or (iptc_keywords is not None and segment.marker == _APP13
+                                       and segment.payload.startswith(PHOTOSHOP_HEADER))
+
+    if [s for s in new.segments if not rewritten(s)] != [
+            s for i, s in enumerate(original.segments) if not (rewritten(s) or i == replaced)]:
+        raise fail("a segment other than XMP, EXIF, IPTC and the MP index differs")
+    if iptc_keywords is not None and (why := _iptc_written(original, new, iptc_keywords)) is not None:
+        raise fail(why)
     if replaced is not None and not new.segments[replaced].is_xmp:
         raise fail("the XMP packet is not where it was")
     if [s.payload for s in new.segments if s.is_xmp] != [_XMP_HEADER + xmp]:
@@ -600,6 +642,23 @@ def verify(original: JpegFile, written: bytes, *, xmp: bytes, xp_keywords: Seque
         raise fail(f"the written JPEG does not decode ({exc})") from None
     if pixels != original_pixels:
         raise fail("the decoded pixels differ")
+
+
+def _iptc_written(original: JpegFile, new: JpegFile, keywords: Sequence[str]) -> str | None:
+    """Why the IPTC block of ``new`` is not ``original``'s with ``keywords`` (None: it is)."""
+    try:
+        before, after = original.iptc(), new.iptc()
+    except FileSkipped as exc:
+        return f"the IPTC block does not read back ({exc})"
+    left_out = set(keywords_left_out(keywords))
+    if after.keywords != list(dict.fromkeys(k for k in keywords if k and k not in left_out)):
+        return "the IPTC keywords do not read back"
+    others = [(r.id, r.raw) for r in before.resources if r.id not in (0x0404, 0x0425)]
+    if others != [(r.id, r.raw) for r in after.resources if r.id not in (0x0404, 0x0425)]:
+        return "a Photoshop resource other than IPTC and its digest changed"
+    if after.digest_state != ("changed" if before.digest_state == "changed" else "current"):
+        return "the IPTC digest is not what it should be"
+    return None
 
 
 def _rewritten(segment: Segment) -> bool:

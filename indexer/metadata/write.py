@@ -53,8 +53,9 @@ from indexer.errors import CatalogError, FileSkipped, MetadataError, XmpError
 from indexer.index import under
 from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
+from indexer.metadata.iptc import MAX_KEYWORD_BYTES, IptcBlock, keywords_left_out
 from indexer.metadata.journal import ClaimLedger, Journal
-from indexer.metadata.profiles import DEFAULT_PROFILE, PROFILES, XP_KEYWORDS, WriteProfile, profile_named
+from indexer.metadata.profiles import DEFAULT_PROFILE, IPTC, PROFILES, XP_KEYWORDS, WriteProfile, profile_named
 from indexer.metadata.read import MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
 from indexer.schema import (
@@ -592,15 +593,29 @@ class MetadataWriter:
         except XmpError as exc:
             raise FileSkipped("unreadable_xmp", f"{shown}: its XMP packet cannot be read ({exc}); left untouched "
                                                 "(--mode sidecar writes a sidecar instead)") from None
+        profile = self.options.write_profile
+        try:
+            iptc: IptcBlock | None = jpeg.iptc()
+        except FileSkipped as exc:
+            iptc = None
+            notes.append(f"IPTC keywords left as they are: {exc}")
         own = jpeg.own_keywords()
         change = packet.merge(self._wanted(photo), self._dropped([photo], packet), seed=own, elsewhere=own,
-                              trusted=self._trusted(shown, data), fields=self.options.write_profile.xmp_fields())
+                              trusted=self._trusted(shown, data), fields=profile.xmp_fields())
+        if change.changed and iptc is not None and iptc.digest_state != "current":
+            # IPTC keywords and dc:subject are kept in step (the Metadata Working Group's reconciliation):
+            # with a current IPTC digest the XMP is the newer and the IIM follows it; without one, or with a
+            # stale one (a tool that ignores XMP edited the IIM), the IIM's keywords join dc:subject first —
+            # nobody's keyword is dropped.
+            removed = {name.casefold() for name in change.removed}
+            change.seeded += packet.add_to_subject(k for k in iptc.keywords if k.casefold() not in removed)
         if not change.changed:
             return _Plan("embedded", folder, name, photo.path, data, data, change, info, lambda _written: None,
                          photo.id)
         xmp, extended = _named(shown, jpeg_embed.split_packet, packet)  # over 64 KB: Extended XMP
-        xp_keywords, tiff = self._xp_keywords(jpeg, change, XP_KEYWORDS in self.options.write_profile.fields)
-        new = _named(shown, jpeg.with_metadata, xmp, tiff, extended=extended).to_bytes()
+        xp_keywords, tiff = self._xp_keywords(jpeg, change, XP_KEYWORDS in profile.fields)
+        iptc_keywords, app13 = self._iptc_keywords(iptc, packet, IPTC in profile.fields, shown, notes)
+        new = _named(shown, jpeg.with_metadata, xmp, tiff, extended=extended, app13=app13).to_bytes()
         try:
             pixels = jpeg_embed.pixel_digest(data)
         except Exception as exc:  # noqa: BLE001 - whatever the decoder raises
@@ -609,13 +624,34 @@ class MetadataWriter:
 
         def verify(written: bytes) -> None:
             _named(shown, jpeg_embed.verify, jpeg, written, xmp=xmp, extended=extended,
-                   xp_keywords=xp_keywords if tiff is not None else None, original_pixels=pixels)
+                   xp_keywords=xp_keywords if tiff is not None else None, original_pixels=pixels,
+                   iptc_keywords=iptc_keywords if app13 is not None else None)
             _verify_packet(jpeg_embed.JpegFile.parse(written).xmp() or b"", packet, change, shown)
 
         if info.st_nlink > 1:
             notes.append(_HARD_LINKS.format(info.st_nlink))
         mtime = info.st_mtime_ns if self.options.keep_mtime else None
         return _Plan("embedded", folder, name, photo.path, data, new, change, info, verify, photo.id, mtime)
+
+    @staticmethod
+    def _iptc_keywords(iptc: IptcBlock | None, packet: XmpPacket, wanted: bool, shown: Path,
+                       notes: list[str]) -> tuple[list[str], bytes | None]:
+        """The IPTC-IIM keywords after the change — dc:subject's, so both say the same (the MWG way) — and
+        the APP13 payload holding them (None: left as it is). Written when the profile has the field
+        or the file has IPTC keywords already (kept in step); a block that cannot be read stays as it is."""
+        if iptc is None or not (wanted or iptc.keywords):
+            return [], None
+        keywords = packet.subject()
+        if left_out := keywords_left_out(keywords):
+            notes.append(f"not in IPTC (over {MAX_KEYWORD_BYTES} bytes; XMP has them): {', '.join(left_out)}")
+        if iptc.keywords == [k for k in dict.fromkeys(keywords) if k not in left_out]:
+            return keywords, None
+        try:
+            payload = iptc.with_keywords(keywords)
+        except FileSkipped as exc:
+            notes.append(f"IPTC keywords left as they are: {shown}: {exc}")
+            return [], None
+        return keywords, payload
 
     @staticmethod
     def _xp_keywords(jpeg: jpeg_embed.JpegFile, change: KeywordChange,

@@ -285,6 +285,10 @@ class XmpPacket:
             change.claims_changed = True
         return change
 
+    def add_to_subject(self, keywords: Iterable[str]) -> list[str]:
+        """Add keywords to ``dc:subject`` only (unclaimed: someone else's), those it lacks; returns them."""
+        return self._add_everywhere(unique_keywords(keywords), only=_SUBJECT)
+
     def _home(self) -> ElementTree.Element:
         """The rdf:Description new properties go into: the one holding dc:subject, else the first."""
         descriptions = self._descriptions()
