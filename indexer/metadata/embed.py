@@ -676,7 +676,10 @@ def _images_moved_whole(original: JpegFile, new: JpegFile, written: bytes) -> st
         return "the MP index appeared or went"
     if not old_at:
         return None
-    old, now = _MpIndex.read(original.segments[old_at[0]].payload), _MpIndex.read(new.segments[new_at[0]].payload)
+    try:
+        old, now = _MpIndex.read(original.segments[old_at[0]].payload), _MpIndex.read(new.segments[new_at[0]].payload)
+    except ValueError as exc:
+        return f"the MP index does not read back ({exc})"
     if len(old.entries) != len(now.entries) or old.with_entries(now.entries) != now.payload:
         return "the MP index changed beyond its images' sizes and offsets"
     data = original.to_bytes()
