@@ -84,7 +84,8 @@ class PhotoInfo:
     ``width``/``height`` are the stored pixel size and ``orientation`` the EXIF-style turn (1..8)
     still to apply to it; for HEIF that turn is the container's ``irot``/``imir`` transform.
     ``taken_at`` is the camera's local wall time, with ``tzinfo`` only where the file states its
-    offset. ``keywords`` are the file's own keywords, cleaned and de-duplicated (case-insensitively,
+    offset. ``keywords`` are the file's own keywords — every field photo tools write them to, a
+    hierarchical one as its leaf and its parents — cleaned and de-duplicated (case-insensitively,
     first spelling kept). ``warnings`` say what was broken and ignored.
     """
 
