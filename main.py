@@ -323,6 +323,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"catalog: {status['catalog']} ({status['size_bytes'] / 2**20:.1f} MiB, schema {status['schema']})")
     print("photos: " + ", ".join(f"{count} {state}" for state, count in status["photos"].items()))
     print(f"tags on photos: {status['photo_tags']}; embeddings: {status['embeddings']}")
+    progress = status["progress"]
+    print(f"searchable by free text (embedded): {progress['embedded']} of {progress['total']} photos; "
+          f"tagged: {progress['tagged']} of {progress['total']}; backfill (older models' results, redone after "
+          f"new photos): {progress['backfill']}")
     for model in status["models"]:
         print(f"model {model['version']}: {model['photos']} photos ({model['kind']})")
     if status["last_run"]:

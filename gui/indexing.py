@@ -35,7 +35,7 @@ from indexer._paths import display_path
 from indexer.pipeline import Failure
 
 STAGE_NAMES = {"scan": "Finding files", "identify": "Reading new files", "model": "Tagging and embedding",
-               "models": "Loading the models"}
+               "embed": "Embedding for free-text search", "models": "Loading the models"}
 RATE_WINDOW_SECONDS = 30.0
 
 
@@ -183,6 +183,9 @@ class IndexingPanel(QWidget):
         self.bar.setTextVisible(False)
         self.rate = QLabel("")
         self.rate.setStyleSheet("color: gray;")
+        self.model_counts = QLabel("")  # both progresses of the model work: searchable by text, tagged
+        self.model_counts.setStyleSheet("color: gray;")
+        self._counts: dict[str, tuple[int, int]] = {}  # "embed" / "model" -> (done, total)
         self.failures = QTableWidget(0, 4)
         self.failures.setHorizontalHeaderLabels(("File", "Reason", "Tries", "Message"))
         self.failures.verticalHeader().hide()
@@ -209,6 +212,7 @@ class IndexingPanel(QWidget):
         layout.addWidget(self.stage)
         layout.addWidget(self.bar)
         layout.addWidget(self.rate)
+        layout.addWidget(self.model_counts)
         layout.addWidget(self.failures_title)
         layout.addWidget(self.failures, 1)
         self.add_button.clicked.connect(self.add_folder_requested)
@@ -243,6 +247,8 @@ class IndexingPanel(QWidget):
         self.pause_button.setText("Resume" if state == "paused" else "Pause")
         if state == "running":
             self._meter = RateMeter()
+            self._counts = {}
+            self.model_counts.setText("")
             self.stage.setText("Starting…")
             self.rate.setText("")
         elif state == "pausing":
@@ -259,9 +265,15 @@ class IndexingPanel(QWidget):
             self.stage.setText(summary_line or "Not indexing")
 
     def show_progress(self, stage: str, done: int, total: int | None) -> None:
+        if stage in ("embed", "model") and total is not None:
+            self._counts[stage] = (done, total)
+            self.model_counts.setText(" · ".join(
+                f"{what}: {self._counts[key][0]:,} of {self._counts[key][1]:,}"
+                for key, what in (("embed", "searchable by text"), ("model", "tagged")) if key in self._counts))
         if self._state == "pausing":
             return
-        name = STAGE_NAMES.get(stage, stage)
+        # Once embeddings come first (their own stage), the model stage is the tagging.
+        name = "Tagging" if stage == "model" and "embed" in self._counts else STAGE_NAMES.get(stage, stage)
         if total is None:
             self.bar.setRange(0, 0)  # busy
             self.bar.setTextVisible(False)

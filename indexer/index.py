@@ -8,6 +8,9 @@ What a pass guarantees:
   every correction, without model work; a deleted one is marked missing, not forgotten;
 * identical files at two paths are computed once (the second copies the first's results);
 * a model change redoes only what that model produced;
+* new photos come before backfill (photos holding an older model version's results), and off a GPU a
+  photo's CLIP embedding comes before its RAM++ tags, so free-text search finds a new library while it is
+  still being tagged (:meth:`Indexer._rounds`); a photo is ``indexed`` once both its results are current;
 * every batch is written in one transaction: a kill -9 loses at most the batch in flight, and
   the next pass picks up exactly what is left (the catalog itself is the work ledger);
 * a bad file is recorded (status ``failed``, reason, attempts) and retried on the next passes,
@@ -148,6 +151,50 @@ class _Work:
     content_hash: str | None
     needs_tags: bool
     needs_embedding: bool
+    backfill: bool = False  # holds results of another model version: redone after every new photo
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round of model work over a group of photos: which models it runs."""
+
+    tags: bool
+    embeddings: bool
+
+    def given(self, donor: _Work) -> _Round:
+        """What identical files get from ``donor`` after this round: what the round computed for it, and, in
+        its first round (the one with embeddings when it needs one), what it held current already."""
+        first = self.embeddings or not donor.needs_embedding
+        return _Round(tags=self.tags or (first and not donor.needs_tags),
+                      embeddings=self.embeddings or (first and not donor.needs_embedding))
+
+
+# Embeddings first, then tags: free-text search finds a photo once its CLIP embedding is stored, long before
+# RAM++ (five to ten times CLIP's cost) has tagged the library. Each round decodes the photo again.
+EMBEDDINGS_THEN_TAGS = (_Round(tags=False, embeddings=True), _Round(tags=True, embeddings=False))
+TOGETHER = (_Round(tags=True, embeddings=True),)  # one decode serves both models
+
+
+@dataclass
+class _Tally:
+    """A pass's model work as its progress reports it: photos done (indexed, or failed) of ``total``, and
+    photos whose embedding is stored (or that failed) of ``embeddings``."""
+
+    total: int
+    embeddings: int
+    done: int = 0
+    embedded: int = 0
+
+    def fail(self, items: Sequence[_Work], step: _Round) -> None:
+        self.done += len(items)
+        if step.embeddings:
+            self.embedded += sum(item.needs_embedding for item in items)
+
+    def report(self, step: _Round) -> tuple[str, int, int]:
+        """The progress to report during ``step``: stage ``embed`` in a round of embeddings only, else ``model``."""
+        if step.embeddings and not step.tags:
+            return "embed", self.embedded, self.embeddings
+        return "model", self.done, self.total
 
 
 class Indexer:
@@ -155,7 +202,9 @@ class Indexer:
 
     ``tagger`` is a :class:`ram_model.tagger.Tagger` and ``embedder`` a
     :class:`ram_model.clip.ClipEmbedder`, each with a ``bundle`` (its ``version`` is recorded).
-    Set ``stop`` to finish the current batch and return early (Ctrl-C).
+    Set ``stop`` to finish the current batch and return early (Ctrl-C). ``embeddings_first``: store every
+    photo's embedding before tagging any (True), or run both models on each batch (False); None chooses
+    (:meth:`_rounds`).
     """
 
     def __init__(
@@ -175,6 +224,7 @@ class Indexer:
         on_failure: Callable[[Failure], None] | None = None,
         stop: threading.Event | None = None,
         vector_index: str = "auto",
+        embeddings_first: bool | None = None,
     ) -> None:
         self.catalog = catalog
         self.tagger = tagger
@@ -193,6 +243,7 @@ class Indexer:
         self.on_failure = on_failure or (lambda failure: None)
         self.stop = stop or threading.Event()
         self.vector_index = vector_index
+        self.embeddings_first = embeddings_first
         self.tagger_version: str = tagger.bundle.version
         self.embedder_version: str = embedder.bundle.version
         self._tag_ids: np.ndarray | None = None
@@ -496,6 +547,8 @@ class Indexer:
 
     # --- model work ------------------------------------------------------------------------------
     def _pending_work(self, roots: list[str]) -> list[_Work]:
+        """The photos under ``roots`` with model work left: new ones first (never computed, or whose content
+        changed), then backfill (holding results of another model version), each group in id order."""
         with self.catalog.session() as session:
             rows = session.execute(
                 select(Photo.id, Photo.path, Photo.content_hash, Photo.tagger_version, Photo.embedder_version)
@@ -508,8 +561,19 @@ class Indexer:
                 ))
                 .order_by(Photo.id)
             ).all()
-        return [_Work(i, p, h, tv != self.tagger_version, ev != self.embedder_version)
+        work = [_Work(i, p, h, tv != self.tagger_version, ev != self.embedder_version,
+                      tv not in (None, self.tagger_version) or ev not in (None, self.embedder_version))
                 for i, p, h, tv, ev in rows if i not in self._failed_now]
+        return sorted(work, key=lambda item: item.backfill)  # stable: id order within each group
+
+    def _rounds(self) -> tuple[_Round, ...]:
+        """The rounds each group of photos goes through: embeddings for all of them, then tags, as ``embeddings_first``
+        says; by default when the models run on the CPU, where RAM++ takes 83 % of a pass and decoding 3 %
+        (bench/results/indexer_cpu.md): the second decode costs ~2 %, and free-text search finds the library
+        after the cheap round. On a GPU one decode feeds both models: decoding bounds the pass there
+        (bench/results/gpu.md), so a second one would cost about a third of the rate of a pass that takes minutes."""
+        first = self.embeddings_first if self.embeddings_first is not None else not self._on_gpu()
+        return EMBEDDINGS_THEN_TAGS if first else TOGETHER
 
     def _model_work(self, roots: list[str], summary: IndexSummary) -> None:
         work = self._pending_work(roots)
@@ -519,8 +583,8 @@ class Indexer:
             self._sync_vocabulary()
         if self._vectors is None:
             self._open_vectors()
-        total, done = len(work), 0
-        self.on_progress("model", 0, total)
+        tally = _Tally(len(work), sum(item.needs_embedding for item in work))
+        self.on_progress("model", 0, tally.total)
         # Identical bytes are computed once: the first of each hash, unless a current result exists already.
         donors = self._current_donors({w.content_hash for w in work if w.content_hash})
         compute: list[_Work] = []
@@ -537,16 +601,13 @@ class Indexer:
         if ready:
             with self.catalog.session() as session, session.begin():
                 for items in ready:
-                    done += self._copy_results(session, donors[items[0].content_hash], items, summary)
-            self.on_progress("model", done, total)
+                    tally.done += len(self._copy_results(session, donors[items[0].content_hash], items, summary))
+                    tally.embedded += sum(item.needs_embedding for item in items)
+            self.on_progress("model", tally.done, tally.total)
 
         if not compute:
             return  # only copies of photos computed before: neither the models nor the GPU are needed
         stage = self._model_stage(len(compute))
-        jobs = (DecodeJob(w.id, w.path, w.needs_tags, w.needs_embedding) for w in compute)
-        by_id = {w.id: w for w in compute}
-        by_path = {w.path: w for w in compute}
-        batch_size = self._batch_size()
         workers = self._workers_for(len(compute), DECODE_IN_PROCESS)
         settings = stage.settings
         if settings.device_jpeg:  # the GPU and the CPU workers each decode their share of the JPEGs
@@ -554,31 +615,57 @@ class Indexer:
 
             settings = replace(settings, device_share=device_share(workers, self._compiled))
         with Stages(workers, settings) as stages:
-            decoded_batches = batched(stages.map(decode, jobs, lookahead=2 * batch_size), batch_size)
-            for batch, outputs in stage.run(decoded_batches):
-                probs, vectors = outputs.probs, outputs.vectors
-                batch = [outputs.failures.get(r.photo_id, r) if isinstance(r, Decoded) else r for r in batch]
-                with self.catalog.session() as session, session.begin():
-                    items = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
-                    stored = [(item, probs.get(item.id), vectors.get(item.id))
-                              for result, item in zip(batch, items, strict=True) if isinstance(result, Decoded)]
-                    self._store_results(session, stored, summary)
-                    for result, item in zip(batch, items, strict=True):
-                        followers = copies.get(item.content_hash, []) if item.content_hash else []
-                        if isinstance(result, Failure):
-                            self._fail(session, item.id, result, summary)
-                            for follower in followers:
-                                self._fail(session, follower.id, result, summary, path=follower.path)
-                        else:
-                            done += self._copy_results(session, item.id, followers, summary)
-                        done += 1
-                    # Custom tags and the personal model score what this batch stored (indexer/_hooks.py).
-                    after_store(session, [i.id for r, i in zip(batch, items, strict=True) if isinstance(r, Decoded)])
-                    if vectors:
-                        self._bump_generation(session)
-                self.on_progress("model", done, total)
-                if self.stop.is_set():
-                    return
+            for group in ([w for w in compute if not w.backfill], [w for w in compute if w.backfill]):
+                for step in self._rounds():
+                    items = [w for w in group if w.id not in self._failed_now
+                             and (step.tags and w.needs_tags or step.embeddings and w.needs_embedding)]
+                    if items and not self._run_round(step, items, copies, stage, stages, tally, summary):
+                        return
+                    if step.embeddings and not step.tags:
+                        self._save_vectors(summary)  # searches while tagging goes on load it, not rebuild it
+
+    def _run_round(self, step: _Round, items: list[_Work], copies: dict[str, list[_Work]], stage: ModelStage,
+                   stages: Stages, tally: _Tally, summary: IndexSummary) -> bool:
+        """One round of model work over ``items``, batch by batch, each stored in one transaction with the
+        copies for identical files; False when stopped."""
+        jobs = (DecodeJob(w.id, w.path, step.tags and w.needs_tags, step.embeddings and w.needs_embedding)
+                for w in items)
+        by_id = {w.id: w for w in items}
+        by_path = {w.path: w for w in items}
+        batch_size = self._batch_size()
+        self.on_progress(*tally.report(step))
+        decoded_batches = batched(stages.map(decode, jobs, lookahead=2 * batch_size), batch_size)
+        for batch, outputs in stage.run(decoded_batches):
+            probs = outputs.probs if step.tags else {}
+            vectors = outputs.vectors if step.embeddings else {}
+            batch = [outputs.failures.get(r.photo_id, r) if isinstance(r, Decoded) else r for r in batch]
+            with self.catalog.session() as session, session.begin():
+                done = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
+                stored = [(item, probs.get(item.id), vectors.get(item.id))
+                          for result, item in zip(batch, done, strict=True) if isinstance(result, Decoded)]
+                indexed = self._store_results(session, stored, summary)
+                tally.embedded += sum(vector is not None for _, _, vector in stored)
+                for result, item in zip(batch, done, strict=True):
+                    followers = copies.get(item.content_hash, []) if item.content_hash else []
+                    if isinstance(result, Failure):
+                        self._fail(session, item.id, result, summary)
+                        for follower in followers:
+                            self._fail(session, follower.id, result, summary, path=follower.path)
+                        tally.fail([item, *followers], step)
+                    else:
+                        given = step.given(item)
+                        tally.done += len(self._copy_results(session, item.id, followers, summary, given))
+                        if given.embeddings:
+                            tally.embedded += sum(f.needs_embedding for f in followers)
+                # Custom tags and the personal model score what this batch completed (indexer/_hooks.py).
+                after_store(session, indexed)
+                tally.done += len(indexed)
+                if vectors:
+                    self._bump_generation(session)
+            self.on_progress(*tally.report(step))
+            if self.stop.is_set():
+                return False
+        return True
 
     def _on_gpu(self) -> bool:
         return self.tagger.device.type == "cuda"
@@ -630,16 +717,16 @@ class Indexer:
 
     def _store_results(self, session: Session,
                        stored: Sequence[tuple[_Work, np.ndarray | None, np.ndarray | None]],
-                       summary: IndexSummary) -> None:
+                       summary: IndexSummary) -> list[int]:
         """One batch's results ``(photo, probabilities, embedding)``, in a few statements for the whole
-        batch (a GPU pass stores hundreds of photos a second, bench/results/store_cpu.md)."""
+        batch (a GPU pass stores hundreds of photos a second, bench/results/store_cpu.md). Returns the photos
+        now indexed (:meth:`_mark_indexed`)."""
         stamp = now()
         scores: dict[int, dict[int, float]] = {}
         embeddings: dict[int, np.ndarray] = {}
         rows: list[dict[str, Any]] = []
         for item, probs, vector in stored:
-            values: dict[str, Any] = {"id": item.id, "status": INDEXED, "indexed_at": stamp, "error_reason": None,
-                                      "error_message": None, "attempts": 0}
+            values: dict[str, Any] = {"id": item.id, "status": PENDING}
             if probs is not None:
                 fired = np.flatnonzero(probs > self.tagger.thresholds)
                 scores[item.id] = {int(self._tag_ids[i]): float(probs[i]) for i in fired}
@@ -654,6 +741,19 @@ class Indexer:
         self._store_embeddings(session, embeddings)
         if rows:
             session.execute(update(Photo), rows)
+        return self._mark_indexed(session, [item.id for item, _, _ in stored], stamp)
+
+    def _mark_indexed(self, session: Session, ids: list[int], stamp: datetime) -> list[int]:
+        """Mark those of ``ids`` whose tags and embedding both come from the current models ``indexed`` (the
+        rest stay pending: the next round or pass computes what they lack); returns them."""
+        indexed: list[int] = []
+        for chunk in batched(ids, 500):
+            indexed += session.scalars(
+                update(Photo).where(Photo.id.in_(chunk), Photo.tagger_version == self.tagger_version,
+                                    Photo.embedder_version == self.embedder_version)
+                .values(status=INDEXED, indexed_at=stamp, error_reason=None, error_message=None, attempts=0)
+                .returning(Photo.id).execution_options(synchronize_session=False))
+        return indexed
 
     def _store_model_tags(self, session: Session, scores: dict[int, dict[int, float]], stamp: datetime) -> None:
         """Replace the model's suggestions of each photo (``photo id → {tag id: score}``); a person's accept
@@ -684,28 +784,34 @@ class Indexer:
         if self._vectors is not None:
             self._vectors.add(ids, matrix)
 
-    def _copy_results(self, session: Session, donor_id: int, items: list[_Work], summary: IndexSummary) -> int:
-        """Give identical files the donor's model tags and embedding (no model work)."""
+    def _copy_results(self, session: Session, donor_id: int, items: list[_Work], summary: IndexSummary,
+                      given: _Round = TOGETHER[0]) -> list[int]:
+        """Give identical files the donor's model tags and embedding, or what of them ``given`` says (no model
+        work); returns those now indexed."""
         if not items:
-            return 0
+            return []
         stamp = now()
-        scores = dict(session.execute(select(PhotoTag.tag_id, PhotoTag.score).where(
-            PhotoTag.photo_id == donor_id, PhotoTag.source == SOURCE_MODEL)).all())
-        vector_blob = session.scalar(select(Embedding.vector).where(Embedding.photo_id == donor_id))
-        fired = {k: v for k, v in scores.items() if v is not None}
-        self._store_model_tags(session, {item.id: fired for item in items}, stamp)
-        if vector_blob is not None:
-            vector = np.frombuffer(vector_blob, dtype=np.float32)
-            self._store_embeddings(session, {item.id: vector for item in items})
-        session.execute(update(Photo), [
-            {"id": item.id, "status": INDEXED, "indexed_at": stamp, "tagger_version": self.tagger_version,
-             "embedder_version": self.embedder_version, "error_reason": None, "error_message": None, "attempts": 0}
-            for item in items])
+        values: dict[str, Any] = {"status": PENDING}
+        if given.tags:
+            scores = dict(session.execute(select(PhotoTag.tag_id, PhotoTag.score).where(
+                PhotoTag.photo_id == donor_id, PhotoTag.source == SOURCE_MODEL)).all())
+            fired = {k: v for k, v in scores.items() if v is not None}
+            self._store_model_tags(session, {item.id: fired for item in items}, stamp)
+            values["tagger_version"] = self.tagger_version
+        vector_blob = None
+        if given.embeddings:
+            vector_blob = session.scalar(select(Embedding.vector).where(Embedding.photo_id == donor_id))
+            if vector_blob is not None:
+                vector = np.frombuffer(vector_blob, dtype=np.float32)
+                self._store_embeddings(session, {item.id: vector for item in items})
+            values["embedder_version"] = self.embedder_version
+        session.execute(update(Photo), [{"id": item.id, **values} for item in items])
         if vector_blob is not None:
             self._bump_generation(session)
-        after_store(session, [item.id for item in items])  # custom tags, personal model (indexer/_hooks.py)
-        summary.duplicates += len(items)
-        return len(items)
+        indexed = self._mark_indexed(session, [item.id for item in items], stamp)
+        after_store(session, indexed)  # custom tags, personal model (indexer/_hooks.py)
+        summary.duplicates += len(indexed)
+        return indexed
 
     # --- failures --------------------------------------------------------------------------------
     def _fail(self, session: Session, photo_id: int, failure: Failure, summary: IndexSummary,

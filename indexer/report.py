@@ -4,25 +4,48 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
 
 from indexer._paths import spellings
 from indexer.catalog import Catalog
-from indexer.schema import FAILED, PHOTO_STATUSES, Embedding, Photo, PhotoTag, Run, Tag
+from indexer.catalog_models import CatalogModels
+from indexer.schema import FAILED, MISSING, PHOTO_STATUSES, Embedding, Photo, PhotoTag, Run, Tag
 
 
 def catalog_status(catalog: Catalog) -> dict[str, Any]:
+    """Counts by status, by model version, and how far indexing is with the catalog's models (``progress``):
+    of the photos to index (not missing, not failed), how many have an embedding from the current embedder
+    (free-text search finds them), how many tags from the current tagger, and how many hold an older
+    model version's results (``backfill``: redone after every new photo)."""
+    models = CatalogModels.of(catalog)
     with catalog.session() as session:
-        counts = dict(session.execute(select(Photo.status, func.count()).group_by(Photo.status)).all())
+        # One scan of the photos, grouped: a handful of rows (statuses x versions) even at a million photos.
+        groups = session.execute(select(Photo.status, Photo.tagger_version, Photo.embedder_version, func.count())
+                                 .group_by(Photo.status, Photo.tagger_version, Photo.embedder_version)).all()
         photo_tags = session.scalar(select(func.count()).select_from(PhotoTag)) or 0
         embeddings = session.scalar(select(func.count()).select_from(Embedding)) or 0
-        taggers = session.execute(select(Photo.tagger_version, func.count()).where(
-            Photo.tagger_version.is_not(None)).group_by(Photo.tagger_version)).all()
-        embedders = session.execute(select(Photo.embedder_version, func.count()).where(
-            Photo.embedder_version.is_not(None)).group_by(Photo.embedder_version)).all()
         last = session.scalars(select(Run).order_by(Run.id.desc()).limit(1)).first()
+    counts: Counter[str] = Counter()
+    taggers: Counter[str] = Counter()
+    embedders: Counter[str] = Counter()
+    progress = {"tagger": models.tagger, "embedder": models.embedder, "total": 0, "embedded": 0, "tagged": 0,
+                "backfill": 0}
+    for status, tagger, embedder, count in groups:
+        counts[status] += count
+        if tagger is not None:
+            taggers[tagger] += count
+        if embedder is not None:
+            embedders[embedder] += count
+        if status in (MISSING, FAILED):
+            continue
+        progress["total"] += count
+        progress["embedded"] += count if embedder == models.embedder else 0
+        progress["tagged"] += count if tagger == models.tagger else 0
+        older = tagger not in (None, models.tagger) or embedder not in (None, models.embedder)
+        progress["backfill"] += count if older else 0
     return {
         "catalog": str(catalog.directory),
         "schema": catalog.revision(),
@@ -30,8 +53,9 @@ def catalog_status(catalog: Catalog) -> dict[str, Any]:
         "photos": {status: counts.get(status, 0) for status in PHOTO_STATUSES},
         "photo_tags": photo_tags,
         "embeddings": embeddings,
-        "models": [{"kind": "tagger", "version": v, "photos": n} for v, n in taggers]
-        + [{"kind": "embedder", "version": v, "photos": n} for v, n in embedders],
+        "models": [{"kind": "tagger", "version": v, "photos": n} for v, n in sorted(taggers.items())]
+        + [{"kind": "embedder", "version": v, "photos": n} for v, n in sorted(embedders.items())],
+        "progress": progress,
         "last_run": None if last is None else {
             "started_at": last.started_at.isoformat(timespec="seconds"),
             "finished_at": last.finished_at.isoformat(timespec="seconds") if last.finished_at else None,
