@@ -1,7 +1,7 @@
 """Writing tags into photos (``write-metadata``): which JPEGs are embedded into, how fast a run writes and
 undoes, and how many bytes it adds.
 
-    .venv/bin/python bench/bench_metadata.py                   # every section, 10,000 photos (~15 min on 2 cores)
+    .venv/bin/python bench/bench_metadata.py                   # every section, 10,000 photos (~20 min on 2 cores)
     .venv/bin/python bench/bench_metadata.py --quick           # a smoke run: 200 photos
     .venv/bin/python bench/bench_metadata.py --only share,tools
 
@@ -14,7 +14,7 @@ share    every JPEG and MPO of ../shared/photos (library and edge) plus odd JPEG
          instead or skipped (with the writer's reason), next to whether exiftool writes a keyword into
          a copy (``exiftool -overwrite_original -XMP-dc:Subject+=x``). exiftool then reads the three
          tags back from what was written, and the run is undone and every file compared byte for byte.
-rate     ``--photos`` distinct 1280x960 JPEGs (1.2 MP, quality 90, camera-like EXIF, about 190 KB; made
+rate     ``--photos`` distinct 1280x960 JPEGs (1.2 MP, quality 90, camera-like EXIF, about 200 KB; made
          once under bench/.cache from eight photos of ../shared/photos, then copied with a serial in the
          EXIF), 250 to a folder, with three accepted tags each; their catalog rows are put in directly
          from the indexer's own identify stage (``indexer.pipeline.identify``: size, mtime, content hash,
@@ -25,8 +25,8 @@ size     from the same runs: bytes added per embedded JPEG and per sidecar, and 
 tools    which photo apps' command-line tools are here, and (darktable-cli) which tags darktable reads
          from a sidecar and from a JPEG Phototag wrote: darktable exports the photo with the tags it read.
 
-Results: bench/results/metadata.md (``--only`` reruns some sections and keeps the others); every
-section is also printed, ready to paste.
+Results: bench/results/metadata.md (``--only`` reruns some sections and keeps the others, and its
+hand-written ``## notes`` section); every section is also printed, ready to paste.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ BASES = CACHE / "metadata_bases_v1"
 PHOTOS = REPO.parent / "shared" / "photos"
 TITLE = "# Writing metadata (`write-metadata`, CPU)"
 SECTIONS = ("share", "rate", "size", "tools")
+NOTES = "notes"  # a section written by hand in the results file, kept when the others are rewritten
 TAGS = ("golden hour", "Phototag bench", "café crème")  # three accepted tags per photo: a space, non-ASCII
 PHOTO_SIZE = (1280, 960)
 JPEG_QUALITY = 90
@@ -153,6 +154,17 @@ def is_app(part: bytes, marker: int | None = None) -> bool:
     return part[1] == marker if marker is not None else 0xE0 <= part[1] <= 0xEF
 
 
+def segment_bytes(data: bytes) -> dict[str, int]:
+    """Bytes of a JPEG's header segments by kind (marker and length included)."""
+    kinds = {EXIF_HEADER: "EXIF (APP1)", XMP_HEADER: "XMP (APP1)", XMP_EXTENSION: "Extended XMP (APP1)",
+             b"Photoshop 3.0\x00": "IPTC, Photoshop IRB (APP13)"}
+    sizes: dict[str, int] = {}
+    for part in segments(data)[0]:
+        kind = next((name for header, name in kinds.items() if part[4:].startswith(header)), f"0x{part[1]:02X}")
+        sizes[kind] = sizes.get(kind, 0) + len(part)
+    return sizes
+
+
 def with_segments(data: bytes, added: Sequence[bytes], *, first: bool = False, junk: bytes = b"") -> bytes:
     """``data`` with ``added`` after its leading APPn segments (or right after SOI), then ``junk``."""
     parts, rest = segments(data)
@@ -198,9 +210,10 @@ def extended_xmp(properties: str, extension: str) -> list[bytes]:
     return parts
 
 
-def iptc_app13(*keywords: str, digest_too: bool = True) -> bytes:
-    """A Photoshop IRB with IPTC-IIM keywords (UTF-8 coded character set) and, as Photoshop and Lightroom
-    write it, the IPTC digest (MD5 of the IPTC block) that says the IPTC is current."""
+def iptc_app13(*keywords: str, digest: str | None = "current") -> bytes:
+    """A Photoshop IRB with IPTC-IIM keywords (UTF-8 coded character set) and the IPTC digest: ``current``
+    (the MD5 of the IPTC block, as Photoshop and Lightroom write it: XMP is in sync), ``stale`` (the IPTC
+    was edited since by a tool that does not keep the digest) or None (no digest)."""
     def dataset(record: int, number: int, value: bytes) -> bytes:
         return bytes((0x1C, record, number)) + len(value).to_bytes(2, "big") + value
 
@@ -212,8 +225,9 @@ def iptc_app13(*keywords: str, digest_too: bool = True) -> bytes:
             b"\x00" * (len(data) % 2)
 
     irb = resource(0x0404, iptc)
-    if digest_too:
-        irb += resource(0x0425, hashlib.md5(iptc).digest())  # noqa: S324 - the IPTC digest is MD5
+    if digest is not None:
+        stated = iptc if digest == "current" else iptc.replace(keywords[0].encode(), b"older")
+        irb += resource(0x0425, hashlib.md5(stated).digest())  # noqa: S324 - the IPTC digest is MD5
     return segment(APP13, b"Photoshop 3.0\x00" + irb)
 
 
@@ -282,11 +296,13 @@ def odd_files() -> list[OddFile]:
                 with_segments(with_exif, [segment(APP1, XMP_HEADER + near)])),
         OddFile("xmp_extended.jpg", "XMP already split into a main packet and Extended XMP (~165 KB)",
                 with_segments(with_exif, extended_xmp(TITLED, history))),
-        OddFile("iptc_xmp.jpg", "IPTC keywords (`kept-iptc`, IPTC digest) + XMP dc:subject (`xmp-kw`)",
-                with_segments(with_exif, [iptc_app13("kept-iptc"), segment(APP1, XMP_HEADER
-                                                                            + xmp_packet(subject("xmp-kw")))])),
+        *(OddFile(f"iptc_xmp_{digest or 'no'}_digest.jpg",
+                  f"IPTC keywords (`kept-iptc`, {digest or 'no'} IPTC digest) + XMP dc:subject (`xmp-kw`)",
+                  with_segments(with_exif, [iptc_app13("kept-iptc", digest=digest),
+                                            segment(APP1, XMP_HEADER + xmp_packet(subject("xmp-kw")))]))
+          for digest in ("current", "stale", None)),
         OddFile("iptc_only.jpg", "IPTC keywords (`kept-iptc`, no digest), no XMP",
-                with_segments(with_exif, [iptc_app13("kept-iptc", digest_too=False)])),
+                with_segments(with_exif, [iptc_app13("kept-iptc", digest=None)])),
         OddFile("two_frames.mpo", "MPO, two frames (Pillow)", mpo.getvalue()),
         OddFile("mpo_named.jpg", "the same MPO named .jpg", mpo.getvalue()),
     ]
@@ -480,8 +496,20 @@ def other_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return changes
 
 
-def warnings(entry: dict[str, Any]) -> set[str]:
-    return {str(value) for key, value in entry.items() if key.startswith("ExifTool:Warning")}
+def exiftool_warnings(paths: Sequence[Path]) -> dict[str, set[str]]:
+    """Every warning exiftool gives on each file (its JSON keeps only one of them)."""
+    if shutil.which("exiftool") is None or not paths:
+        return {}
+    done = subprocess.run(["exiftool", "-a", "-s", "-charset", "filename=utf8", "-Warning", *map(str, paths)],
+                          capture_output=True, text=True, check=False)
+    found: dict[str, set[str]] = {str(path): set() for path in paths}
+    current = str(paths[0])
+    for line in done.stdout.splitlines():
+        if line.startswith("======== "):
+            current = line[len("======== "):]
+        elif line.startswith("Warning") and ":" in line:
+            found.setdefault(current, set()).add(line.split(":", 1)[1].strip())
+    return found
 
 
 def mp_frames(path: Path) -> str | None:
@@ -520,6 +548,7 @@ def bench_share(tmp: Path) -> list[str]:
     before = snapshot(root)
     writable = {name: exiftool_writes(root / name) for name in about}
     facts = exiftool_json([root / name for name in about], "-G1", "-a", "-u")
+    warned = exiftool_warnings([root / name for name in about])
     frames = {name: mp_frames(root / name) for name in about
               if "MPImage2:MPImageStart" in facts.get(str(root / name), {})}
     home = tmp / "share-home"
@@ -547,6 +576,7 @@ def bench_share(tmp: Path) -> list[str]:
         keywords = exiftool_keywords(list(read_from.values()))
         embedded = [name for name, (what, _why) in outcome.items() if what == "embedded"]
         facts_after = exiftool_json([root / name for name in embedded], "-G1", "-a", "-u")
+        warned_after = exiftool_warnings([root / name for name in embedded])
         frames_after = {name: mp_frames(root / name) for name in frames if name in embedded}
         if summary.run_id is not None:
             undone, _seconds = undo(catalog, summary.run_id)
@@ -559,6 +589,17 @@ def bench_share(tmp: Path) -> list[str]:
 
     said: dict[str, int] = {}  # warnings exiftool gives on written files only, numbered
 
+    def kept(name: str) -> str:
+        """The keywords the file had (XMP dc:subject, IPTC Keywords) that exiftool no longer reads in it."""
+        old = facts.get(str(root / name), {})
+        had = [*as_list(old.get("XMP-dc:Subject")), *as_list(old.get("IPTC:Keywords"))]
+        if not had or name not in embedded:
+            return ""
+        new = facts_after.get(str(root / name), {})
+        now = {*as_list(new.get("XMP-dc:Subject")), *as_list(new.get("IPTC:Keywords"))}
+        lost = [keyword for keyword in dict.fromkeys(had) if keyword not in now]
+        return f"lost: {', '.join(lost)}" if lost else "yes"
+
     def checked(name: str) -> str:
         if name not in embedded:
             return ""
@@ -567,7 +608,8 @@ def bench_share(tmp: Path) -> list[str]:
         if name in frames:
             notes.append("second frame identical" if frames_after.get(name) == frames[name] else
                          "**second frame differs**")
-        for warning in sorted(warnings(new) - warnings(old)):
+        path = str(root / name)
+        for warning in sorted(warned_after.get(path, set()) - warned.get(path, set())):
             notes.append(f"warning w{said.setdefault(warning, len(said) + 1)}")
         return "; ".join(notes) or "none"
 
@@ -577,15 +619,17 @@ def bench_share(tmp: Path) -> list[str]:
               f"({', '.join(TAGS)}), then `MetadataWriter(catalog, WriteOptions(mode=\"embed\"))` over all of them. "
               "*exiftool writes it*: `exiftool -overwrite_original -XMP-dc:Subject+=x` on a copy. *Read back*: "
               "exiftool reads the three tags from what was written (the JPEG, or the sidecar) in XMP dc:subject, "
-              "and in IPTC Keywords where the file has IPTC. *Else changed*: every tag exiftool reads "
+              "and in IPTC Keywords where the file has IPTC. *Its own keywords kept*: every keyword exiftool "
+              "read in the file's XMP dc:subject or IPTC Keywords before is still in one of them. *Else changed*: "
+              "every tag exiftool reads "
               "(`-G1 -a -u`) before and after, besides those now holding the keywords, the file system's, Phototag's "
               "record of its keywords (`XMP-phototag`), the "
               "XMP toolkit, the Extended XMP GUID, the IPTC digest and, in an MPO, the frames' offsets; for an "
               "MPO, whether exiftool extracts the second frame identical; and warnings exiftool gives only after "
               "the write (listed below the table).", "",
               "| file | what it is | indexed as | `--mode embed` | why not embedded | exiftool writes it | "
-              "read back (XMP / IPTC) | else changed (exiftool) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "read back (XMP / IPTC) | its own keywords kept | else changed (exiftool) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     counted = embedded_count = exiftool_ok = embedded_of_ok = 0
     for name in about:
         state, file_format, error = status.get(name, ("not seen", None, None))
@@ -603,8 +647,9 @@ def bench_share(tmp: Path) -> list[str]:
         xmp = "yes" if read and all(tag in read["Subject"] for tag in TAGS) else "no" if target else ""
         iptc = "yes" if read and all(tag in read["Keywords"] for tag in TAGS) else "no" if read.get("Keywords") else ""
         back = f"{xmp} / {iptc}" if iptc else xmp
+        exiftool_column = "yes" if ok else "no: " + exiftool_said.replace("|", "/")
         lines.append(f"| `{name}` | {about[name]} | {state}, {file_format or '-'} | **{what}** | {why} | "
-                     f"{'yes' if ok else 'no: ' + exiftool_said.replace('|', '/')} | {back} | {checked(name)} |")
+                     f"{exiftool_column} | {back} | {kept(name)} | {checked(name)} |")
     share = embedded_of_ok / exiftool_ok if exiftool_ok else 0.0
     lines += ["", *(f"- w{number}: exiftool says \"{warning}\"" for warning, number in said.items())]
     lines += ["", f"**Embedded share: {embedded_of_ok} of the {exiftool_ok} indexed files exiftool writes "
@@ -682,6 +727,7 @@ class ModeRun:
     backups: int  # bytes in the run's folder
     exact: bool  # every file back byte for byte after the undo, nothing left
     reasons: dict[str, int]
+    grown: dict[str, int]  # embed: bytes added to the first photo, by segment kind
 
 
 def bench_mode(tmp: Path, paths: list[Path], root: Path, mode: str, size: tuple[int, int],
@@ -689,6 +735,7 @@ def bench_mode(tmp: Path, paths: list[Path], root: Path, mode: str, size: tuple[
     from indexer.metadata.journal import RUNS_FOLDER
 
     before = {path: path.stat().st_size for path in paths}
+    first = segment_bytes(paths[0].read_bytes())
     hashes = snapshot(root)
     catalog_dir = tmp / f"catalog-{mode}"
     start = time.perf_counter()
@@ -706,12 +753,15 @@ def bench_mode(tmp: Path, paths: list[Path], root: Path, mode: str, size: tuple[
             elif report.status == "written":
                 sidecars.append(Path(report.target).stat().st_size)
         backups = tree_bytes(catalog_dir / RUNS_FOLDER / summary.run_id) if summary.run_id else 0
+        now = segment_bytes(paths[0].read_bytes())
+        grown = {kind: now.get(kind, 0) - first.get(kind, 0) for kind in {**first, **now}
+                 if now.get(kind, 0) != first.get(kind, 0)}
         undone, took = undo(catalog, summary.run_id, profile and profile.with_suffix(f".{mode}.undo.prof")) \
             if summary.run_id else (None, Took(0.0, 0.0))
         print(f"{mode}: undone in {took.wall:.1f} s", file=sys.stderr)
     exact = snapshot(root) == hashes
     return ModeRun(mode, len(paths), size, statistics.mean(before.values()), write, took, summary.counts(),
-                   undone.counts() if undone else {}, added, sidecars, backups, exact, reasons)
+                   undone.counts() if undone else {}, added, sidecars, backups, exact, reasons, grown)
 
 
 def bench_rate(tmp: Path, count: int, size: tuple[int, int], profile: Path | None) -> list[ModeRun]:
@@ -753,7 +803,7 @@ def rate_table(runs: list[ModeRun]) -> list[str]:
 def size_table(runs: list[ModeRun]) -> list[str]:
     lines = header("size", "what a run adds")
     lines += ["From the runs of the rate section. Embedded: size after minus size before of each rewritten JPEG "
-              "(the XMP packet with its padding, XPKeywords in EXIF, and whatever else the writer adds). Backups: "
+              "(the XMP packet with its padding, XPKeywords in EXIF, IPTC, whatever the writer adds). Backups: "
               "everything in the run's folder `metadata-runs/RUN/` (the journal and a copy of each file "
               "as it was; a new sidecar has nothing to back up).", "",
               "| mode | files written | bytes added per file: mean | median | min–max | backups per run | "
@@ -768,6 +818,10 @@ def size_table(runs: list[ModeRun]) -> list[str]:
                          f"{run.backups / 2**20:,.1f} MiB | {kib(run.backups / run.photos)} |")
         else:
             lines.append(f"| {run.mode} | 0 | | | | {run.backups / 2**20:,.1f} MiB | |")
+    embed = next((run for run in runs if run.mode == "embed" and run.grown), None)
+    if embed is not None:
+        lines += ["", "Where an embedded photo's bytes go (the first photo, by segment): "
+                  + ", ".join(f"{kind} {change:+,} B" for kind, change in sorted(embed.grown.items())) + "."]
     return lines
 
 
@@ -879,7 +933,7 @@ def write_results(out: Path, sections: dict[str, list[str]]) -> None:
     lines = [TITLE, "",
              "Written by `bench/bench_metadata.py` (what each section measures: its docstring); `--only` reruns "
              "some sections and keeps the others. Issue 16's numbers."]
-    for key in SECTIONS:
+    for key in (*SECTIONS, NOTES):
         if key in kept:
             lines += ["", *kept[key]]
     out.parent.mkdir(parents=True, exist_ok=True)
