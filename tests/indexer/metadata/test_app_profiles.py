@@ -481,3 +481,56 @@ def test_the_default_profile_writes_for_every_app(home: Path, library: Path, cap
     IMG.CR2.xmp and IMG.xmp (the pair's holding both photos' keywords)."""
     folders = {name: expected_for_all(p.name for p in (library / name).iterdir()) for name in LAYOUTS}
     write_and_check(capsys, home, library, folders)
+
+
+def test_iptc_keywords_a_jpeg_has_are_kept_in_step_whatever_the_profile(home: Path, library: Path, capsys) -> None:  # noqa: ANN001
+    """darktable's profile names no IPTC and no XPKeywords: embedding for it updates the IPTC keywords a
+    JPEG already has (so MWG readers do not see XMP and IPTC disagree) and adds none where there are none;
+    XPKeywords and LastKeywordXMP stay as they are."""
+    folders = {"lightroom": {"LR_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC}, "LR_0002.JPG": {SUBJECT, HIERARCHICAL},
+                             "LR_0002.CR2.xmp": {SUBJECT, HIERARCHICAL}},
+               "windows": {"WIN_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC}, "WIN_0002.jpg": {SUBJECT, HIERARCHICAL}}}
+    query = " OR ".join(f"folder:{library / name}" for name in folders)
+    write_and_check(capsys, home, library, folders, query, "--for", "darktable", "--mode", "embed")
+
+
+# Each app's keyword fields in the fixtures before writing (a field not named: absent), so the checks above
+# compare against what the app wrote, not against an empty file.
+LAID_OUT: dict[str, dict[str, dict[str, list[str]]]] = {
+    "lightroom": {
+        "LR_0001.jpg": {SUBJECT: ["Paris", "Europe", "Places", "Anna"], IPTC: ["Paris", "Europe", "Places", "Anna"],
+                        HIERARCHICAL: ["Places|Europe|Paris", "People|Family|Anna"]},
+        "LR_0002.xmp": {SUBJECT: ["Lighthouse", "Coast", "Places"], HIERARCHICAL: ["Places|Coast|Lighthouse"]},
+        "LR_0002.CR2": {}, "LR_0002.JPG": {}},
+    "digikam": {
+        "DK_0001.jpg.xmp": {TAGS_LIST: ["Places/Europe/Paris", "People/Anna"],
+                            LAST_KEYWORD: ["Places/Europe/Paris", "People/Anna"],
+                            HIERARCHICAL: ["Places|Europe|Paris", "People|Anna"], SUBJECT: ["Paris", "Anna"]},
+        "DK_0001.jpg": {}, "DK_0002.NEF": {}},
+    "darktable": {
+        "DT_0001.ORF.xmp": {HIERARCHICAL: ["unterwegs|föhr|2024"], SUBJECT: ["2024", "föhr", "unterwegs"]},
+        "DT_0002.jpg.xmp": {HIERARCHICAL: ["Places|Europe|Paris"], SUBJECT: ["Europe", "Paris", "Places"]},
+        "DT_0001.ORF": {}, "DT_0002.jpg": {}},
+    "immich": {
+        "IM_0001.jpg.xmp": {TAGS_LIST: ["Trips/Kyoto/Temple", "Family"]},
+        "IM_0002.xmp": {HIERARCHICAL: ["Trips|Kyoto|Garden"]}, "IM_0001.jpg": {}, "IM_0002.jpg": {}},
+    "capture-one": {
+        "C1_0001.xmp": {SUBJECT: ["Conference", "München"], HIERARCHICAL: ["Conference", "München"]},
+        "C1_0002.jpg": {SUBJECT: ["Paris"], HIERARCHICAL: ["Places|Europe|Paris"]}, "C1_0001.CR3": {}},
+    "windows": {
+        "WIN_0001.jpg": {XP: ["Paris", "Anna"], IPTC: ["Paris", "Anna"], SUBJECT: ["Paris", "Anna"],
+                         LAST_KEYWORD: ["Places/Europe/Paris", "People/Anna"]},
+        "WIN_0002.jpg": {XP: ["sunset", "beach"]}},
+    "pair": {"IMG_0001.CR2": {}, "IMG_0001.jpg": {}},
+}
+
+
+def test_the_fixtures_are_laid_out_as_the_apps_write_them(template: Path) -> None:
+    for layout, files in LAID_OUT.items():
+        folder = template / "lib" / layout
+        assert sorted(p.name for p in folder.iterdir()) == sorted(files), layout
+        read = facts(*(folder / name for name in files))
+        for name, fields in files.items():
+            assert {field: values(read[name], field) for field in FIELDS if values(read[name], field)} == fields, name
+            if Path(name).suffix.lower() in RAW_SUFFIXES:  # a DNG LibRaw reads, with the preview the indexer tags
+                assert read[name]["File:FileType"] == "DNG" and read[name]["IFD0:UniqueCameraModel"], name
