@@ -534,3 +534,22 @@ def test_the_fixtures_are_laid_out_as_the_apps_write_them(template: Path) -> Non
             assert {field: values(read[name], field) for field in FIELDS if values(read[name], field)} == fields, name
             if Path(name).suffix.lower() in RAW_SUFFIXES:  # a DNG LibRaw reads, with the preview the indexer tags
                 assert read[name]["File:FileType"] == "DNG" and read[name]["IFD0:UniqueCameraModel"], name
+
+
+@pytest.mark.skipif(shutil.which("darktable-cli") is None, reason="darktable-cli is not installed (apt: darktable)")
+def test_darktable_imports_the_keywords_its_profile_wrote(home: Path, library: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """darktable itself: ``darktable-cli photo sidecar out.jpg`` imports the sidecar's tags and exports them
+    (each level of a path into the export's dc:subject), for a RAW and a JPEG. darktable takes
+    lr:hierarchicalSubject and reads dc:subject only when that is absent, so a keyword holding '|' (kept out of
+    the hierarchy, where it would read as a path) is not among them: the one keyword darktable cannot show."""
+    folder = library / "darktable"
+    run(capsys, "write-metadata", f"folder:{folder}", "--for", "darktable")
+    for photo, app_keywords in (("DT_0001.ORF", {"unterwegs", "föhr", "2024"}), ("DT_0002.jpg", {"Places", "Europe",
+                                                                                              "Paris"})):
+        out = tmp_path / f"export-{photo}.jpg"
+        subprocess.run(["darktable-cli", str(folder / photo), str(folder / f"{photo}.xmp"), str(out), "--core",
+                        "--configdir", str(tmp_path / f"darktable-{photo}"), "--library", ":memory:"],
+                       capture_output=True, text=True, timeout=300, check=False)
+        assert out.exists(), f"darktable-cli exported no {photo}"
+        imported = set(values(facts(out)[out.name], SUBJECT))
+        assert imported == fitting(HIERARCHICAL, keywords_of(photo)) | app_keywords, photo
