@@ -1,7 +1,7 @@
 """Writing tags into photos (``write-metadata``): which JPEGs are embedded into, how fast a run writes and
 undoes, and how many bytes it adds.
 
-    .venv/bin/python bench/bench_metadata.py                   # every section, 10,000 photos (~20 min on 2 cores)
+    .venv/bin/python bench/bench_metadata.py                   # every section, 10,000 photos (~25 min, 2 busy cores)
     .venv/bin/python bench/bench_metadata.py --quick           # a smoke run: 200 photos
     .venv/bin/python bench/bench_metadata.py --only share,tools
 
@@ -13,7 +13,8 @@ share    every JPEG and MPO of ../shared/photos (library and edge) plus odd JPEG
          ``MetadataWriter`` run with ``WriteOptions(mode="embed")``: per file, embedded, a sidecar
          instead or skipped (with the writer's reason), next to whether exiftool writes a keyword into
          a copy (``exiftool -overwrite_original -XMP-dc:Subject+=x``). exiftool then reads the three
-         tags back from what was written, and the run is undone and every file compared byte for byte.
+         tags back from what was written, and compares every other tag, warning and (MPO) second frame
+         with the original; the run is undone and every file compared byte for byte.
 rate     ``--photos`` distinct 1280x960 JPEGs (1.2 MP, quality 90, camera-like EXIF, about 200 KB; made
          once under bench/.cache from eight photos of ../shared/photos, then copied with a serial in the
          EXIF), 250 to a folder, with three accepted tags each; their catalog rows are put in directly
