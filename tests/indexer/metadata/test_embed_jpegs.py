@@ -110,9 +110,9 @@ def made_files(folder: Path) -> None:
     (folder / "junk_dht.jpg").write_bytes(hopper[:dht] + b"\x00\x01\x02" + hopper[dht:])
     # Junk before the EXIF block: metadata after the damage, which a rewrite would not see.
     (folder / "junk_exif.jpg").write_bytes(canon[:20] + b"JUNK" + canon[20:])
-    # Junk that leaves the pixels undecodable (Pillow): they could not be verified.
-    dqt = canon.index(b"\xff\xdb")
-    (folder / "junk_undecodable.jpg").write_bytes(canon[:dqt] + b"JUNKJUNK" + canon[dqt:])
+    # Junk after the metadata, and the scan data cut short: the pixels do not decode, so could not be verified.
+    dqt = hopper.index(b"\xff\xdb")
+    (folder / "junk_undecodable.jpg").write_bytes(hopper[:dqt] + b"JUNKJUNK" + hopper[dqt:-5000])
     # An MPO whose XMP comes after its MP index: a bigger packet moves the second image.
     sof = next(offset for offset, marker, _payload in segments(sugarshack) if marker == 0xC0)
     shifted = with_segment_after_mp_index(sugarshack, sof, segment(0xE1, XMP + THEIRS_PACKET))
