@@ -55,7 +55,7 @@ from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.iptc import MAX_KEYWORD_BYTES, IptcBlock, keywords_left_out
 from indexer.metadata.journal import ClaimLedger, Journal
-from indexer.metadata.profiles import DEFAULT_PROFILE, IPTC, PROFILES, XP_KEYWORDS, WriteProfile, profile_named
+from indexer.metadata.profiles import DEFAULT_PROFILE, PROFILES, XP_KEYWORDS, WriteProfile, profile_named
 from indexer.metadata.read import MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
 from indexer.schema import (
@@ -614,7 +614,7 @@ class MetadataWriter:
                          photo.id)
         xmp, extended = _named(shown, jpeg_embed.split_packet, packet)  # over 64 KB: Extended XMP
         xp_keywords, tiff = self._xp_keywords(jpeg, change, XP_KEYWORDS in profile.fields)
-        iptc_keywords, app13 = self._iptc_keywords(iptc, packet, IPTC in profile.fields, shown, notes)
+        iptc_keywords, app13 = self._iptc_keywords(iptc, packet, shown, notes)
         new = _named(shown, jpeg.with_metadata, xmp, tiff, extended=extended, app13=app13).to_bytes()
         try:
             pixels = jpeg_embed.pixel_digest(data)
@@ -634,12 +634,13 @@ class MetadataWriter:
         return _Plan("embedded", folder, name, photo.path, data, new, change, info, verify, photo.id, mtime)
 
     @staticmethod
-    def _iptc_keywords(iptc: IptcBlock | None, packet: XmpPacket, wanted: bool, shown: Path,
+    def _iptc_keywords(iptc: IptcBlock | None, packet: XmpPacket, shown: Path,
                        notes: list[str]) -> tuple[list[str], bytes | None]:
-        """The IPTC-IIM keywords after the change — dc:subject's, so both say the same (the MWG way) — and
-        the APP13 payload holding them (None: left as it is). Written when the profile has the field
-        or the file has IPTC keywords already (kept in step); a block that cannot be read stays as it is."""
-        if iptc is None or not (wanted or iptc.keywords):
+        """The IPTC-IIM keywords after the change — dc:subject's, so both say the same — and the APP13
+        payload holding them (None: left as it is). As the Metadata Working Group asks (and exiftool's MWG
+        module does), an IIM block is kept in step where the file has one and never created: every app
+        reads XMP. A block that cannot be read stays as it is."""
+        if iptc is None or not iptc.has_iptc:
             return [], None
         keywords = packet.subject()
         if left_out := keywords_left_out(keywords):
