@@ -141,6 +141,11 @@ def lightroom(folder: Path) -> None:
              *tags("XMP-lr", "HierarchicalSubject", "Places|Europe|Paris", "People|Family|Anna"),
              *tags("IPTC", "Keywords", *subject), "-XMP-xmp:Rating=4", "-XMP-crs:Exposure2012=+0.50",
              "-XMP-xmp:CreatorTool=Adobe Photoshop Lightroom Classic 13.0 (Windows)", jpeg)
+    # Its IPTC edited later by a tool that knows no XMP: a keyword only there, and no digest (MWG: not in step).
+    edited = noise(folder / "LR_0003.jpg", 16, *CAMERA)
+    exiftool("-overwrite_original", "-IPTC:CodedCharacterSet=UTF8", *tags("XMP-dc", "Subject", "Paris"),
+             *tags("XMP-lr", "HierarchicalSubject", "Places|Europe|Paris"),
+             *tags("IPTC", "Keywords", "Paris", "kept-iptc"), edited)
     tiny_raw(folder / "LR_0002.CR2", 2)
     noise(folder / "LR_0002.JPG", 3, *CAMERA)
     exiftool("-o", folder / "LR_0002.xmp", *tags("XMP-dc", "Subject", "Lighthouse", "Coast", "Places"),
@@ -222,12 +227,14 @@ LAYOUTS: dict[str, Callable[[Path], None]] = {
 
 
 # --- what each profile must write where ----------------------------------------------------------
-# Per profile and folder: file -> the keyword fields that must hold our keywords afterwards. Every other
-# file of the folder keeps its bytes, and no file appears but these.
+# Per profile and folder: file -> the profile's keyword fields, which must hold our keywords afterwards (IPTC
+# where the JPEG has IPTC keywords, XPKeywords where it has EXIF: see check_written). Every other file of the
+# folder keeps its bytes, and no file appears but these.
 ALL_XMP = set(XMP_FIELDS)
 EXPECTED: dict[str, dict[str, dict[str, set[str]]]] = {
     "lightroom": {"lightroom": {"LR_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC},
                                 "LR_0002.JPG": {SUBJECT, HIERARCHICAL, IPTC},
+                                "LR_0003.jpg": {SUBJECT, HIERARCHICAL, IPTC},
                                 "LR_0002.xmp": {SUBJECT, HIERARCHICAL}},
                   "pair": {"IMG_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC}, "IMG_0001.xmp": {SUBJECT, HIERARCHICAL}}},
     "digikam": {"digikam": {"DK_0001.jpg.xmp": ALL_XMP, "DK_0002.NEF.xmp": ALL_XMP},
@@ -251,8 +258,8 @@ EXPECTED: dict[str, dict[str, dict[str, set[str]]]] = {
 
 
 def expected_for_all(files: Iterable[str]) -> dict[str, set[str]]:
-    """The default profile, ``all``: JPEGs embedded (every field; XPKeywords where there is EXIF) plus
-    IMG.jpg.xmp, RAW files IMG.CR2.xmp and IMG.xmp."""
+    """The default profile, ``all``: JPEGs embedded (every field) plus IMG.jpg.xmp, RAW files IMG.CR2.xmp
+    and IMG.xmp."""
     expected: dict[str, set[str]] = {}
     for name in files:
         suffix = Path(name).suffix.lower()
@@ -405,21 +412,30 @@ def check_written(folder: Path, expected: dict[str, set[str]], before: dict[str,
             assert path.read_bytes() == originals[name], f"{name}: not the profile's file, changed"
             continue
         keywords = [k for photo in carried_by(name, folder) for k in keywords_of(photo)]
+        # Blocks a JPEG lacks are not made for the keywords (every app reads the XMP too): XPKeywords need an
+        # EXIF block; IPTC keywords are kept in step where there is an IIM block, never created (MWG).
         if not any(key.startswith("IFD0:") for key in old):
-            fields = fields - {XP}  # no EXIF block: none is made for XPKeywords (Windows reads the XMP too)
+            fields = fields - {XP}
+        if not values(old, IPTC):
+            fields = fields - {IPTC}
         for field in FIELDS:
             was, now = values(old, field), values(new, field)
             where = f"{name} {field}"
             if field not in fields:
                 assert now == was, f"{where}: outside the profile, changed"
                 continue
-            assert now[: len(was)] == was, f"{where}: the app's keywords are kept, in their order"
+            if field == IPTC:  # the IIM follows dc:subject's order
+                assert set(was) <= set(now), f"{where}: the app's keywords are kept"
+            else:
+                assert now[: len(was)] == was, f"{where}: the app's keywords are kept, in their order"
             added = set(now) - set(was)
             wanted = fitting(field, keywords)
             assert wanted <= added | set(was), f"{where}: our keywords are missing"
             extra = added - wanted
             if field == SUBJECT and not was:  # a new dc:subject starts with the photo's own keywords
                 assert extra <= {k for photo in carried_by(name, folder) for k in own.get(photo, [])}, where
+            elif field == SUBJECT:  # IPTC keywords not in step with it join it (MWG), nobody else's
+                assert extra <= set(values(old, IPTC)), f"{where}: keywords that are not ours: {extra}"
             elif field == IPTC:  # IPTC follows dc:subject (MWG): it may gain the XMP's keywords
                 assert extra <= set(values(new, SUBJECT)), where
             else:
@@ -487,7 +503,8 @@ def test_iptc_keywords_a_jpeg_has_are_kept_in_step_whatever_the_profile(home: Pa
     """darktable's profile names no IPTC and no XPKeywords: embedding for it updates the IPTC keywords a
     JPEG already has (so MWG readers do not see XMP and IPTC disagree) and adds none where there are none;
     XPKeywords and LastKeywordXMP stay as they are."""
-    folders = {"lightroom": {"LR_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC}, "LR_0002.JPG": {SUBJECT, HIERARCHICAL},
+    folders = {"lightroom": {"LR_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC}, "LR_0003.jpg": {SUBJECT, HIERARCHICAL, IPTC},
+                             "LR_0002.JPG": {SUBJECT, HIERARCHICAL},
                              "LR_0002.CR2.xmp": {SUBJECT, HIERARCHICAL}},
                "windows": {"WIN_0001.jpg": {SUBJECT, HIERARCHICAL, IPTC}, "WIN_0002.jpg": {SUBJECT, HIERARCHICAL}}}
     query = " OR ".join(f"folder:{library / name}" for name in folders)
@@ -501,6 +518,7 @@ LAID_OUT: dict[str, dict[str, dict[str, list[str]]]] = {
         "LR_0001.jpg": {SUBJECT: ["Paris", "Europe", "Places", "Anna"], IPTC: ["Paris", "Europe", "Places", "Anna"],
                         HIERARCHICAL: ["Places|Europe|Paris", "People|Family|Anna"]},
         "LR_0002.xmp": {SUBJECT: ["Lighthouse", "Coast", "Places"], HIERARCHICAL: ["Places|Coast|Lighthouse"]},
+        "LR_0003.jpg": {SUBJECT: ["Paris"], HIERARCHICAL: ["Places|Europe|Paris"], IPTC: ["Paris", "kept-iptc"]},
         "LR_0002.CR2": {}, "LR_0002.JPG": {}},
     "digikam": {
         "DK_0001.jpg.xmp": {TAGS_LIST: ["Places/Europe/Paris", "People/Anna"],
