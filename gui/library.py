@@ -1,9 +1,14 @@
 """What the app does with one catalog, as plain Python over the ``indexer`` API (no Qt, no SQL).
 
-The windows call these methods; anything slow (a search, an index pass, a metadata run, loading
-the models) is called from a worker thread, never from the UI thread. The library folders, the
-folders the app indexes and shows, are kept in ``library.json`` in the catalog folder; until the app
-first changes them they are the folders past index passes ran over (``phototag index`` included).
+The windows call these methods from worker threads: every catalog read (a listing, a search, a page of
+the grid, the photo pane, the panels) and everything slow (an index pass, a metadata run, loading the
+models) runs off the UI thread. The library folders, the folders the app indexes and shows, are kept in
+``library.json`` in the catalog folder; until the app first changes them they are the folders past index
+passes ran over (``phototag index`` included).
+
+A listing or a search gives the grid a :class:`SearchOutcome`: the count and the first page of rows at once,
+and :class:`Pages` to read any other page when it comes on screen — at a million photos the grid holds a
+few pages of rows, and the matches as an array of ids (8 bytes each).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from indexer import browse
 from indexer._paths import catalog_path, spellings, within
@@ -31,20 +38,104 @@ from indexer.report import catalog_status, failures, photo_tags
 from indexer.settings import Settings
 
 LIBRARY_FILE = "library.json"
+PAGE_SIZE = 200  # photos read at a time for the grid (a screen shows a few dozen)
 
 
 class LibraryError(IndexerError):
     """Something the app was asked to do with the library cannot be done (the message says why)."""
 
 
+class Pages:
+    """The photos a grid shows, in order, read a page (``PAGE_SIZE`` photos) at a time. This base class holds
+    every row (a short list: the review queue); :meth:`Library.listing` and :meth:`Library.search` give
+    subclasses that read the catalog — call every method off the UI thread."""
+
+    def __init__(self, rows: Sequence[PhotoRow], scores: dict[int, float] | None = None) -> None:
+        self._rows = list(rows)
+        self._scores = scores or {}
+        self.total = len(self._rows)
+
+    def page(self, number: int) -> tuple[list[PhotoRow | None], list[float | None]]:
+        """The rows of page ``number`` and their scores (None: no score; a row None: the photo is gone)."""
+        rows = self._rows[number * PAGE_SIZE:(number + 1) * PAGE_SIZE]
+        return list(rows), [self._scores.get(row.id) for row in rows]
+
+    def ids(self, start: int = 0, stop: int | None = None) -> list[int]:
+        """The ids of the photos at positions ``start``..``stop``, in no particular order."""
+        return [row.id for row in self._rows[start:stop]]
+
+    def position(self, photo_id: int) -> int | None:
+        """Where ``photo_id`` stands (None: not here)."""
+        return next((i for i, row in enumerate(self._rows) if row.id == photo_id), None)
+
+    def _rows_of(self, catalog: Catalog, ids: np.ndarray) -> list[PhotoRow | None]:
+        found = {row.id: row for row in browse.photo_rows(catalog, ids.tolist())}
+        return [found.get(i) for i in ids.tolist()]
+
+
+class _ListedPages(Pages):
+    """The library folders' photos by date: the first page is read with the count; the order of all of them
+    (an id array) on the first look past it."""
+
+    def __init__(self, catalog: Catalog, folders: list[str], total: int, first: list[PhotoRow]) -> None:
+        super().__init__(first)
+        self.total = total
+        self._catalog = catalog
+        self._folders = folders
+        self._order: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _ids(self) -> np.ndarray:
+        with self._lock:
+            if self._order is None:
+                self._order = browse.list_photo_ids(self._catalog, roots=self._folders, sort="date")
+            return self._order
+
+    def page(self, number: int) -> tuple[list[PhotoRow | None], list[float | None]]:
+        if number == 0:
+            return super().page(0)
+        ids = self._ids()[number * PAGE_SIZE:(number + 1) * PAGE_SIZE]
+        return self._rows_of(self._catalog, ids), [None] * len(ids)
+
+    def ids(self, start: int = 0, stop: int | None = None) -> list[int]:
+        return self._ids()[start:stop].tolist()
+
+    def position(self, photo_id: int) -> int | None:
+        found = np.flatnonzero(self._ids() == photo_id)
+        return int(found[0]) if len(found) else None
+
+
+class _RankedPages(Pages):
+    """A search's matches: the engine's :class:`~indexer.search.engine.Ranking` (ids and scores), each page
+    settled into the search's order as it is read."""
+
+    def __init__(self, searcher: Any, ranking: Any) -> None:
+        super().__init__([])
+        self.total = len(ranking)
+        self._searcher = searcher
+        self._ranking = ranking
+
+    def page(self, number: int) -> tuple[list[PhotoRow | None], list[float | None]]:
+        ids, scores = self._searcher.settle(self._ranking, number * PAGE_SIZE, (number + 1) * PAGE_SIZE)
+        return self._rows_of(self._searcher.catalog, ids), scores.tolist()
+
+    def ids(self, start: int = 0, stop: int | None = None) -> list[int]:
+        return self._searcher.members(self._ranking, start, stop).tolist()
+
+    def position(self, photo_id: int) -> int | None:
+        return self._searcher.position(self._ranking, photo_id)
+
+
 @dataclass
 class SearchOutcome:
-    """A search's photos in result order, their scores, and how many matched in all."""
+    """A listing's or a search's photos: how many, the first page's rows and their scores, and ``pages`` to
+    read the others (None: ``rows`` are all of them)."""
 
     query: str
     total: int
     rows: list[PhotoRow] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)
+    pages: Pages | None = None
 
 
 @dataclass
@@ -150,8 +241,16 @@ class Library:
 
     # --- reading -----------------------------------------------------------------------------------
     def photos(self, sort: str = "date") -> list[PhotoRow]:
-        """The photos of the library folders (not missing ones), for the grid."""
+        """Every photo of the library folders (not missing ones), as rows."""
         return browse.list_photos(self.catalog, roots=self.folders(), sort=sort)
+
+    def listing(self) -> SearchOutcome:
+        """The photos of the library folders (not missing ones), newest first, for the grid: the count and the
+        first page (at 1M photos, ~50 ms); the other pages are read as they are shown."""
+        folders = self.folders()
+        total = browse.count_photos(self.catalog, roots=folders)
+        first = browse.list_photos(self.catalog, roots=folders, sort="date", limit=PAGE_SIZE)
+        return SearchOutcome("", total, first, pages=_ListedPages(self.catalog, folders, total, first))
 
     def searcher(self) -> Any:
         if self._searcher is None:
@@ -169,15 +268,20 @@ class Library:
         return self._searcher
 
     def search(self, text: str, *, sort: str = "relevance", min_score: float | None = None) -> SearchOutcome:
-        """Run a query (the search language) over the photos of the library folders.
+        """Run a query (the search language) over the photos of the library folders: every match as ids and
+        scores (no rows), the first page's rows; the other pages are read as they are shown.
 
         Raises ``QuerySyntaxError`` or ``SearchError``, whose message shows where the query is wrong."""
-        found = self.searcher().search(text, limit=None, sort=sort,
-                                       min_score=self.settings.search_min_score if min_score is None else min_score)
-        folders = self._folder_spellings()
-        results = [r for r in found.results if within(r.path, folders)]
-        rows = browse.photo_rows(self.catalog, [r.photo_id for r in results])
-        return SearchOutcome(text, len(rows), rows, {r.photo_id: r.score for r in results})
+        searcher = self.searcher()
+        ranking = searcher.rank(text, sort=sort,
+                                min_score=self.settings.search_min_score if min_score is None else min_score)
+        ranking = ranking.without(browse.photo_ids_outside(self.catalog, self.folders()))
+        pages = _RankedPages(searcher, ranking)
+        rows, scores = pages.page(0)
+        first = [row for row in rows if row is not None]
+        return SearchOutcome(text, len(ranking), first,
+                             {row.id: score for row, score in zip(rows, scores, strict=True) if row is not None},
+                             pages=pages)
 
     def review(self, tag: str | None = None, limit: int | None = 50) -> ReviewOutcome:
         """The review queue (``indexer.review.review_queue``) on the library folders' photos, for the grid."""

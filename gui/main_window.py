@@ -1,6 +1,9 @@
 """The main window: search bar and thumbnail grid in the middle, the library and saved searches on the
-left, the photo pane on the right. It wires widgets to :class:`gui.library.Library` calls: reads that
-can be slow (a listing, a search) and everything heavy run off the UI thread."""
+left, the photo pane on the right. It wires widgets to :class:`gui.library.Library` calls. Every catalog
+read runs off the UI thread: listings and searches on one worker, the photo pane and the panels on
+another (the grid's pages on its own), each kind on a channel where the newest call wins
+(:mod:`gui.tasks`) — a slow old answer never replaces a newer search's or selection's. A correction is
+written on the UI thread (one short transaction); what it changes is read back off it."""
 
 from __future__ import annotations
 
@@ -66,7 +69,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Phototag — {library.catalog.directory}")
         self.resize(1400, 860)
         self.errors = ErrorReporter(self)
-        self.tasks = TaskRunner(self, name="phototag-search")
+        self.tasks = TaskRunner(self, name="phototag-search")  # listings and searches
+        self.reads = TaskRunner(self, name="phototag-read")  # the photo pane, the panels, the vocabulary
         self.thumbnails = ImageLoader(ThumbnailStore(library.catalog.directory / THUMBNAILS_FOLDER),
                                       threads=max(1, min(4, (os.cpu_count() or 2) - 1)), parent=self)
         self.previews = ImageLoader(None, size=PREVIEW_SIZE, threads=1, capacity=2, parent=self)
@@ -78,7 +82,6 @@ class MainWindow(QMainWindow):
         self.indexing = IndexingController(library, self)
         self.indexing_panel = IndexingPanel()
         self.query = ""  # the query the grid shows ("" the whole library)
-        self._generation = 0  # the latest listing asked for; older answers are dropped
         self._thresholds: dict[str, float | None] = {}
         self._show_pending = False
         self._closed = False
@@ -157,6 +160,7 @@ class MainWindow(QMainWindow):
         self.grid.selectionModel().selectionChanged.connect(self._selection_changed)
         self.grid.selectionModel().currentChanged.connect(self._current_changed)
         self.grid_model.modelReset.connect(self._grid_reset)
+        self.grid_model.read_failed.connect(self.errors.show)
         self.photo_pane.edits_requested.connect(guard(self.apply_edits))
         self.thumbnails.ready.connect(self._thumbnail_ready)
         self.previews.ready.connect(self._preview_ready)
@@ -176,10 +180,16 @@ class MainWindow(QMainWindow):
         self.indexing.error.connect(self._index_failed)
 
     # --- library panel ------------------------------------------------------------------------------
-    def refresh_library_panel(self) -> None:
-        self.indexing_panel.set_folders(self.library.folders())
-        self.indexing_panel.set_failures(self.library.failures())
-        status = self.library.status()
+    def refresh_library_panel(self) -> int:
+        """Read the library folders, the failures and the counts off the UI thread, then show them."""
+        library = self.library
+        return self.reads.submit(lambda: (library.folders(), library.failures(), library.status()),
+                                 lambda found: self._show_library_panel(*found), self.errors.show,
+                                 channel="library-panel")
+
+    def _show_library_panel(self, folders: list[str], failures: list[dict[str, Any]], status: dict[str, Any]) -> None:
+        self.indexing_panel.set_folders(folders)
+        self.indexing_panel.set_failures(failures)
         counts = status["photos"]
         self.catalog_label.setText(f"{counts.get('indexed', 0):,} indexed · {counts.get('pending', 0):,} waiting · "
                                    f"{counts.get('failed', 0):,} failed   catalog: {status['catalog']}")
@@ -252,39 +262,31 @@ class MainWindow(QMainWindow):
 
     def run_search(self, text: str | None = None, sort: str | None = None, min_score: float | None = None, *,
                    keep_selection: bool = False) -> int:
-        """Show ``text``'s results (the whole library for ""), computed off the UI thread; returns a token
-        :meth:`search_done` answers for (tests wait on it)."""
+        """Show ``text``'s results (the whole library for ""), computed off the UI thread: the count and the
+        first page at once, the other pages as they come on screen. A newer search (or review) wins: this one
+        then never runs, or shows nothing. Returns a token; :meth:`search_done` tells when it is shown."""
         text = self.search_bar.text() if text is None else text.strip()
         sort = sort or self.search_bar.sort.currentData()
         min_score = self.search_bar.min_score.value() if min_score is None else min_score
-        self._generation += 1
-        generation = self._generation
         self.search_bar.show_count(0, searching=True)
         library = self.library
         if text:
             def work() -> SearchOutcome:
                 return library.search(text, sort=sort, min_score=min_score)
         else:
-            def work() -> SearchOutcome:
-                rows = library.photos(sort="date")
-                return SearchOutcome("", len(rows), rows)
+            work = library.listing
         keep = self._current_photo_id() if keep_selection else None
-        self.tasks.submit(work, lambda outcome: self._show_results(generation, outcome, keep),
-                          lambda error: self._search_failed(generation, text, error))
-        return generation
+        return self.tasks.submit(work, lambda outcome: self._show_results(outcome, keep),
+                                 lambda error: self._search_failed(error), channel="search")
 
     def review_suggestions(self, tag: str | None = None, limit: int | None = 50) -> int:
         """Fill the grid with the review queue's photos (most uncertain first), off the UI thread; returns
         a token like :meth:`run_search`. A, R and U then work on them; :meth:`show_library` goes back."""
-        self._generation += 1
-        generation = self._generation
         self.search_bar.set_query("", run=False)
         self.search_bar.show_count(0, searching=True)
         library = self.library
-        self.tasks.submit(lambda: library.review(tag, limit),
-                          lambda outcome: self._show_results(generation, outcome, None),
-                          lambda error: self._search_failed(generation, "review", error))
-        return generation
+        return self.tasks.submit(lambda: library.review(tag, limit), lambda outcome: self._show_results(outcome, None),
+                                 self._search_failed, channel="search")
 
     def show_library(self) -> int:
         """Back to the whole library (out of a search or the review queue)."""
@@ -295,44 +297,46 @@ class MainWindow(QMainWindow):
         """Whether the latest listing or search has been shown."""
         return not self.tasks.busy()
 
-    def _show_results(self, generation: int, outcome: SearchOutcome, keep: int | None) -> None:
-        if generation != self._generation:
-            return
+    def idle(self) -> bool:
+        """Whether every read asked for has been shown: the listing or search, the photo pane, the panels, the
+        grid's pages (tests wait on it)."""
+        return not (self.tasks.busy() or self.reads.busy() or self.grid_model.loading())
+
+    def _show_results(self, outcome: SearchOutcome, keep: int | None) -> None:
         self.query = outcome.query
         self.review = outcome if isinstance(outcome, ReviewOutcome) else None
-        self.grid_model.set_rows(outcome.rows, outcome.scores)
+        self.grid_model.show(outcome)
         self.search_bar.show_count(outcome.total, query=outcome.query)
         if self.review is not None:
-            n, m = len(self.review.items), len(outcome.rows)
+            n, m = len(self.review.items), outcome.total
             self.statusBar().showMessage(f"Review: {n} suggestion{'s' if n != 1 else ''} on {m} photo"
                                          f"{'s' if m != 1 else ''} — A accepts, R rejects, U undoes")
-            if outcome.rows:
+            if outcome.total:
                 self.grid.select_row(0)
         if keep is not None:
-            row = self.grid_model.row_of(keep)
-            if row is not None:
-                self.grid.select_row(row)
+            self.grid_model.locate(keep, self.grid.select_row)
 
-    def _search_failed(self, generation: int, text: str, error: BaseException) -> None:
-        if generation != self._generation:
-            return
+    def _search_failed(self, error: BaseException) -> None:
         self.search_bar.count.setText("query error")
         self.errors.show(error, title="Search")
 
     def _grid_reset(self) -> None:
+        self.reads.drop("photo")  # a photo of the grid shown before is not to be shown now
         self.photo_pane.clear()
 
     # --- selection and the photo pane ---------------------------------------------------------------
     def selected_photo_ids(self) -> list[int]:
-        ids = [self.grid_model.photo(row).id for row in self.grid.selected_rows()]
+        """The ids of the selected photos (the current one when none is selected). Rows the grid holds answer at
+        once; a selection reaching pages it does not hold (Shift+End) reads their ids."""
+        ids = self.grid_model.ids_at(self.grid.selected_ranges())
         if not ids:
-            current = self._current_photo_id()
-            ids = [current] if current is not None else []
+            index = self.grid.currentIndex()
+            ids = self.grid_model.ids_at([(index.row(), index.row() + 1)]) if index.isValid() else []
         return ids
 
     def _current_photo_id(self) -> int | None:
         index = self.grid.currentIndex()
-        return self.grid_model.photo(index.row()).id if index.isValid() else None
+        return self.grid_model.photo_id(index.row()) if index.isValid() else None
 
     def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
         self._show_soon()
@@ -350,31 +354,45 @@ class MainWindow(QMainWindow):
         self._show_pending = False
         self.show_current_photo()
 
-    def show_current_photo(self, *, keep_row: bool = False) -> None:
+    def show_current_photo(self, *, keep_row: bool = False) -> int | None:
+        """Show the current (or first selected) photo in the pane, its facts and tags read off the UI thread; a
+        newer selection wins. Returns the read's token (None: nothing to show)."""
         index = self.grid.currentIndex()
-        rows = self.grid.selected_rows()
-        if not index.isValid() and rows:
-            index = self.grid_model.index(rows[0])
+        ranges = self.grid.selected_ranges()
+        if not index.isValid() and ranges:
+            index = self.grid_model.index(ranges[0][0])
         if not index.isValid():
+            self.reads.drop("photo")
+            self.photo_pane.clear()
+            return None
+        selected = max(1, sum(stop - start for start, stop in ranges))
+        read_ids = self.grid_model.ids_reader([(index.row(), index.row() + 1)])
+        library = self.library
+
+        def read() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+            ids = read_ids()
+            details = library.details(ids[0]) if ids else None
+            return (library.tags(details["path"]) if details is not None else None), details
+
+        return self.reads.submit(read, lambda found: self._show_photo(*found, selected=selected, keep_row=keep_row),
+                                 self.errors.show, channel="photo")
+
+    def _show_photo(self, entry: dict[str, Any] | None, details: dict[str, Any] | None, *, selected: int,
+                    keep_row: bool) -> None:
+        if details is None:  # gone from the catalog since the grid was filled
             self.photo_pane.clear()
             return
-        photo = self.grid_model.photo(index.row())
-        try:
-            entry = self.library.tags(photo.path)
-            details = self.library.details(photo.id)
-        except Exception as exc:  # noqa: BLE001 - the boundary: a message, and the pane stays usable
-            self.errors.show(exc)
-            return
-        self.photo_pane.show_photo(entry, details, selected=max(1, len(rows)),
-                                   language=self.preferences.tag_language, thresholds=self._thresholds,
-                                   offset=self.preferences.threshold_offset, keep_row=keep_row)
-        queued = self.review.tag_of(photo.id) if self.review is not None and not keep_row else None
+        self.photo_pane.show_photo(entry, details, selected=selected, language=self.preferences.tag_language,
+                                   thresholds=self._thresholds, offset=self.preferences.threshold_offset,
+                                   keep_row=keep_row)
+        path = details["path"]
+        queued = self.review.tag_of(details["id"]) if self.review is not None and not keep_row else None
         if queued is not None:
             self.photo_pane.select_tag(queued)
-        self.photo_pane.set_image(self.grid_model.thumbnail(photo.path), path=photo.path)
-        if details is not None and details["status"] != "missing":
+        self.photo_pane.set_image(self.grid_model.thumbnail(path), path=path)
+        if details["status"] != "missing":
             self.previews.cancel_all()
-            self.previews.request(photo.path)
+            self.previews.request(path)
 
     def _thumbnail_ready(self, path: str, _image: QImage) -> None:
         if path == self.photo_pane.path:
@@ -414,16 +432,23 @@ class MainWindow(QMainWindow):
     def undo_tags(self) -> None:
         self._decide(self.photo_pane.undo_selected)
 
-    def refresh_vocabulary(self) -> None:
-        vocabulary = self.library.vocabulary(refresh=True)
+    def refresh_vocabulary(self) -> int:
+        """Read the tag names (completion, thresholds) off the UI thread, then use them."""
+        library = self.library
+        return self.reads.submit(lambda: library.vocabulary(refresh=True), self._use_vocabulary, self.errors.show,
+                                 channel="vocabulary")
+
+    def _use_vocabulary(self, vocabulary: list[tuple[str, str | None, float | None]]) -> None:
         names = [name for name, _, _ in vocabulary] + [zh for _, zh, _ in vocabulary if zh]
         self.search_bar.completer.set_names(names)
         self.photo_pane.add_completer.set_names(names)
         self._thresholds = {name: threshold for name, _, threshold in vocabulary}
 
     # --- saved searches -----------------------------------------------------------------------------
-    def refresh_saved(self) -> None:
-        self.saved_panel.set_saved(self.library.saved_searches())
+    def refresh_saved(self) -> int:
+        """Read the saved searches off the UI thread, then list them."""
+        library = self.library
+        return self.reads.submit(library.saved_searches, self.saved_panel.set_saved, self.errors.show, channel="saved")
 
     def ask_save_search(self) -> None:
         text = self.search_bar.text()
@@ -451,12 +476,15 @@ class MainWindow(QMainWindow):
             return None
         return self._metadata_dialog(ids, "the selection")
 
-    def write_metadata_for_results(self) -> MetadataDialog | None:
-        ids = [row.id for row in self.grid_model.photos()]
-        if not ids:
+    def write_metadata_for_results(self) -> int | None:
+        """Open the metadata dialog on every photo of the grid, once their ids are read (off the UI thread)."""
+        total = self.grid_model.rowCount()
+        if not total:
             self.errors.show("The grid is empty: nothing to write.")
             return None
-        return self._metadata_dialog(ids, f"the search {self.query!r}" if self.query else "the whole library")
+        scope = f"the search {self.query!r}" if self.query else "the whole library"
+        return self.reads.submit(self.grid_model.ids_reader([(0, total)]),
+                                 lambda ids: self._metadata_dialog(ids, scope), self.errors.show)
 
     def _metadata_dialog(self, ids: list[int], scope: str) -> MetadataDialog:
         dialog = MetadataDialog(self.library, ids, scope, self.preferences, indexing=self.indexing.is_running,
@@ -468,7 +496,7 @@ class MainWindow(QMainWindow):
 
     def new_custom_tag(self) -> CustomTagDialog:
         """The custom tag dialog, with the grid's selection offered as examples."""
-        dialog = CustomTagDialog(self.library, [self.grid_model.photo(row).id for row in self.grid.selected_rows()],
+        dialog = CustomTagDialog(self.library, self.grid_model.ids_at(self.grid.selected_ranges()),
                                  indexing=self.indexing.is_running, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.saved.connect(lambda _name: self._custom_tag_saved())
@@ -512,6 +540,8 @@ class MainWindow(QMainWindow):
         self.thumbnails.shutdown()
         self.previews.shutdown()
         self.tasks.shutdown()
+        self.reads.shutdown()
+        self.grid_model.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self.shutdown()

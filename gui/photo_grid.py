@@ -1,15 +1,18 @@
 """The thumbnail grid: one model row per photo, painted by a delegate (no widget per photo).
 
-The model holds light :class:`indexer.browse.PhotoRow`s, so 100,000 photos cost a list, and asks
-for a thumbnail only when a row is painted, i.e. on screen. Until it arrives the cell shows a
-placeholder; decoded thumbnails live in a bounded in-memory cache (the disk cache is the loader's).
+The model knows how many photos a listing or search has at once, and holds their rows a page at a
+time: the first page comes with the search, any other is read off the UI thread when it is painted,
+and only the last ``PAGES_KEPT`` pages painted are kept — so a million matches cost their count and
+a few thousand rows, not a million row objects. A cell whose page is being read shows a placeholder.
+Thumbnails are asked for only when a row is painted, i.e. on screen; decoded ones live in a bounded
+in-memory cache (the disk cache is the loader's).
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import (
@@ -25,6 +28,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from gui.library import PAGE_SIZE, Pages, SearchOutcome
+from gui.tasks import TaskRunner
 from gui.thumbnails import ImageLoader
 from indexer._paths import display_path
 from indexer.browse import PhotoRow
@@ -32,6 +37,8 @@ from indexer.browse import PhotoRow
 CELL = QSize(176, 204)  # thumbnail area 160 x 160, file name below
 ICON = 160
 MEMORY_CACHE = 3000  # decoded thumbnails kept in memory (about 100 KB each)
+PAGES_KEPT = 12  # pages of rows held (a screen shows one or two): the model's memory does not grow with the results
+PAGES_ASKED = 4  # pages read at most at once; an older request (a page scrolled past) is dropped
 
 PHOTO_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -39,45 +46,117 @@ SCORE_ROLE = Qt.ItemDataRole.UserRole + 3
 FAILED_ROLE = Qt.ItemDataRole.UserRole + 4  # why the thumbnail could not be made, or None
 
 Index = QModelIndex | QPersistentModelIndex
+_Page = tuple[list[PhotoRow | None], list[float | None]]
 
 
 class PhotoGridModel(QAbstractListModel):
-    """Rows of photos. A thumbnail arriving emits ``thumbnail_changed(row)`` (-1: all) rather than
-    ``dataChanged``, which makes QListView lay out every row again: O(rows) per thumbnail."""
+    """Rows of photos, read a page at a time (see the module's docstring). A thumbnail or a page arriving
+    emits ``thumbnail_changed(row)`` (-1: all) rather than ``dataChanged``, which makes QListView lay out
+    every row again: O(rows) per thumbnail."""
 
     thumbnail_changed = Signal(int)
+    page_read = Signal(int)  # a page's rows arrived (its number)
+    read_failed = Signal(object)  # the exception reading a page raised
 
     def __init__(self, loader: ImageLoader, parent: Any = None) -> None:
         super().__init__(parent)
         self.loader = loader
-        self._rows: list[PhotoRow] = []
-        self._scores: dict[int, float] = {}
-        self._row_of_path: dict[str, int] = {}
+        self._total = 0
+        self._pages: OrderedDict[int, _Page] = OrderedDict()  # page number -> rows, scores; least recently shown first
+        self._source: Pages | None = None  # reads the pages not held; None: every page is held
+        self._asked: OrderedDict[int, None] = OrderedDict()  # pages being read
+        self._generation = 0  # of the outcome shown: pages read for an older one are dropped
+        self._reader = TaskRunner(self, name="phototag-rows")
+        self._row_of_path: dict[str, int] = {}  # of the rows held
         self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
         self._failed: dict[str, str] = {}
         loader.ready.connect(self._on_ready)
         loader.failed.connect(self._on_failed)
 
     # --- contents ------------------------------------------------------------------------------------
-    def set_rows(self, rows: Sequence[PhotoRow], scores: dict[int, float] | None = None) -> None:
+    def show(self, outcome: SearchOutcome) -> None:
+        """Show a listing's or a search's photos: ``outcome.total`` rows at once, the first page's rows held,
+        the others read from ``outcome.pages`` when painted."""
         self.beginResetModel()
-        self._rows = list(rows)
-        self._scores = dict(scores or {})
-        self._row_of_path = {row.path: i for i, row in enumerate(self._rows)}
+        self._generation += 1
+        self._total = outcome.total
+        self._source = outcome.pages
+        self._asked.clear()
+        self._pages.clear()
+        self._row_of_path.clear()
+        rows = list(outcome.rows)
+        scores = [outcome.scores.get(row.id) for row in rows]
+        if self._source is None:  # every row given: held whole, never read again
+            self._total = len(rows)
+        for number in range(0, (len(rows) + PAGE_SIZE - 1) // PAGE_SIZE if self._source is None else 1):
+            part = slice(number * PAGE_SIZE, (number + 1) * PAGE_SIZE)
+            self._hold(number, (list(rows[part]), scores[part]))
         self.loader.cancel_all()  # what was asked for the old rows is not on screen any more
         self.endResetModel()
 
-    def photo(self, row: int) -> PhotoRow:
-        return self._rows[row]
+    def set_rows(self, rows: Sequence[PhotoRow], scores: dict[int, float] | None = None) -> None:
+        """Show exactly ``rows`` (a short list, held whole)."""
+        self.show(SearchOutcome("", len(rows), list(rows), dict(scores or {})))
+
+    def photo(self, row: int) -> PhotoRow | None:
+        """The row's photo, or None while its page is being read (asked for now if it is not)."""
+        return self._at(row)[0]
+
+    def photo_id(self, row: int) -> int | None:
+        photo = self._at(row)[0]
+        return None if photo is None else photo.id
 
     def photos(self) -> list[PhotoRow]:
-        return list(self._rows)
+        """The rows held, in grid order: every row when the photos fit in a page (or were given whole)."""
+        return [row for number in sorted(self._pages) for row in self._pages[number][0] if row is not None]
 
-    def row_of(self, photo_id: int) -> int | None:
-        for i, row in enumerate(self._rows):
-            if row.id == photo_id:
-                return i
-        return None
+    def held_rows(self) -> int:
+        """How many row objects the model holds (at most ``PAGES_KEPT`` pages' worth)."""
+        return sum(len(rows) for rows, _ in self._pages.values())
+
+    def ids_reader(self, ranges: Sequence[tuple[int, int]]) -> Callable[[], list[int]]:
+        """A function giving the ids of the rows in ``ranges`` (``(start, stop)`` pairs), in no particular order,
+        safe to call off the UI thread: ranges whose rows are held are answered from them, others read the
+        catalog (call it from a worker)."""
+        known: list[int] = []
+        unknown: list[tuple[int, int]] = []
+        for start, stop in ranges:
+            held = self._source is None or stop - start <= PAGE_SIZE  # worth looking at the rows held
+            rows = [self._held(row) for row in range(start, min(stop, self._total))] if held else []
+            if held and (self._source is None or all(row is not None for row in rows)):
+                known.extend(row.id for row in rows if row is not None)
+            else:
+                unknown.append((start, stop))
+        source = self._source
+
+        def read() -> list[int]:
+            found = list(known)
+            for start, stop in unknown:
+                found.extend(source.ids(start, stop) if source is not None else [])
+            return list(dict.fromkeys(found))
+
+        return read
+
+    def ids_at(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        """The ids of the rows in ``ranges``; reads the catalog only for ranges not held (see :meth:`ids_reader`)."""
+        return self.ids_reader(ranges)()
+
+    def locate(self, photo_id: int, then: Callable[[int], None]) -> None:
+        """Call ``then(row)`` with the row of ``photo_id`` (on the UI thread; not at all when it is not shown)."""
+        for number, (rows, _) in self._pages.items():
+            for offset, row in enumerate(rows):
+                if row is not None and row.id == photo_id:
+                    then(number * PAGE_SIZE + offset)
+                    return
+        source, generation = self._source, self._generation
+        if source is not None:
+            self._reader.submit(lambda: source.position(photo_id),
+                                lambda row: then(row) if row is not None and generation == self._generation else None,
+                                self.read_failed.emit)
+
+    def loading(self) -> bool:
+        """Whether some page (or a :meth:`locate`) is being read."""
+        return self._reader.busy()
 
     def forget_thumbnails(self) -> None:
         """Drop the decoded thumbnails (after a re-index, a photo's may have changed)."""
@@ -88,14 +167,73 @@ class PhotoGridModel(QAbstractListModel):
     def thumbnail(self, path: str) -> QPixmap | None:
         return self._pixmaps.get(path)
 
+    def shutdown(self) -> None:
+        self._reader.shutdown()
+
+    # --- pages ---------------------------------------------------------------------------------------
+    def _held(self, row: int) -> PhotoRow | None:
+        rows = self._pages.get(row // PAGE_SIZE, ([], []))[0]
+        offset = row % PAGE_SIZE
+        return rows[offset] if offset < len(rows) else None
+
+    def _at(self, row: int) -> tuple[PhotoRow | None, float | None]:
+        if not 0 <= row < self._total:
+            return None, None
+        number, offset = divmod(row, PAGE_SIZE)
+        page = self._pages.get(number)
+        if page is None:
+            self._ask(number)
+            return None, None
+        self._pages.move_to_end(number)
+        rows, scores = page
+        return (rows[offset], scores[offset]) if offset < len(rows) else (None, None)
+
+    def _ask(self, number: int) -> None:
+        if self._source is None or number in self._asked:
+            return
+        self._asked[number] = None
+        while len(self._asked) > PAGES_ASKED:
+            self._asked.popitem(last=False)  # scrolled past: read it again if it comes back on screen
+        source, asked, generation = self._source, self._asked, self._generation
+
+        def read() -> _Page | None:
+            return source.page(number) if number in asked else None  # the UI thread's dict, read: atomic
+
+        self._reader.submit(read, lambda page: self._page_arrived(generation, number, page), self._read_failed)
+
+    def _page_arrived(self, generation: int, number: int, page: _Page | None) -> None:
+        if generation != self._generation or page is None:
+            return
+        self._asked.pop(number, None)
+        self._hold(number, page)
+        self.thumbnail_changed.emit(-1)  # the view paints the cells again (no relayout)
+        self.page_read.emit(number)
+
+    def _read_failed(self, error: BaseException) -> None:
+        self._asked.clear()
+        self.read_failed.emit(error)
+
+    def _hold(self, number: int, page: _Page) -> None:
+        self._pages[number] = page
+        for offset, row in enumerate(page[0]):
+            if row is not None:
+                self._row_of_path[row.path] = number * PAGE_SIZE + offset
+        while self._source is not None and len(self._pages) > PAGES_KEPT:
+            _, (rows, _) = self._pages.popitem(last=False)
+            for row in rows:
+                if row is not None:
+                    self._row_of_path.pop(row.path, None)
+
     # --- Qt model API --------------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802 - Qt's signature
-        return 0 if parent.isValid() else len(self._rows)
+        return 0 if parent.isValid() else self._total
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self._rows):
+        if not index.isValid():
             return None
-        row = self._rows[index.row()]
+        row, score = self._at(index.row())
+        if row is None:  # its page is being read
+            return "" if role == Qt.ItemDataRole.DisplayRole else None
         if role == Qt.ItemDataRole.DisplayRole:
             return display_path(os.path.basename(row.path))
         if role == Qt.ItemDataRole.DecorationRole:
@@ -107,7 +245,6 @@ class PhotoGridModel(QAbstractListModel):
                 self.loader.request(row.path, row.content_hash)
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
-            score = self._scores.get(row.id)
             extra = f"\nrelevance {score:.3f}" if score is not None else ""
             failed = self._failed.get(row.path)
             return display_path(f"{row.path}{extra}" + (f"\n{failed}" if failed else ""))
@@ -116,7 +253,7 @@ class PhotoGridModel(QAbstractListModel):
         if role == PATH_ROLE:
             return row.path
         if role == SCORE_ROLE:
-            return self._scores.get(row.id)
+            return score
         if role == FAILED_ROLE:
             return self._failed.get(row.path) or (row.status if row.status == "failed" else None)
         return None
@@ -215,7 +352,19 @@ class PhotoGrid(QListView):
         return model
 
     def selected_rows(self) -> list[int]:
-        return sorted(index.row() for index in self.selectionModel().selectedIndexes())
+        return [row for start, stop in self.selected_ranges() for row in range(start, stop)]
+
+    def selected_ranges(self) -> list[tuple[int, int]]:
+        """The selection as sorted, disjoint ``(start, stop)`` row ranges: Ctrl+A on a million photos is one range,
+        not a million indexes."""
+        spans = sorted((r.top(), r.bottom() + 1) for r in self.selectionModel().selection() if r.isValid())
+        merged: list[tuple[int, int]] = []
+        for start, stop in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+            else:
+                merged.append((start, stop))
+        return merged
 
     def select_row(self, row: int, *, extend: bool = False) -> None:
         index = self.model().index(row, 0)

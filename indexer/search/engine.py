@@ -213,6 +213,17 @@ class Searcher:
         order = np.lexsort((by_date, -scores))
         return ids[order][start - low:stop - low], scores[order][start - low:stop - low]
 
+    def position(self, ranking: Ranking, photo_id: int) -> int | None:
+        """Where ``photo_id`` stands in :meth:`search`'s order (None: it is no match); settles its tie group only."""
+        found = np.flatnonzero(ranking.ids == photo_id)
+        if not len(found):
+            return None
+        at = int(found[0])
+        if ranking.settled:
+            return at
+        low, high = _tie_bounds(ranking.scores, at, at + 1)
+        return low + int(np.flatnonzero(self.settle(ranking, low, high)[0] == photo_id)[0])
+
     def members(self, ranking: Ranking, start: int = 0, stop: int | None = None) -> np.ndarray:
         """The ids at positions ``start``..``stop`` of :meth:`search`'s order, in no particular order: only the tie
         groups the range's ends cut are settled (a selection of 100,000 matches costs what its two ends cost)."""

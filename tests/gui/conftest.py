@@ -87,7 +87,7 @@ def window(qtbot, settings) -> Iterator:  # noqa: ANN001
     main_window = MainWindow(library, settings)
     qtbot.addWidget(main_window)
     main_window.show()
-    qtbot.waitUntil(main_window.search_done, timeout=10_000)
+    qtbot.waitUntil(main_window.idle, timeout=10_000)  # the grid, the panels and the vocabulary read
     yield main_window
     main_window.shutdown()
     library.close()

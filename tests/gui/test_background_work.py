@@ -40,7 +40,7 @@ def test_background_indexing_keeps_the_event_loop_responsive(qtbot, window, smal
     assert max(gaps) < elapsed / 2
     assert {"scan", "identify", "model"} <= set(stages)
     assert window.indexing_panel.stage.text() == "Up to date" and "6 new" in window.indexing_panel.rate.text()
-    qtbot.waitUntil(window.search_done)
+    qtbot.waitUntil(window.idle)  # the grid and the library panel, read again
     assert window.grid_model.rowCount() == before + 6
     assert str(small_folder) in [window.indexing_panel.folders.item(i).text()
                                  for i in range(window.indexing_panel.folders.count())]

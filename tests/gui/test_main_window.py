@@ -137,6 +137,7 @@ def test_accept_reject_and_add_with_keys_and_mouse(qtbot, window) -> None:  # no
     qtbot.keyClicks(pane.add_line, "my holiday")
     qtbot.keyClick(pane.add_line, Qt.Key.Key_Return)
     assert state_of(window, path, "my holiday") == ("user", "accepted")
+    qtbot.waitUntil(window.idle)  # the pane and the completion read the catalog again, off the UI thread
     assert "my holiday" in pane.tag_names_shown()
     assert "my holiday" in window.search_bar.completer.names()  # a new tag is offered at once
 
@@ -162,6 +163,7 @@ def test_saved_searches(qtbot, window, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(QInputDialog, "getText", lambda *args, **kwargs: next(answers))
     wait_search(qtbot, window, "type:png")
     qtbot.mouseClick(window.saved_panel.save_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.idle)  # the list is read again off the UI thread
     assert window.saved_panel.names() == ["pngs"]
     wait_search(qtbot, window, "")
     window.saved_panel.list.itemClicked.emit(window.saved_panel.list.item(0))  # a click on it runs it
@@ -172,7 +174,7 @@ def test_saved_searches(qtbot, window, monkeypatch) -> None:  # noqa: ANN001
     assert "without spaces" in window.errors.messages[-1] and window.saved_panel.names() == ["pngs"]
     window.saved_panel.list.setCurrentRow(0)
     qtbot.mouseClick(window.saved_panel.delete_button, Qt.MouseButton.LeftButton)
-    assert window.saved_panel.names() == []
+    qtbot.waitUntil(lambda: window.idle() and window.saved_panel.names() == [])
 
 
 def test_settings_are_kept_and_used(qtbot, window) -> None:  # noqa: ANN001

@@ -33,6 +33,9 @@ def test_any_window_of_a_ranking_settles_into_the_search_order(catalog, embedder
     for start, stop in WINDOWS:
         assert pairs(*searcher.settle(ranking, start, stop)) == whole[start:stop], (start, stop)
         assert sorted(searcher.members(ranking, start, stop).tolist()) == sorted(i for i, _ in whole[start:stop])
+    for at, (photo_id, _) in list(enumerate(whole))[::7]:
+        assert searcher.position(ranking, photo_id) == at
+    assert searcher.position(ranking, -1) is None
 
 
 def test_sorted_by_date_the_ranking_comes_settled(catalog) -> None:  # noqa: ANN001, F811
