@@ -398,7 +398,33 @@ def library(home, template, tmp_path) -> Path:  # noqa: ANN001
 # --- the checks --------------------------------------------------------------------------------
 
 
-def check_written(folder: Path, expected: dict[str, set[str]], before: dict[str, dict], own: dict[str, list[str]],
+Own = dict[str, tuple[set[str], set[tuple[str, ...]]]]  # photo -> its keywords, and its paths (root first)
+
+
+def own_keywords(folder: Path, before: dict[str, dict]) -> Own:
+    """What each photo of ``folder`` carries before writing, in any file of its own: its keywords (as Phototag
+    reads them: leaves and parents) and the paths of its path fields."""
+    own: Own = {}
+    for photo in (p for p in folder.iterdir() if p.suffix.lower() != ".xmp"):
+        paths = set()
+        for name in (photo.name, f"{photo.name}.xmp", f"{photo.stem}.xmp"):
+            for field in (HIERARCHICAL, TAGS_LIST, LAST_KEYWORD):
+                paths |= {tuple(value.split(SEPARATORS[field])) for value in values(before.get(name, {}), field)
+                          if SEPARATORS[field] in value}
+        own[photo.name] = set(read_photo_info(photo).keywords), paths
+    return own
+
+
+def seeds(field: str, photos: Iterable[str], own: Own) -> set[str]:
+    """What a list made new may start with besides ours: the photos' own keywords (paths in a path field)."""
+    photos = list(photos)
+    flat = {keyword for photo in photos for keyword in own[photo][0]}
+    if field not in (HIERARCHICAL, TAGS_LIST, LAST_KEYWORD):
+        return flat
+    return fitting(field, flat) | {SEPARATORS[field].join(path) for photo in photos for path in own[photo][1]}
+
+
+def check_written(folder: Path, expected: dict[str, set[str]], before: dict[str, dict], own: Own,
                   originals: dict[str, bytes]) -> None:
     """Our keywords are in exactly the expected fields of exactly the expected files (exiftool and exiv2
     agree), the app's own keywords are kept, and nothing else changed."""
@@ -432,8 +458,8 @@ def check_written(folder: Path, expected: dict[str, set[str]], before: dict[str,
             wanted = fitting(field, keywords)
             assert wanted <= added | set(was), f"{where}: our keywords are missing"
             extra = added - wanted
-            if field == SUBJECT and not was:  # a new dc:subject starts with the photo's own keywords
-                assert extra <= {k for photo in carried_by(name, folder) for k in own.get(photo, [])}, where
+            if not was:  # a new list starts with the photo's own keywords, so apps reading only it see them
+                assert extra <= seeds(field, carried_by(name, folder), own), f"{where}: not the photo's: {extra}"
             elif field == SUBJECT:  # IPTC keywords not in step with it join it (MWG), nobody else's
                 assert extra <= set(values(old, IPTC)), f"{where}: keywords that are not ours: {extra}"
             elif field == IPTC:  # IPTC follows dc:subject (MWG): it may gain the XMP's keywords
@@ -441,7 +467,8 @@ def check_written(folder: Path, expected: dict[str, set[str]], before: dict[str,
             else:
                 assert not extra, f"{where}: keywords that are not ours: {extra}"
             if field in SEPARATORS:
-                assert not any(SEPARATORS[field] in k for k in added), f"{where}: a keyword holding the separator"
+                holding = {k for k in keywords if SEPARATORS[field] in k}
+                assert not holding & set(now), f"{where}: a keyword holding the separator"
         seen = exiv2_values(path)
         for field in FIELDS:
             if values(new, field):
@@ -468,8 +495,7 @@ def write_and_check(capsys, home: Path, library: Path, folders: dict[str, dict[s
     before_all = snapshot(library)
     originals = {name: {p.name: p.read_bytes() for p in (library / name).iterdir()} for name in folders}
     before = {name: facts(*(library / name).iterdir()) for name in folders}
-    own = {p.name: list(read_photo_info(p).keywords) for name in folders for p in (library / name).iterdir()
-           if p.suffix.lower() != ".xmp"}
+    own = {photo: kept for name in folders for photo, kept in own_keywords(library / name, before[name]).items()}
     report = run(capsys, "write-metadata", *args)
     assert report["run"] and report["counts"]["skipped"] == 0, report
     for name, expected in folders.items():
@@ -571,3 +597,74 @@ def test_darktable_imports_the_keywords_its_profile_wrote(home: Path, library: P
         assert out.exists(), f"darktable-cli exported no {photo}"
         imported = set(values(facts(out)[out.name], SUBJECT))
         assert imported == fitting(HIERARCHICAL, keywords_of(photo)) | app_keywords, photo
+
+
+# --- what the apps show after writing: a photo's own keywords must stay visible ----------------------------
+
+
+def exiftool_plain(path: Path, *names: str) -> dict:
+    """exiftool's tags by plain name (no group), as exiftool-vendored hands them to Immich."""
+    out = subprocess.run([EXIFTOOL, "-j", *(f"-{name}" for name in names), str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out)[0]
+
+
+def immich_tags(photo: Path) -> set[str]:
+    """The tags Immich imports for ``photo``, by its server's rule (server/src/services/metadata.service.ts:
+    the sidecar's tags override the file's, name by name — ``{...mediaTags, ...sidecarTags}`` — then
+    ``getTagList``: TagsList, else HierarchicalSubject with its levels joined by '/', else Keywords; the
+    sidecar is ``photo.ext.xmp``, else ``photo.xmp``, as docs.immich.app/features/xmp-sidecars says)."""
+    names = ("TagsList", "HierarchicalSubject", "Keywords")
+    merged = exiftool_plain(photo, *names)
+    for sidecar in (photo.with_name(f"{photo.name}.xmp"), photo.with_suffix(".xmp")):
+        if sidecar.exists():
+            merged |= exiftool_plain(sidecar, *names)
+            break
+
+    def listed(name: str) -> list[str]:
+        value = merged.get(name)
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)] if value is not None else []
+
+    if tags_list := listed("TagsList"):
+        return set(tags_list)
+    if hierarchical := listed("HierarchicalSubject"):
+        return {"/".join(level.replace("/", "|") for level in path.split("|")) for path in hierarchical}
+    return set(listed("Keywords"))
+
+
+def test_immich_still_shows_a_photos_own_tags_after_writing_for_it(home: Path, library: Path, capsys) -> None:  # noqa: ANN001
+    """Photos tagged by Lightroom (embedded, and IMG.xmp of a RAW+JPEG pair), Capture One (IMG.xmp) and
+    Immich itself: after ``--for immich`` Immich shows their tags and ours."""
+    folders = ("immich", "lightroom", "capture-one")
+    photos = [p for name in folders for p in sorted((library / name).iterdir()) if p.suffix.lower() != ".xmp"]
+    before = {p.name: immich_tags(p) for p in photos}
+    assert before["LR_0001.jpg"] == {"Places/Europe/Paris", "People/Family/Anna"}  # Immich reads them today
+    assert before["IM_0002.jpg"] == {"Trips/Kyoto/Garden"}
+    run(capsys, "write-metadata", " OR ".join(f"folder:{library / name}" for name in folders), "--for", "immich")
+    lost = {p.name: before[p.name] - immich_tags(p) for p in photos if before[p.name] - immich_tags(p)}
+    assert not lost, f"tags Immich no longer shows: {lost}"
+    for p in photos:
+        assert fitting(TAGS_LIST, keywords_of(p.name)) <= immich_tags(p), p.name
+
+
+@pytest.mark.skipif(shutil.which("darktable-cli") is None, reason="darktable-cli is not installed (apt: darktable)")
+def test_darktable_still_shows_a_jpegs_own_keywords_after_a_new_sidecar(home: Path, library: Path, tmp_path: Path,  # noqa: ANN001
+                                                                        capsys) -> None:  # noqa: ANN001
+    """A JPEG Lightroom saved its keywords into, not yet in darktable: after ``--for darktable`` (a new
+    ``IMG.jpg.xmp``) darktable imports Lightroom's keywords and ours."""
+    photo = library / "lightroom" / "LR_0001.jpg"
+
+    def darktable_tags(label: str) -> set[str]:
+        out = tmp_path / f"export-{label}.jpg"
+        subprocess.run(["darktable-cli", str(photo), str(out), "--core", "--configdir", str(tmp_path / label),
+                        "--library", ":memory:"], capture_output=True, text=True, timeout=300, check=False)
+        assert out.exists(), f"darktable-cli exported nothing ({label})"
+        return set(values(facts(out)[out.name], SUBJECT))
+
+    before = darktable_tags("before")
+    assert before == {"Places", "Europe", "Paris", "People", "Family", "Anna"}  # darktable reads them today
+    run(capsys, "write-metadata", f"folder:{photo.parent}", "--for", "darktable")
+    assert photo.with_name("LR_0001.jpg.xmp").exists()
+    after = darktable_tags("after")
+    assert before <= after, f"keywords darktable no longer shows: {before - after}"
+    assert fitting(HIERARCHICAL, keywords_of(photo.name)) <= after
