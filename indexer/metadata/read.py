@@ -100,9 +100,12 @@ class PhotoInfo:
     gps_lon: float | None
     keywords: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # The hierarchical keywords as paths of names, root first (``("Places", "Europe", "Paris")``), from
+    # every path field: what a new hierarchical list (a sidecar's, another app's) starts with.
+    paths: tuple[tuple[str, ...], ...] = ()
 
 
-_FACTS = tuple(fact.name for fact in fields(PhotoInfo) if fact.name not in ("keywords", "warnings"))
+_FACTS = tuple(fact.name for fact in fields(PhotoInfo) if fact.name not in ("keywords", "warnings", "paths"))
 
 _NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _NS_DC = "http://purl.org/dc/elements/1.1/"
@@ -226,7 +229,8 @@ def read_photo_info(path: str | os.PathLike[str]) -> PhotoInfo:
     for sidecar in _sidecars(path):
         stated += _sidecar_keywords(sidecar, notes)
     keywords = _capped_keywords(_keywords(stated, notes), notes)
-    return PhotoInfo(**facts, keywords=tuple(keywords), warnings=tuple(dict.fromkeys(notes)))
+    return PhotoInfo(**facts, keywords=tuple(keywords), warnings=tuple(dict.fromkeys(notes)),
+                     paths=_paths(stated, len(keywords)))
 
 
 def read_keywords_from_xmp(xml_bytes: bytes) -> list[str]:
@@ -865,6 +869,21 @@ def _keywords(stated: Iterable[_Stated], notes: list[str]) -> Iterator[str]:
             yield text
         else:
             yield from _path_names(text, separator, notes)
+
+
+def _paths(stated: Iterable[_Stated], limit: int) -> tuple[tuple[str, ...], ...]:
+    """The entries that are paths (two levels or more; not a flat keyword copied into a path field), as their
+    cleaned names root first, de-duplicated case-insensitively; no more than ``limit`` (the keyword cap)."""
+    stated = list(stated)
+    flat = {_clean_keyword(text).casefold() for text, separator in stated if separator is None}
+    found: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for text, separator in stated:
+        if separator is None or separator not in text or _clean_keyword(text).casefold() in flat:
+            continue
+        names = tuple(name for name in (_clean_keyword(part) for part in text.split(separator)) if name)
+        if len(names) > 1 and len(found) < limit:
+            found.setdefault(tuple(name.casefold() for name in names), names)
+    return tuple(found.values())
 
 
 def _path_names(path: str, separator: str, notes: list[str]) -> list[str]:

@@ -554,9 +554,10 @@ class MetadataWriter:
             raise FileSkipped("unreadable_xmp", f"{shown}: the sidecar cannot be read ({exc}); left untouched — "
                                                 "fix or move it and run again") from None
         others = [photo for photo in sharing if photo.path != photos[0].path]
-        seed = _lazy(lambda: [keyword for photo in sharing for keyword in _own_keywords(photo.path)])
-        change = packet.merge(self._wanted_by_all(sharing), self._dropped(sharing, packet), seed=seed,
-                              trusted=self._trusted(shown, old), fields=self.options.write_profile.xmp_fields())
+        own = _Own([photo.path for photo in sharing])
+        change = packet.merge(self._wanted_by_all(sharing), self._dropped(sharing, packet), seed=own.keywords,
+                              trusted=self._trusted(shown, old), fields=self.options.write_profile.xmp_fields(),
+                              seed_paths=own.paths)
         new = packet.to_bytes() if change.changed else old or b""
 
         def verify(written: bytes) -> None:
@@ -774,12 +775,25 @@ class _lazy:  # noqa: N801 - reads as a function at the call site
         return iter(self._compute())
 
 
-def _own_keywords(path: str) -> list[str]:
-    """The keywords a photo carries itself (embedded XMP, IPTC, XPKeywords, another sidecar)."""
-    try:
-        return list(read_photo_info(path).keywords)
-    except Exception:  # noqa: BLE001 - unreadable: nothing to start a new list with
-        return []
+class _Own:
+    """The keywords and keyword paths the photos carry themselves (embedded XMP, IPTC, XPKeywords, another
+    sidecar), read only when a new keyword list needs them."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._photos = paths
+        self._infos: list[Any] | None = None
+        self.keywords = _lazy(lambda: [keyword for info in self._read() for keyword in info.keywords])
+        self.paths = _lazy(lambda: [path for info in self._read() for path in info.paths])
+
+    def _read(self) -> list[Any]:
+        if self._infos is None:
+            self._infos = []
+            for path in self._photos:
+                try:
+                    self._infos.append(read_photo_info(path))
+                except Exception:  # noqa: BLE001 - unreadable: nothing to start a new list with
+                    continue
+        return self._infos
 
 
 def _verify_packet(written: bytes, packet: XmpPacket, change: KeywordChange, shown: Path) -> None:

@@ -240,13 +240,17 @@ class XmpPacket:
     # --- changing ------------------------------------------------------------------------------
     def merge(self, wanted: Sequence[Claim], drop: Iterable[str] = (), seed: Iterable[str] = (),
               elsewhere: Iterable[str] = (), trusted: Collection[str] | None = None,
-              fields: Collection[str] | None = None) -> KeywordChange:
+              fields: Collection[str] | None = None, seed_paths: Iterable[Sequence[str]] = ()) -> KeywordChange:
         """Add the ``wanted`` keywords, remove the claimed ones whose key (casefolded name) is in
         ``drop``, and rewrite Phototag's record. ``fields`` are the lists new keywords go into
         (``dc:subject``, ``lr:hierarchicalSubject``, ``digiKam:TagsList``, ``MicrosoftPhoto:LastKeywordXMP``;
         None: all four; a write profile's choice); a keyword Phototag keeps is also added to any of them
         that lacks it (``change.completed``), and one holding a list's path separator stays out of that
-        list. Removal is from every list. ``seed`` starts a ``dc:subject`` that does not exist;
+        list. Removal is from every list. A path list (``lr:hierarchicalSubject``, ``digiKam:TagsList``,
+        ``MicrosoftPhoto:LastKeywordXMP``) created here starts with the keywords the photo has already — the
+        paths of the packet's other path lists and ``seed_paths`` (the photo's own, root first), in its
+        separator, and the flat keywords no path names — since apps that read such a list first (darktable,
+        Immich) read nothing else. ``seed`` starts a ``dc:subject`` that does not exist;
         ``elsewhere`` are keywords the same file states outside this packet (IPTC, XPKeywords): like
         the seed, they are someone else's and never claimed. Returns what changed.
 
@@ -275,6 +279,8 @@ class XmpPacket:
             change.seeded = seeded
             self._add_everywhere(seeded, only=_SUBJECT)
         lists = _lists(fields)
+        if change.added:
+            change.seeded = unique_keywords([*change.seeded, *self._start_path_lists(lists, seed_paths)])
         self._add_everywhere(change.added, lists)
         kept = [claim.name for key, claim in ours.items() if key in old and key not in dropped]
         change.completed = self._add_everywhere(kept, lists)
@@ -284,6 +290,37 @@ class XmpPacket:
             self._write_claims(list(claims.values()))
             change.claims_changed = True
         return change
+
+    def _start_path_lists(self, lists: Sequence[tuple[str, str, str]],
+                          seed_paths: Iterable[Sequence[str]]) -> list[str]:
+        """Start each path list of ``lists`` that is empty with the keywords the photo has (see :meth:`merge`)."""
+        empty = [entry for entry in lists if entry[1] in _LEAF_SEPARATORS and not self.values(*entry[:2])]
+        if not empty:
+            return []
+        paths: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for namespace, name, _kind in _KEYWORD_LISTS:
+            separator = _LEAF_SEPARATORS.get(name)
+            for value in self.values(namespace, name) if separator else ():
+                names = tuple(part for part in (clean_keyword(piece) for piece in value.split(separator)) if part)
+                if len(names) > 1:
+                    paths.setdefault(tuple(part.casefold() for part in names), names)
+        for path in seed_paths:
+            names = tuple(part for part in (clean_keyword(piece) for piece in path) if part)
+            if len(names) > 1:
+                paths.setdefault(tuple(part.casefold() for part in names), names)
+        named = {part for key in paths for part in key}
+        flat = [keyword for keyword in unique_keywords(self.subject()) if keyword.casefold() not in named]
+        started: dict[str, str] = {}
+        for namespace, name, kind in empty:
+            separator = _LEAF_SEPARATORS[name]
+            entries = [separator.join(names) for names in paths.values() if not any(separator in n for n in names)]
+            entries += [keyword for keyword in flat if separator not in keyword]
+            if entries:
+                container = self._array(namespace, name, kind)
+                for entry in entries:
+                    ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = entry
+                    started.setdefault(entry.casefold(), entry)
+        return list(started.values())
 
     def add_to_subject(self, keywords: Iterable[str]) -> list[str]:
         """Add keywords to ``dc:subject`` only (unclaimed: someone else's), those it lacks; returns them."""
