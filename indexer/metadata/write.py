@@ -601,15 +601,19 @@ class MetadataWriter:
             iptc = None
             notes.append(f"IPTC keywords left as they are: {exc}")
         own = jpeg.own_keywords()
-        change = packet.merge(self._wanted(photo), self._dropped([photo], packet), seed=own, elsewhere=own,
-                              trusted=self._trusted(shown, data), fields=profile.xmp_fields())
-        if change.changed and iptc is not None and iptc.digest_state != "current":
+        dropped, trusted = self._dropped([photo], packet), self._trusted(shown, data)
+        joined: list[str] = []
+        if iptc is not None and iptc.digest_state != "current" and packet.subject():
             # IPTC keywords and dc:subject are kept in step (the Metadata Working Group's reconciliation):
             # with a current IPTC digest the XMP is the newer and the IIM follows it; without one, or with a
-            # stale one (a tool that ignores XMP edited the IIM), the IIM's keywords join dc:subject first —
-            # nobody's keyword is dropped.
-            removed = {name.casefold() for name in change.removed}
-            change.seeded += packet.add_to_subject(k for k in iptc.keywords if k.casefold() not in removed)
+            # stale one (a tool that ignores XMP edited the IIM), the IIM's keywords join dc:subject first,
+            # before Phototag's — nobody's keyword is dropped.
+            leaving = {name.casefold() for name in dropped if trusted is None or name.casefold() in trusted}
+            joined = packet.add_to_subject(k for k in iptc.keywords if k.casefold() not in leaving)
+        change = packet.merge(self._wanted(photo), dropped, seed=own, elsewhere=own, trusted=trusted,
+                              fields=profile.xmp_fields())
+        if change.changed:
+            change.seeded = unique_keywords([*change.seeded, *joined])
         if not change.changed:
             return _Plan("embedded", folder, name, photo.path, data, data, change, info, lambda _written: None,
                          photo.id)
