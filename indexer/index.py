@@ -170,7 +170,8 @@ class _Round:
 
 
 # Embeddings first, then tags: free-text search finds a photo once its CLIP embedding is stored, long before
-# RAM++ (five to ten times CLIP's cost) has tagged the library. Each round decodes the photo again.
+# RAM++ (9x CLIP's FLOPs, 7x its CPU time: bench/results/gpu.md, indexer_cpu.md) has tagged the library. Each
+# round decodes the photo again (Indexer._rounds says when that pays).
 EMBEDDINGS_THEN_TAGS = (_Round(tags=False, embeddings=True), _Round(tags=True, embeddings=False))
 TOGETHER = (_Round(tags=True, embeddings=True),)  # one decode serves both models
 
@@ -570,8 +571,9 @@ class Indexer:
         """The rounds each group of photos goes through: embeddings for all of them, then tags, as ``embeddings_first``
         says; by default when the models run on the CPU, where RAM++ takes 83 % of a pass and decoding 3 %
         (bench/results/indexer_cpu.md): the second decode costs ~2 %, and free-text search finds the library
-        after the cheap round. On a GPU one decode feeds both models: decoding bounds the pass there
-        (bench/results/gpu.md), so a second one would cost about a third of the rate of a pass that takes minutes."""
+        after the cheap round. On a GPU one decode feeds both models: decoding bounds the pass there (~400 photos/s
+        end to end, the models alone ~790: bench/results/gpu.md), and a second decode would cost more than it
+        gives (estimated for 100,000 photos: all searchable after ~2.7 min instead of ~4, done after ~6.5)."""
         first = self.embeddings_first if self.embeddings_first is not None else not self._on_gpu()
         return EMBEDDINGS_THEN_TAGS if first else TOGETHER
 
