@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QItemSelection,
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
@@ -25,7 +26,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPixmap, QRegion
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from gui.library import PAGE_SIZE, Pages, SearchOutcome
@@ -339,6 +340,30 @@ class PhotoGrid(QListView):
         self.setModel(model)
         self.setMinimumWidth(CELL.width() + 24)
         model.thumbnail_changed.connect(self._repaint_row)
+
+    def selectAll(self) -> None:  # noqa: N802 - Qt's name (Ctrl+A)
+        """Every row as one range: QListView's own asks the model for its row count once per row (it skips hidden
+        rows, which this grid has none of): ~0.6 s on the UI thread at 200,000 photos."""
+        rows = self.model().rowCount()
+        if rows:
+            self.selectionModel().select(QItemSelection(self.model().index(0, 0), self.model().index(rows - 1, 0)),
+                                         QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def setSelection(self, rect: QRect, command: QItemSelectionModel.SelectionFlag) -> None:  # noqa: N802 - Qt's
+        """Shift+click, Shift+End, a rubber band: the rows from the cell at one corner of ``rect`` to the cell at the
+        other, in reading order — what QListView's own source says it should do — instead of every cell the
+        rectangle covers, collected one by one on the UI thread (Shift+End on 200,000 photos: ~0.3 s)."""
+        first, last = self.indexAt(rect.topLeft()), self.indexAt(rect.bottomRight())
+        if (rect.width() <= 1 and rect.height() <= 1) or not first.isValid() or not last.isValid():
+            super().setSelection(rect, command)
+            return
+        low, high = sorted((first.row(), last.row()))
+        self.selectionModel().select(QItemSelection(self.model().index(low, 0), self.model().index(high, 0)), command)
+
+    def visualRegionForSelection(self, selection: QItemSelection) -> QRegion:  # noqa: N802 - Qt's name
+        """The viewport: QListView's own walks every selected row (Ctrl+A on 200,000 photos: ~0.6 s on the UI
+        thread); repainting the cells on screen costs the same whatever is selected."""
+        return QRegion(self.viewport().rect()) if not selection.isEmpty() else QRegion()
 
     def _repaint_row(self, row: int) -> None:
         if row < 0:

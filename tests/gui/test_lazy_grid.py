@@ -193,3 +193,42 @@ def test_no_catalog_read_on_the_ui_thread(qtbot, big_window, monkeypatch) -> Non
     qtbot.waitUntil(window.idle, timeout=30_000)
     assert opened and threading.main_thread().name not in opened
     assert {"phototag-read", "phototag-rows", "phototag-search"} <= {name.rsplit("_", 1)[0] for name in opened}
+
+
+def test_selecting_many_rows_does_not_visit_each_row(qtbot) -> None:  # noqa: ANN001
+    """Ctrl+A, Shift+End and clearing a selection of 100,000 photos are one range each: the model is not asked
+    about every row on the UI thread (QListView's own selectAll asks rowCount once per row)."""
+    from PySide6.QtCore import Qt
+
+    from gui.photo_grid import PhotoGrid, PhotoGridModel
+    from gui.thumbnails import ImageLoader
+    from indexer.browse import PhotoRow
+
+    calls = [0]
+
+    class Counting(PhotoGridModel):
+        def rowCount(self, *args) -> int:  # noqa: ANN002, N802
+            calls[0] += 1
+            return super().rowCount(*args)
+
+    loader = ImageLoader(None, threads=1)
+    model = Counting(loader)
+    count = 100_000
+    model.set_rows([PhotoRow(i, f"/x/IMG_{i}.jpg", None, 0, "failed", None) for i in range(count)])
+    grid = PhotoGrid(model)
+    qtbot.addWidget(grid)
+    grid.resize(900, 700)
+    grid.show()
+    qtbot.waitUntil(lambda: grid.visualRect(model.index(count - 1)).isValid(), timeout=30_000)  # laid out
+    grid.select_row(0)
+    calls[0] = 0
+    qtbot.keyClick(grid, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert grid.selected_ranges() == [(0, count)] and calls[0] < 1_000
+    calls[0] = 0
+    grid.clearSelection()
+    assert grid.selected_ranges() == [] and calls[0] < 1_000
+    grid.select_row(5)
+    calls[0] = 0
+    qtbot.keyClick(grid, Qt.Key.Key_End, Qt.KeyboardModifier.ShiftModifier)
+    assert grid.selected_ranges() == [(5, count)] and calls[0] < 1_000
+    loader.shutdown()
