@@ -430,14 +430,14 @@ def report(size: str, count: int, built: dict, results: dict, args: argparse.Nam
         lines.append(f"| matches' id and score arrays, largest result ({biggest['count']:,}) | "
                      f"{biggest['ranking_bytes'] / 2**20:.1f} MiB (16 bytes a match) | | |")
     lines.append(f"| peak RSS (VmHWM) of the process | {peak:,.0f} MiB | | |")
-    lines += ["", "Where the time goes: a common tag's matches are read whole from the tag index (the count and the "
-              "order need them: ~150 ms for 208,000 matches), then the first page's ties are put in date order — the "
-              "photos sharing the top score, ~2% of a tag's matches (user and file tags score 1), read from the "
-              "photos table: a few ms warm, up to ~300 ms when those pages come from disk. The whole library's "
-              "first page comes down the date index; its full order (an id array, ~1-2.5 s at 1M) is read on the "
-              "first look past that page, so the first scroll to its end waits for it. QListView lays out a "
-              "million rows in batches (~3 s, the scrollbar growing meanwhile), each batch well under the stall "
-              "aim."]
+    lines += ["", "Where the time goes: a tag search reads all its matches from the tag index (the count and the "
+              "order need every one), then puts the first page's ties in date order — the photos sharing the top "
+              "score (user and file tags score 1: ~2% of a tag's matches), read from the photos table: a few ms "
+              "when those pages are cached, more when they come from disk (compare a search's first run with its "
+              "run again). The whole library's first page comes down the date index; its full order (an id array) "
+              "is read on the first look past that page, so the first scroll to its end waits for it. QListView "
+              "lays out the rows in batches of 5,000 (the scrollbar grows meanwhile), each batch well under the "
+              "stall aim."]
     lines += ["", "## Every step", "",
               "Time from the action to the first paint with every cell on screen filled; the longest gap between "
               "10 ms heartbeat ticks meanwhile; the results' count; the row objects the grid held afterwards.", "",
