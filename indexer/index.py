@@ -760,6 +760,8 @@ class Indexer:
     def _store_model_tags(self, session: Session, scores: dict[int, dict[int, float]], stamp: datetime) -> None:
         """Replace the model's suggestions of each photo (``photo id → {tag id: score}``); a person's accept
         or reject stays, with the new score."""
+        if not scores:
+            return  # a batch of embeddings only
         existing: dict[int, dict[int, str]] = {}
         for chunk in batched(list(scores), 500):
             for photo_id, tag_id, state in session.execute(
