@@ -237,6 +237,9 @@ class MainWindow(QMainWindow):
         self.indexing_panel.show_progress(stage, done, total)
         if stage == "identify" and total is not None and done >= total and not self.query:
             self.run_search("", keep_selection=True)  # new photos appear (thumbnails come before tags)
+        elif stage == "embed" and total and done >= total and self.query:
+            # Every new photo is searchable by text now (tags come after): the search shown includes them.
+            self.run_search(self.query, keep_selection=True)
 
     def _index_finished(self, summary: Any) -> None:
         self.indexing_panel.set_state("paused" if summary.interrupted else "done", summary_line(summary))
