@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from indexer.catalog import Catalog
 from indexer.errors import ModelMismatchError
@@ -42,8 +43,8 @@ class CatalogModels:
         return cls(tagger, embedder)
 
 
-def _most_common(column: object) -> object:
-    return (select(column).where(column.is_not(None)).group_by(column)  # type: ignore[attr-defined]
+def _most_common(column: InstrumentedAttribute[str | None]) -> Select[str | None]:
+    return (select(column).where(column.is_not(None)).group_by(column)
             .order_by(func.count().desc()).limit(1))
 
 

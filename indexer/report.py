@@ -31,8 +31,7 @@ def catalog_status(catalog: Catalog) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     taggers: Counter[str] = Counter()
     embedders: Counter[str] = Counter()
-    progress = {"tagger": models.tagger, "embedder": models.embedder, "total": 0, "embedded": 0, "tagged": 0,
-                "backfill": 0}
+    done = {"total": 0, "embedded": 0, "tagged": 0, "backfill": 0}
     for status, tagger, embedder, count in groups:
         counts[status] += count
         if tagger is not None:
@@ -41,11 +40,11 @@ def catalog_status(catalog: Catalog) -> dict[str, Any]:
             embedders[embedder] += count
         if status in (MISSING, FAILED):
             continue
-        progress["total"] += count
-        progress["embedded"] += count if embedder == models.embedder else 0
-        progress["tagged"] += count if tagger == models.tagger else 0
+        done["total"] += count
+        done["embedded"] += count if embedder == models.embedder else 0
+        done["tagged"] += count if tagger == models.tagger else 0
         older = tagger not in (None, models.tagger) or embedder not in (None, models.embedder)
-        progress["backfill"] += count if older else 0
+        done["backfill"] += count if older else 0
     return {
         "catalog": str(catalog.directory),
         "schema": catalog.revision(),
@@ -55,7 +54,7 @@ def catalog_status(catalog: Catalog) -> dict[str, Any]:
         "embeddings": embeddings,
         "models": [{"kind": "tagger", "version": v, "photos": n} for v, n in sorted(taggers.items())]
         + [{"kind": "embedder", "version": v, "photos": n} for v, n in sorted(embedders.items())],
-        "progress": progress,
+        "progress": {"tagger": models.tagger, "embedder": models.embedder, **done},
         "last_run": None if last is None else {
             "started_at": last.started_at.isoformat(timespec="seconds"),
             "finished_at": last.finished_at.isoformat(timespec="seconds") if last.finished_at else None,

@@ -376,7 +376,7 @@ class Folder:
         named exactly as it names them, regular files (never a link or anything else), created
         (``ctime``, which nothing can set back) before ``before_ns`` — the start of the run holding the
         catalog's writer lock, so no writer of it can still be using them. Returns their names."""
-        removed = []
+        removed: list[str] = []
         try:
             entries = list(os.scandir(self.fd if self.fd is not None else self.path))
         except OSError:

@@ -38,7 +38,7 @@ import hashlib
 import io
 import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import piexif
@@ -138,7 +138,7 @@ class JpegFile:
         """Raises FileSkipped("unsupported") when the bytes are not a JPEG this can walk."""
         if data[:2] != b"\xff\xd8":
             raise FileSkipped("unsupported", "not a JPEG (no start-of-image marker)")
-        position, segments = 2, []
+        position, segments = 2, list[Segment]()
 
         def damaged(what: str) -> JpegFile:
             return cls(tuple(segments), data[position:], f"{what} at byte {position}")
@@ -500,7 +500,7 @@ def exif_readable(tiff: bytes) -> bool:
     return True
 
 
-def _decode_xp(value: object) -> list[str]:
+def _decode_xp(value: str | bytes | Iterable[int] | None) -> list[str]:
     if value is None:
         return []
     try:

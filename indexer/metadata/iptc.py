@@ -306,7 +306,7 @@ def _insertion_point(datasets: list[DataSet], key: tuple[int, int]) -> int:
 
 
 def _parse_resources(payload: bytes, position: int) -> tuple[tuple[Resource, ...], bytes]:
-    resources = []
+    resources: list[Resource] = []
     end = len(payload)
     while position < end:
         rest = payload[position:]
@@ -340,7 +340,7 @@ def _only(resources: tuple[Resource, ...], resource_id: int, what: str) -> int |
 
 
 def _parse_datasets(data: bytes) -> tuple[tuple[DataSet, ...], bytes]:
-    datasets = []
+    datasets: list[DataSet] = []
     position, end = 0, len(data)
     while position < end:
         if data[position] != _DATASET_TAG:

@@ -51,7 +51,7 @@ import struct
 import threading
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -59,7 +59,7 @@ from typing import Any
 from xml.etree import ElementTree
 from xml.parsers import expat
 
-from PIL import ExifTags, Image, IptcImagePlugin, PngImagePlugin
+from PIL import ExifTags, Image, ImageFile, IptcImagePlugin, PngImagePlugin
 
 from indexer.errors import FileSkipped
 from indexer.metadata._files import open_regular, read_regular
@@ -617,8 +617,8 @@ def parse_xmp(data: bytes | str) -> tuple[ElementTree.Element, dict[str, str]]:
 # Byte order marks, then the first four bytes of '<' in each encoding without one (XML 1.0, appendix F).
 _BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xef\xbb\xbf", "utf-8"),
          (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
-_UNIT_PATTERNS = {(0, 0, 0, 1): "utf-32-be", (1, 0, 0, 0): "utf-32-le", (0, 1, 0, 1): "utf-16-be",
-                  (1, 0, 1, 0): "utf-16-le"}
+_UNIT_PATTERNS: dict[tuple[int, ...], str] = {(0, 0, 0, 1): "utf-32-be", (1, 0, 0, 0): "utf-32-le",
+                                               (0, 1, 0, 1): "utf-16-be", (1, 0, 1, 0): "utf-16-le"}
 
 
 def _xmp_markup(data: bytes | str) -> bytes | str:
@@ -650,7 +650,7 @@ def _embedded_xmp(path: Path, image_format: str | None, info: dict, notes: list[
     """The file's own XMP as one tree: for a JPEG or MPO, its standard packet, a packet under a non-standard
     header, and the Extended XMP the standard one names (each added after the one before it, so that a fact is
     taken from the first that states it); for other formats, the packet Pillow found."""
-    packets: list[bytes | str] = []
+    packets: Sequence[bytes | str] = []
     extended: dict[bytes, _ExtendedXmp] = {}
     if image_format in _JPEG_FORMATS:
         packets, extended = _jpeg_xmp(path)
@@ -935,6 +935,8 @@ def _xmp_coordinate(text: str | None, refs: str, limit: float) -> float:
 
 
 def _read_iptc(image: Image.Image, notes: list[str]) -> dict | None:
+    if not isinstance(image, ImageFile.ImageFile):  # decoded elsewhere (a RAW's preview): no IPTC block
+        return None
     try:
         return IptcImagePlugin.getiptcinfo(image)
     except Exception as exc:  # noqa: BLE001 - a malformed IPTC block raises anything
@@ -983,7 +985,9 @@ def _iptc_datetime(iptc: dict | None, notes: list[str]) -> datetime | None:
     try:
         if date_match is None or time_match is None or (time_match.group(4) and tz is None):
             raise ValueError
-        taken = datetime(*map(int, date_match.groups()), *map(int, time_match.group(1, 2, 3)))
+        year, month, day = map(int, date_match.groups())
+        hour, minute, second = map(int, time_match.group(1, 2, 3))
+        taken = datetime(year, month, day, hour, minute, second)
     except ValueError:
         notes.append(f"unreadable IPTC date created {date!r} {time!r} ignored")
         return None

@@ -351,11 +351,11 @@ class XmpPacket:
                 if value.strip():
                     ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = value
                 return container
-            if (value := description.attrib.pop(tag, None)) is not None:
+            if (attribute := description.attrib.pop(tag, None)) is not None:
                 prop = ElementTree.SubElement(description, tag)
                 container = ElementTree.SubElement(prop, f"{{{_NS_RDF}}}{kind}")
-                if value.strip():
-                    ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = value
+                if attribute.strip():
+                    ElementTree.SubElement(container, f"{{{_NS_RDF}}}li").text = attribute
                 return container
         prop = ElementTree.SubElement(self._home(), tag)
         return ElementTree.SubElement(prop, f"{{{_NS_RDF}}}{kind}")
@@ -669,16 +669,16 @@ def split_extended_xmp(packet: XmpPacket, limit: int, padding: int = 0) -> tuple
     rdf = ElementTree.SubElement(extended, f"{{{_NS_RDF}}}RDF")
     homes: dict[int, ElementTree.Element] = {}
     size = len(main.to_bytes())
-    for number, (_keywords, weight, description, prop) in enumerate(movable, 1):
+    for number, (_keywords, weight, description, moved) in enumerate(movable, 1):
         home = homes.get(id(description))
         if home is None:
             about = {f"{{{_NS_RDF}}}about": description.get(f"{{{_NS_RDF}}}about", "")}
             home = homes[id(description)] = ElementTree.SubElement(rdf, f"{{{_NS_RDF}}}Description", about)
-        if isinstance(prop, str):
-            home.set(prop, description.attrib.pop(prop))
+        if isinstance(moved, str):
+            home.set(moved, description.attrib.pop(moved))
         else:
-            description.remove(prop)
-            home.append(prop)
+            description.remove(moved)
+            home.append(moved)
         size -= weight
         if size <= limit or number == len(movable):
             size = len(main.to_bytes())  # the estimate says it fits (or nothing is left to move): measure

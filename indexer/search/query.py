@@ -354,12 +354,12 @@ class _Lexer:
             value_start = self.pos
             name = self._value()
             return _Token(_SAVED, start, self.pos, text=name, value_start=value_start)
-        name = self._field_name()
-        if name is not None:
-            self.pos += len(name) + 1
+        field = self._field_name()
+        if field is not None:
+            self.pos += len(field) + 1
             value_start = self.pos
             value = self._value()
-            return _Token(_FIELD, start, self.pos, text=name, value=value, value_start=value_start)
+            return _Token(_FIELD, start, self.pos, text=field, value=value, value_start=value_start)
         while self.pos < len(query) and not query[self.pos].isspace() and query[self.pos] not in "()":
             self.pos += 1
         word = query[start : self.pos]
