@@ -239,7 +239,8 @@ def decode_on_device(
             except RuntimeError:
                 decoded.append(None)
     good = [i for i, pixels in enumerate(decoded) if pixels is not None]
-    inputs = model_inputs([upright(decoded[i], orientations[i]) for i in good], specs)
+    inputs = model_inputs([upright(pixels, orientations[i]) for i, pixels in enumerate(decoded) if pixels is not None],
+                          specs)
     out: list[list[torch.Tensor] | None] = [None] * len(decoded)
     for i, found in zip(good, inputs, strict=True):
         out[i] = found
@@ -392,8 +393,10 @@ def fetch_later(tensor: torch.Tensor, again: Callable[[torch.Tensor], torch.Tens
 
     def result() -> np.ndarray:
         array = fetch()
-        bad = np.flatnonzero(np.isnan(array.reshape(len(array), -1)).any(axis=1)) if again else []
-        if len(bad):
+        if again is None:
+            return array
+        bad = np.flatnonzero(np.isnan(array.reshape(len(array), -1)).any(axis=1))
+        if bad.size:
             log.warning("fp16 overflowed on %d of %d photos: computing them again in bf16", bad.size, len(array))
             array[bad] = again(torch.as_tensor(bad, device=tensor.device)).cpu().numpy()
         return array

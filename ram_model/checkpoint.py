@@ -15,7 +15,7 @@ import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -24,6 +24,8 @@ from torch import nn
 
 from ram_model.config import RamConfig
 from ram_model.errors import CheckpointError, ChecksumError
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 RECOMPUTED_BUFFERS = ("relative_position_index", "attn_mask")
 CAPTIONING_PREFIXES = ("tag_encoder.", "text_decoder.")
@@ -99,7 +101,7 @@ def _read_safetensors(path: Path, dtypes: Mapping[str, torch.dtype]) -> StateDic
             handle.seek(offsets[key])
             for start in range(0, flat.numel(), source.numel()):
                 part = source[: min(source.numel(), flat.numel() - start)]
-                if handle.readinto(memoryview(part.view(torch.uint8).numpy())) != part.nbytes:
+                if handle.readinto(part.view(torch.uint8).numpy().data) != part.nbytes:
                     raise ValueError(f"tensor {key} ends before its recorded size")
                 flat[start : start + part.numel()] = part
             tensors[key] = tensor
@@ -247,7 +249,7 @@ def convert_checkpoint(source: str | Path, dest: str | Path, config: RamConfig, 
     save_safetensors(state_dict, dest, metadata)
 
 
-def build_meta(factory: Callable[[], nn.Module]) -> nn.Module:
+def build_meta(factory: Callable[[], ModuleT]) -> ModuleT:
     """A model on the meta device: its names and shapes, with no memory behind them."""
     with torch.device("meta"):
         return factory()

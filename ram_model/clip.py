@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import open_clip
@@ -25,6 +26,9 @@ from ram_model.accel import compile_fixed, fetch_later
 from ram_model.device import autocast
 from ram_model.errors import ConfigError
 from ram_model.preprocess import normalise
+
+if TYPE_CHECKING:
+    from ram_model.store import Bundle
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class ClipEmbedder(nn.Module):
     Embeddings are L2-normalised float32 on the CPU.
     """
 
+    bundle: Bundle  # the stored model it runs, set by ``ModelStore.load_embedder``
+
     def __init__(self, arch: str) -> None:
         super().__init__()
         spec = _spec(arch)
@@ -113,7 +119,7 @@ class ClipEmbedder(nn.Module):
         # Compute precision of image embeddings: fp32, or bf16/fp16 under autocast (the model store
         # sets it on GPUs: unit vectors within ~1e-2 of fp32's).
         self.dtype = torch.float32
-        self._forward = self._encode  # or its compiled form (compile_batches)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = self._encode  # or compiled (compile_batches)
         self._compiled_for: int | None = None
 
     @property

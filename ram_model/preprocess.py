@@ -98,7 +98,8 @@ def register_formats() -> None:
         if _registered:
             return
         pillow_heif.register_heif_opener()
-        PngImagePlugin.PngStream = _TextTolerantPngStream  # what PngImageFile reads its chunks with
+        # What PngImageFile reads its chunks with; the stubs take a module's class as fixed.
+        PngImagePlugin.PngStream = _TextTolerantPngStream  # type: ignore[misc]
         # pillow-heif < 1.0 decoded AVIF too; newer Pillow builds read AVIF natively.
         register_avif = getattr(pillow_heif, "register_avif_opener", None)
         if register_avif is not None and not features.check("avif"):

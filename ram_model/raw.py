@@ -46,9 +46,9 @@ def open_raw_preview(path: Path) -> tuple[Image.Image, int]:
         raise ImageError(f"cannot read {path}: LibRaw does not know this RAW format", reason="unsupported") from None
     except (rawpy.LibRawError, OSError) as exc:
         raise ImageError(f"cannot read {path}: corrupt RAW file ({exc})", reason="corrupt") from None
-    if thumb.format == rawpy.ThumbFormat.JPEG:
+    if isinstance(thumb.data, bytes):  # a JPEG preview (a BITMAP one comes as an array)
         image = Image.open(io.BytesIO(thumb.data))
         own = image.getexif().get(0x0112)
-        orientation = own if own in range(1, 9) and own != 1 else _FLIP_TO_ORIENTATION.get(flip, 1)
+        orientation = own if isinstance(own, int) and 1 < own < 9 else _FLIP_TO_ORIENTATION.get(flip, 1)
         return image, orientation
     return Image.fromarray(thumb.data), _FLIP_TO_ORIENTATION.get(flip, 1)

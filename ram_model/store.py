@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +37,10 @@ from ram_model.config import RamConfig
 from ram_model.errors import CheckpointError, ConfigError, ModelNotFoundError
 from ram_model.ram import RamTagger
 from ram_model.vocab import Vocabulary, builtin_vocabulary
+
+if TYPE_CHECKING:  # imported where used: loading a model need not import both
+    from ram_model.clip import ClipEmbedder
+    from ram_model.tagger import Tagger
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -159,7 +164,7 @@ class ModelStore:
         load_weights(model, bundle.weights, assign=True, dtypes=dtypes)
         return model.eval(), self._vocabulary(bundle, config), bundle
 
-    def load_tagger(self, name: str, **options: Any):  # noqa: ANN201 - avoids importing the tagger eagerly
+    def load_tagger(self, name: str, **options: Any) -> Tagger:
         """A ready :class:`ram_model.tagger.Tagger`; ``options`` go to its constructor."""
         from ram_model.device import resolve_device, resolve_dtype
         from ram_model.tagger import Tagger
@@ -171,7 +176,8 @@ class ModelStore:
         tagger.bundle = bundle
         return tagger
 
-    def load_embedder(self, name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto"):  # noqa: ANN201
+    def load_embedder(self, name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto"
+                      ) -> ClipEmbedder:
         """A ready :class:`ram_model.clip.ClipEmbedder` on ``device``. On a CUDA GPU it embeds under
         autocast in ``dtype`` (``auto``: the tagger's choice there, fp16); elsewhere in fp32,
         so that a CPU catalog's embeddings do not depend on the CPU's bf16 support."""
@@ -179,6 +185,8 @@ class ModelStore:
         from ram_model.device import resolve_device, resolve_dtype
 
         bundle = self._get_kind(name, "embedder")
+        if bundle.arch is None:
+            raise CheckpointError(f"model {name!r} names no architecture in its {BUNDLE_FILE}; import it again")
         embedder = create_embedder(bundle.arch)
         load_weights(embedder, bundle.weights)
         embedder.bundle = bundle
@@ -207,14 +215,14 @@ class ModelStore:
         if "sha256" not in source:
             source["sha256"] = sha256_file(file)
         raw = read_state_dict(file)
-        kind, arch_name, config = self._resolve_import_arch(arch, raw, file)
-        if kind == "embedder":
+        if arch is not None and arch in _embedder_archs():
             from ram_model.clip import create_embedder, load_pretrained_file
 
-            state_dict = load_pretrained_file(arch_name, file)
-            check_state_dict(build_meta(lambda: create_embedder(arch_name)), state_dict, str(file))
-            bundle = Bundle(name=name, kind="embedder", arch=arch_name, source=source)
+            state_dict = load_pretrained_file(arch, file)
+            check_state_dict(build_meta(lambda: create_embedder(arch)), state_dict, str(file))
+            bundle = Bundle(name=name, kind="embedder", arch=arch, source=source)
             return self._write(bundle, state_dict)
+        arch_name, config = self._resolve_tagger_arch(arch, raw, file)
         state_dict = clean_state_dict(raw)
         check_state_dict(build_meta(lambda: RamTagger(config)), state_dict, str(file), raw)
         vocabulary = Vocabulary.from_file(tags_file) if tags_file else None
@@ -233,9 +241,9 @@ class ModelStore:
             if arch in _embedder_archs():
                 from ram_model.clip import create_embedder
 
-                model = create_embedder(arch)
+                embedder = create_embedder(arch)
                 bundle = Bundle(name=name, kind="embedder", arch=arch, random=True, source=source)
-                return self._write(bundle, model.state_dict())
+                return self._write(bundle, embedder.state_dict())
             model = random_tagger(arch)
             config = model.config
             vocabulary = Vocabulary.from_file(tags_file) if tags_file else None
@@ -311,25 +319,24 @@ class ModelStore:
             return Vocabulary.from_file(bundle.path / VOCAB_FILE)
         return builtin_vocabulary().head(config.num_class)
 
-    def _resolve_import_arch(
+    def _resolve_tagger_arch(
         self, arch: str | None, state_dict: dict[str, torch.Tensor], file: Path
-    ) -> tuple[str, str | None, RamConfig | None]:
-        if arch in _embedder_archs():
-            return "embedder", arch, None
+    ) -> tuple[str | None, RamConfig]:
+        """A tagger's registered architecture name (None for an ad-hoc config file) and its config."""
         if arch is not None and arch.endswith(".json"):
             config = RamConfig.from_json(arch)
-            return "tagger", arch_name_of(config), config
+            return arch_name_of(config), config
         if arch is not None:
             config = resolve_config(arch)
-            return "tagger", arch, config
+            return arch, config
         cleaned = clean_state_dict(state_dict)
         for candidate in list_archs():
             config = resolve_config(candidate)
-            expected = build_meta(lambda config=config: RamTagger(config)).state_dict()
+            expected = build_meta(partial(RamTagger, config)).state_dict()
             if expected.keys() == cleaned.keys() and all(
                 expected[k].shape == cleaned[k].shape for k in expected
             ):
-                return "tagger", candidate, config
+                return candidate, config
         raise ConfigError(
             f"cannot tell which architecture {file} is: it looks like {describe_state_dict(state_dict)}. "
             f"Name it with --arch (one of {', '.join(list_archs() + sorted(_embedder_archs()))}, "

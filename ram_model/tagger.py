@@ -19,6 +19,7 @@ from ram_model.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from ram_model.openset import OpenSetTags
+    from ram_model.store import Bundle
 
 
 
@@ -56,6 +57,8 @@ class Tagger:
     matrix weights in that precision); a photo that overflows fp16 is scored again in bf16.
     """
 
+    bundle: Bundle  # the stored model it runs, set by ``ModelStore.load_tagger``
+
     def __init__(
         self,
         model: RamTagger,
@@ -86,7 +89,7 @@ class Tagger:
             self._label_sets.append(openset.label_embed_for(self.model).to(self.device))
             thresholds += [float(t) for t in openset.thresholds]
         self._thresholds = np.asarray(thresholds, dtype=np.float32)
-        self._forward = self._probs  # or its compiled form (compile_batches)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = self._probs  # or compiled (compile_batches)
         self._compiled_for: int | None = None
 
     @property
@@ -167,7 +170,7 @@ class Tagger:
                     index = self._indices[position]
                     name, name_zh, custom = self.vocabulary.names[index], self.vocabulary.names_zh[index], False
                 else:
-                    index = position - builtin
+                    index = int(position) - builtin
                     name = name_zh = names[position]
                     custom = True
                 hits.append(TagHit(name, name_zh, float(row[position]), float(self._thresholds[position]),
