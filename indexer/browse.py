@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import and_, false, func, or_, select
@@ -59,7 +60,8 @@ def list_photo_ids(catalog: Catalog, *, roots: Sequence[str | os.PathLike[str]] 
     with catalog.session() as session:
         result = session.connection().execute(statement)
         try:
-            return np.fromiter((row[0] for row in result.cursor), dtype=np.int64)
+            cursor = cast(sqlite3.Cursor, result.cursor)  # iterable; SQLAlchemy's DBAPICursor does not say so
+            return np.fromiter((row[0] for row in cursor), dtype=np.int64)
         finally:
             result.close()
 
@@ -117,14 +119,14 @@ def _outside(column: Any, roots: Sequence[str]) -> Any:
     spans = sorted([(root, True, root, True) for root in roots]
                    + [(folder_prefix(root), True, folder_prefix(root)[:-1] + chr(ord(os.sep) + 1), False)
                       for root in roots], key=lambda span: (span[0], not span[1]))
-    merged = [list(spans[0])]
+    merged = [spans[0]]
     for low, low_in, high, high_in in spans[1:]:
-        last = merged[-1]
-        if low < last[2] or (low == last[2] and (low_in or last[3])):
-            if high > last[2] or (high == last[2] and high_in):
-                last[2], last[3] = high, high_in
+        last_low, last_low_in, last_high, last_high_in = merged[-1]
+        if low < last_high or (low == last_high and (low_in or last_high_in)):
+            if high > last_high or (high == last_high and high_in):
+                merged[-1] = (last_low, last_low_in, high, high_in)
         else:
-            merged.append([low, low_in, high, high_in])
+            merged.append((low, low_in, high, high_in))
     gaps = [column < merged[0][0] if merged[0][1] else column <= merged[0][0]]
     for (_, _, high, high_in), (low, low_in, _, _) in zip(merged, merged[1:], strict=False):
         gaps.append(and_(column > high if high_in else column >= high, column < low if low_in else column <= low))

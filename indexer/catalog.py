@@ -104,14 +104,15 @@ def _on_error(context: ExceptionContext) -> CatalogError | None:
         error = _undecodable(error)
     if not isinstance(error, sqlite3.Error) or isinstance(error, sqlite3.ProgrammingError | sqlite3.InterfaceError):
         return None  # a misuse of the driver is a bug: its traceback is what a report needs
-    return catalog_error(error, Path(context.engine.url.database) if context.engine else None)
+    database = context.engine.url.database if context.engine else None
+    return catalog_error(error, Path(database) if database else None)
 
 
 def _undecodable(error: UnicodeDecodeError) -> sqlite3.DatabaseError:
     """The sqlite3 error that SQLite reported but the driver could not decode (its text quotes damaged bytes)."""
     text = error.object.decode("utf-8", "backslashreplace") if isinstance(error.object, bytes) else str(error)
     damaged = sqlite3.DatabaseError(text)
-    damaged.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
+    damaged.sqlite_errorname = "SQLITE_CORRUPT"
     return damaged
 
 
@@ -153,6 +154,7 @@ def schema_transaction(connection: Connection) -> Iterator[None]:
     revision that rebuilds a table (alembic's batch mode: copy, DROP, rename) would otherwise delete every
     row referring to it (ON DELETE CASCADE). They are checked before the commit instead."""
     driver = connection.connection.driver_connection
+    assert driver is not None, "schema_transaction needs an open connection"
     database = connection.engine.url.database
 
     def pragma(statement: str) -> None:  # on the driver: SQLAlchemy would begin a transaction first

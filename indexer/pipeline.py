@@ -167,7 +167,8 @@ def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | 
         check_regular(job.path)  # the decoders open it by path: a pipe swapped in would block the pass
     except OSError as exc:
         return Failure(job.path, "unreadable", f"{job.path}: cannot read it ({exc.strerror or exc})")
-    wants_embedding = job.embedder and settings.embedder_transform is not None
+    embedder_transform = settings.embedder_transform if job.embedder else None
+    wants_embedding = embedder_transform is not None
     if settings.device_jpeg and _to_device(job.photo_id, settings.device_share):
         orientation = device_decodable(job.path)
         if orientation is not None:
@@ -179,7 +180,7 @@ def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | 
         tagger_input = None
         if job.tagger:
             tagger_input = (resized_pixels if settings.pixels else preprocess)(image, settings.tagger_size)
-        embedder_input = settings.embedder_transform(image) if wants_embedding else None
+        embedder_input = embedder_transform(image) if embedder_transform is not None else None
     except ImageError as exc:
         return Failure(job.path, exc.reason or "corrupt", str(exc))
     except MemoryError:

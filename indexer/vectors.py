@@ -54,6 +54,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -73,6 +74,8 @@ APPROXIMATE_FROM = 250_000
 IVF index goes back to flat. In between nothing changes, so a library near the line does not
 flip back and forth."""
 IVF_NPROBE_SHARE = 0.02  # share of the inverted lists one query visits (at least 32)
+# An IVF index's id lookup (reconstruct and remove by id): faiss.DirectMap.Hashtable, which its stubs leave out.
+_DIRECT_MAP_HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
 
 
 class VectorIndex:
@@ -93,7 +96,8 @@ class VectorIndex:
             raise ValueError(f"vector dimension must be positive, got {dim}")
         self.dim = int(dim)
         self.query_threads = query_threads
-        self._index = faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+        # An IndexIDMap2 over a flat index, or an IndexIVFFlat (``_ivf_ids`` set): see the casts where it matters.
+        self._index: faiss.Index = faiss.index_factory(self.dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
         self._lock = threading.Lock()
         self._ivf_ids: np.ndarray | None = None  # the ids of an IVF index (it has no id map to look in)
         self._quantizer: faiss.Index | None = None  # an IVF index's cell centres (kept alive with it)
@@ -139,7 +143,7 @@ class VectorIndex:
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.niter = 10
         ivf.train(sample)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by id
+        ivf.set_direct_map_type(_DIRECT_MAP_HASHTABLE)  # reconstruct and remove by id
         ivf.nprobe = min(nlist, max(32, int(nlist * IVF_NPROBE_SHARE)))
         self._index, self._quantizer = ivf, quantizer
         self._ivf_ids = np.empty(0, np.int64)
@@ -208,7 +212,7 @@ class VectorIndex:
         """The stored vector of ``id_`` (a copy); ``KeyError`` when the id is not in the index."""
         with self._lock:
             try:
-                return self._index.reconstruct(int(id_))
+                return self._index.reconstruct(int(id_))  # type: ignore[return-value]  # an array: the stubs say Tensor
             except RuntimeError:
                 raise KeyError(id_) from None
 
@@ -217,7 +221,7 @@ class VectorIndex:
         with self._lock:
             if self._ivf_ids is not None:
                 return self._ivf_ids.copy()
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
+            return faiss.vector_to_array(cast(faiss.IndexIDMap2, self._index).id_map).astype(np.int64, copy=False)
 
     def save(self, path: Path, state: str) -> None:
         """Write the index to ``path`` and its description to ``path.with_suffix(".json")``, atomically.
@@ -298,15 +302,17 @@ class VectorIndex:
                 if subset is None and (effort <= 1 or self._ivf_ids is None):
                     scores, ids = self._index.search(queries, k)
                 elif subset is None:
-                    nprobe = min(self._index.nlist, self._index.nprobe * int(effort))
-                    scores, ids = self._index.search(queries, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+                    ivf = cast(faiss.IndexIVF, self._index)
+                    nprobe = min(ivf.nlist, ivf.nprobe * int(effort))
+                    scores, ids = self._index.search(queries, k, params=_search_parameters(ivf=True, nprobe=nprobe))
                 else:
                     selector = faiss.IDSelectorBatch(subset)
+                    params: faiss.SearchParameters
                     if self._ivf_ids is not None:
-                        nprobe = self._index.nlist if exact else self._index.nprobe
-                        params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+                        ivf = cast(faiss.IndexIVF, self._index)
+                        params = _search_parameters(ivf=True, sel=selector, nprobe=ivf.nlist if exact else ivf.nprobe)
                     else:
-                        params = faiss.SearchParameters(sel=selector)
+                        params = _search_parameters(ivf=False, sel=selector)
                     scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -319,7 +325,7 @@ class VectorIndex:
         if self._ivf_ids is not None:
             return np.isin(ids, self._ivf_ids)
         # A zero-copy view of the id map, used at once: it is invalidated by the next add.
-        stored = faiss.rev_swig_ptr(self._index.id_map.data(), n)
+        stored = faiss.rev_swig_ptr(cast(faiss.IndexIDMap2, self._index).id_map.data(), n)
         return np.isin(ids, stored)
 
     def _as_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
@@ -359,6 +365,13 @@ def _last_of_duplicates(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarra
         return ids, vectors
     keep = np.sort(len(ids) - 1 - last_from_end)
     return ids[keep], np.ascontiguousarray(vectors[keep])
+
+
+def _search_parameters(*, ivf: bool, **values: Any) -> faiss.SearchParameters:
+    """FAISS search parameters given by keyword, as FAISS's Python wrapper takes them (it keeps ``sel`` alive
+    with them; its stubs declare constructors without arguments)."""
+    kind = faiss.SearchParametersIVF if ivf else faiss.SearchParameters
+    return kind(**values)
 
 
 @contextlib.contextmanager
@@ -454,9 +467,10 @@ def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorInd
         return None
     loaded = cls(dim)
     loaded._index = index
-    if ivf:
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    if isinstance(index, faiss.IndexIVFFlat):
+        index.set_direct_map_type(_DIRECT_MAP_HASHTABLE)
         lists = index.invlists
+        assert lists is not None, "an IVF index read from a file has its inverted lists"
         parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
                  for i in range(index.nlist) if lists.list_size(i)]
         loaded._ivf_ids = np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.empty(0, np.int64)
