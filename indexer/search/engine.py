@@ -29,10 +29,10 @@ import difflib
 import functools
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -52,7 +52,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import Grouping
+from sqlalchemy.sql.elements import ColumnElement, Grouping
 
 from indexer._paths import spellings, undecodable
 from indexer.catalog import Catalog
@@ -300,11 +300,13 @@ class Searcher:
         return self._embedder
 
     def embedder_version(self) -> str:
-        if callable(self._embedder_version):
-            self._embedder_version = self._embedder_version()
-        if self._embedder_version is None:
-            self._embedder_version = self.embedder().bundle.version
-        return self._embedder_version
+        version = self._embedder_version
+        if callable(version):
+            version = version()
+        if version is None:
+            version = self.embedder().bundle.version
+        self._embedder_version = version
+        return version
 
     def vectors(self) -> Any:
         """The FAISS index of the catalog's embeddings (loaded, or rebuilt from the catalog)."""
@@ -505,7 +507,7 @@ class _Compiler:
         self.tag_ids.extend(driver)
         conditions = [self.compile(item) for item in items if item is not driver_item]
         others = sorted(set(self.tag_ids) - set(driver))
-        score = func.coalesce(scan.c.score, 1.0)
+        score: ColumnElement[Any] = func.coalesce(scan.c.score, 1.0)
         if len(driver) > 1:
             score = func.max(score)  # the best of the photo's candidate rows
         if others:  # and the other queried tags the photo carries
@@ -519,8 +521,8 @@ class _Compiler:
         return statement.group_by(scan.c.photo_id) if len(driver) > 1 else statement
 
     def _plain_tag_ids(self, node: q.Node) -> list[int]:
-        tags = node.items if isinstance(node, q.Or) else (node,)
-        return sorted({i for tag in tags for i in self._resolve_tag(tag)})
+        tags = node.items if isinstance(node, q.Or) else (node,)  # only tags (_plain_tags)
+        return sorted({i for tag in tags if isinstance(tag, q.Tag) for i in self._resolve_tag(tag)})
 
     @staticmethod
     def _rows_of(tag_ids: list[int]) -> Any:
@@ -545,8 +547,8 @@ class _Compiler:
         # build. taken_at as stored (ISO text): it sorts as the dates do; only the shown rows are converted.
         wanted = func.json_each(json.dumps(list(scores))).table_valued("value")
         taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
-        rows = self.session.execute(select(Photo.id, Photo.path, taken)
-                                    .where(Photo.id.in_(select(wanted.c.value)))).all()
+        rows = list(self.session.execute(select(Photo.id, Photo.path, taken)
+                                         .where(Photo.id.in_(select(wanted.c.value)))))
         rows.sort(key=lambda r: r[0])
         rows.sort(key=lambda r: r[2], reverse=True)  # newest first, undated last; sorts are stable: ties keep id order
         rows.sort(key=lambda r: scores[r[0]], reverse=True)
@@ -597,7 +599,7 @@ class _Compiler:
         if isinstance(node, q.Tag):
             return self._tag(node, positive)
         if isinstance(node, q.DateRange):
-            conditions = [Photo.taken_at.is_not(None)]
+            conditions: list[ColumnElement[bool]] = [Photo.taken_at.is_not(None)]
             if node.start is not None:
                 conditions.append(Photo.taken_at >= datetime.combine(node.start, datetime.min.time()))
             if node.end is not None:
@@ -640,14 +642,14 @@ class _Compiler:
         rest = [i for i in items if not isinstance(i, q.State | q.Source | q.Tag)]
         return [self._tag(tag, positive, qualifiers) for tag in tags] + [self.compile(i, positive) for i in rest]
 
-    def _tag(self, node: q.Tag, positive: bool, qualifiers: list[q.Node] | None = None) -> Any:
+    def _tag(self, node: q.Tag, positive: bool, qualifiers: Sequence[q.Node] | None = None) -> Any:
         ids = self._resolve_tag(node)
         if positive:
             self.tag_ids.extend(ids)
         return self._tag_rows(ids, qualifiers or [], drive=positive and self._tags_drive)
 
-    def _tag_rows(self, tag_ids: list[int] | None, qualifiers: list[q.Node], drive: bool = False) -> Any:
-        conditions = []
+    def _tag_rows(self, tag_ids: list[int] | None, qualifiers: Sequence[q.Node], drive: bool = False) -> Any:
+        conditions: list[ColumnElement[bool]] = []
         if tag_ids is not None:
             conditions.append(PhotoTag.tag_id.in_(tag_ids))
         states = [x.value for x in qualifiers if isinstance(x, q.State)]
@@ -779,7 +781,7 @@ def _driver_rows(session: Session, statement: Any) -> list[tuple]:
     # schema.PathText); only the rows are read from the driver's cursor.
     result = session.connection().execute(statement)
     try:
-        return result.cursor.fetchall()
+        return cast(list[tuple], result.cursor.fetchall())  # sqlite3's cursor: a list
     finally:
         result.close()
 
@@ -827,7 +829,7 @@ def _has_semantic(node: q.Node) -> bool:
     return any(isinstance(n, q.Semantic | q.Similar) for n in q.walk(node))
 
 
-def _one_semantic_and_filters(node: q.Node) -> bool:
+def _one_semantic_and_filters(node: q.Node) -> TypeGuard[q.And]:
     """``words tag:x date:…``: an AND of one free-text or ``similar:`` term with terms that have none."""
     if not isinstance(node, q.And):
         return False
