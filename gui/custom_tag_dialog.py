@@ -177,8 +177,8 @@ class CustomTagDialog(QDialog):
 
     def preview_rows(self) -> list[tuple[str, float]]:
         """(path as ``display_path`` shows it, score) as the table shows them (tests read it)."""
-        return [(self.results.item(r, 1).text(), self.results.item(r, 0).data(Qt.ItemDataRole.UserRole))
-                for r in range(self.results.rowCount())]
+        return [(path.text(), score.data(Qt.ItemDataRole.UserRole)) for r in range(self.results.rowCount())
+                if (path := self.results.item(r, 1)) is not None and (score := self.results.item(r, 0)) is not None]
 
     def save(self) -> None:
         if self.tag is None:

@@ -314,4 +314,5 @@ class IndexingPanel(QWidget):
 
     def failure_paths(self) -> list[str]:
         """The failed files as shown (``display_path``)."""
-        return [self.failures.item(row, 0).toolTip() for row in range(self.failures.rowCount())]
+        return [item.toolTip() for row in range(self.failures.rowCount())
+                if (item := self.failures.item(row, 0)) is not None]

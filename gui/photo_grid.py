@@ -382,7 +382,8 @@ class PhotoGrid(QListView):
     def selected_ranges(self) -> list[tuple[int, int]]:
         """The selection as sorted, disjoint ``(start, stop)`` row ranges: Ctrl+A on a million photos is one range,
         not a million indexes."""
-        spans = sorted((r.top(), r.bottom() + 1) for r in self.selectionModel().selection() if r.isValid())
+        selection = self.selectionModel().selection()  # a list of ranges; the stubs do not say it iterates
+        spans = sorted((r.top(), r.bottom() + 1) for r in selection if r.isValid())  # type: ignore[attr-defined]
         merged: list[tuple[int, int]] = []
         for start, stop in spans:
             if merged and start <= merged[-1][1]:

@@ -38,11 +38,12 @@ SOURCE_LABELS = {"model": "model", "user": "you", "file": "file"}
 def _size(n: int | None) -> str:
     if n is None:
         return "?"
+    size = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def exif_summary(details: dict[str, Any] | None) -> str:
@@ -284,7 +285,7 @@ class PhotoPane(QWidget):
         self.add_line.selectAll()
 
     def _add_on_enter(self) -> None:
-        if not self.add_completer.popup().isVisible():
+        if not self.add_completer.popup_shown():
             self.add_typed()
 
     def add_typed(self) -> bool:

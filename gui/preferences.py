@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from indexer.metadata.profiles import DEFAULT_PROFILE, PROFILES
 from indexer.settings import Settings
+
+if TYPE_CHECKING:
+    from indexer.metadata.write import Mode, Naming
 
 PREFERENCES_FILE = "gui.json"
 LANGUAGES = ("en", "zh")
@@ -28,8 +31,9 @@ class Preferences:
     threshold_offset: float = 0.0  # hide model suggestions scoring below their tag's threshold + this
     tag_language: str = "en"  # names shown in the photo pane: en or zh (completion offers both)
     metadata_profile: str = "all"  # the photo app(s) metadata is written for (indexer.metadata.profiles)
-    sidecar_naming: str = ""  # IMG.jpg.xmp (ext) or IMG.xmp (replace) for every photo; "": as the profile says
-    metadata_mode: str = ""  # sidecar, embed or both; "": as the profile says
+    # IMG.jpg.xmp (ext) or IMG.xmp (replace) for every photo; "": as the profile says
+    sidecar_naming: Naming | Literal[""] = ""
+    metadata_mode: Mode | Literal[""] = ""  # sidecar, embed or both; "": as the profile says
 
     @classmethod
     def load(cls, home: Path) -> Preferences:

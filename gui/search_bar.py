@@ -44,13 +44,23 @@ class TagCompleter(QCompleter):
         self.line = line
         self.setWidget(line)
         line.textEdited.connect(self._edited)
-        self.activated[str].connect(self._insert)
+        self.activated[str].connect(self._insert)  # type: ignore[index]  # the stubs omit the overloads' index
 
     def set_names(self, names: Iterable[str]) -> None:
         self._names.setStringList(sorted(set(names), key=str.casefold))
 
     def names(self) -> list[str]:
         return self._names.stringList()
+
+    def popup_shown(self) -> bool:
+        """Whether the completion list is showing (Enter then picks from it)."""
+        popup = self.popup()
+        return popup is not None and popup.isVisible()
+
+    def _hide_popup(self) -> None:
+        popup = self.popup()
+        if popup is not None:
+            popup.hide()
 
     def _prefix(self) -> str | None:
         before = self.line.text()[: self.line.cursorPosition()]
@@ -64,11 +74,11 @@ class TagCompleter(QCompleter):
     def _edited(self, _text: str) -> None:
         prefix = self._prefix()
         if not prefix:
-            self.popup().hide()
+            self._hide_popup()
             return
         self.setCompletionPrefix(prefix)
         if self.completionCount() == 0:
-            self.popup().hide()
+            self._hide_popup()
             return
         self.complete()
 
@@ -137,7 +147,7 @@ class SearchBar(QWidget):
             self._request()
 
     def _request(self) -> None:
-        if self.completer.popup().isVisible():
+        if self.completer.popup_shown():
             return  # Enter chose a completion; the query is not finished
         self.search_requested.emit(self.text(), self.sort.currentData(), self.min_score.value())
 

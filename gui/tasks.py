@@ -28,12 +28,12 @@ class TaskRunner(QObject):
         super().__init__(parent)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         self._tokens = itertools.count(1)
-        self._callbacks: dict[int, tuple[Callable[[Any], None], Callable[[BaseException], None] | None]] = {}
+        self._callbacks: dict[int, tuple[Callable[[Any], object], Callable[[BaseException], None] | None]] = {}
         self._channel_of: dict[int, str] = {}
         self._latest: dict[str, int] = {}  # channel -> the token that may answer on it
         self._finished.connect(self._deliver)
 
-    def submit(self, function: Callable[[], Any], on_done: Callable[[Any], None],
+    def submit(self, function: Callable[[], Any], on_done: Callable[[Any], object],
                on_error: Callable[[BaseException], None] | None = None, *, channel: str | None = None) -> int:
         """Run ``function`` off the UI thread; returns a token. With a ``channel``, this call supersedes the
         channel's earlier ones (see the module's docstring)."""
