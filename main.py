@@ -225,12 +225,14 @@ def _install_stop():  # noqa: ANN202
 def _indexer(settings, catalog, stop, progress, args, on_failure=None):  # noqa: ANN001, ANN202
     from indexer.catalog_models import choose_models
     from indexer.index import Indexer
+    from indexer.personal.hooks import after_store
     from indexer.scan import ScanRules
 
     settings = choose_models(catalog, settings).settings  # the catalog's models, unless others were chosen
     return Indexer.from_settings(
         catalog, *_lazy_models(settings), settings, on_progress=progress, stop=stop, on_failure=on_failure,
         rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
+        after_store=[after_store],
     )
 
 
@@ -395,7 +397,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 # --- phototag tag (corrections) ------------------------------------------------------------------
 def cmd_tag(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
-    from indexer.corrections import apply_edits, photo_ids_for
+    from indexer.personal.corrections import apply_edits, photo_ids_for
 
     settings = _settings(args)
     edits = [item for item in args.items if item[:1] in "+-=" and len(item) > 1]
@@ -417,10 +419,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 # --- phototag custom-tag / review / finetune ---------------------------------------------------
 def cmd_custom_tag_add(args: argparse.Namespace) -> int:
-    from indexer import custom_tags
     from indexer.catalog import Catalog
     from indexer.catalog_models import choose_models
-    from indexer.corrections import photo_ids_for
+    from indexer.personal import custom_tags
+    from indexer.personal.corrections import photo_ids_for
 
     settings = _settings(args)
     with Catalog.open(settings.catalog_dir, create=False) as catalog:
@@ -444,7 +446,7 @@ def cmd_custom_tag_add(args: argparse.Namespace) -> int:
 
 def cmd_custom_tag_list(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
-    from indexer.custom_tags import list_custom
+    from indexer.personal.custom_tags import list_custom
 
     with Catalog.open(_settings(args).catalog_dir, create=False) as catalog:
         tags = list_custom(catalog)
@@ -461,7 +463,7 @@ def cmd_custom_tag_list(args: argparse.Namespace) -> int:
 
 def cmd_custom_tag_remove(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
-    from indexer.custom_tags import remove
+    from indexer.personal.custom_tags import remove
 
     settings = _settings(args)
     with Catalog.open(settings.catalog_dir, create=False) as catalog, \
@@ -473,9 +475,9 @@ def cmd_custom_tag_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_custom_tag_apply(args: argparse.Namespace) -> int:
-    from indexer import custom_tags, finetune
     from indexer.catalog import Catalog
     from indexer.catalog_models import choose_models
+    from indexer.personal import custom_tags, finetune
 
     settings = _settings(args)
     with Catalog.open(settings.catalog_dir, create=False) as catalog, \
@@ -497,7 +499,7 @@ def cmd_custom_tag_apply(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
-    from indexer.review import review_queue
+    from indexer.personal.review import review_queue
 
     with Catalog.open(_settings(args).catalog_dir, create=False) as catalog:
         items = review_queue(catalog, tag=args.tag, limit=args.limit)
@@ -522,8 +524,8 @@ def _print_finetune_report(report: dict) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from indexer import finetune
     from indexer.catalog import Catalog
+    from indexer.personal import finetune
 
     settings = _settings(args)
     with Catalog.open(settings.catalog_dir, create=False) as catalog:

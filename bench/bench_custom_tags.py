@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer import custom_tags
 from indexer.catalog import Catalog
+from indexer.personal import custom_tags
 from indexer.schema import Embedding, Photo
 
 DIM, VERSION = 512, "clip_vit_b16@bench"

@@ -29,10 +29,10 @@ from indexer._paths import catalog_path, spellings, within
 from indexer.browse import PhotoRow
 from indexer.catalog import Catalog
 from indexer.catalog_models import choose_models
-from indexer.corrections import Change, apply_edits
 from indexer.errors import FileSkipped, IndexerError
 from indexer.index import IndexSummary
 from indexer.metadata._files import Folder, replace_file
+from indexer.personal.corrections import Change, apply_edits
 from indexer.pipeline import Failure
 from indexer.report import catalog_status, failures, photo_tags
 from indexer.settings import Settings
@@ -142,7 +142,7 @@ class SearchOutcome:
 class ReviewOutcome(SearchOutcome):
     """The review queue's photos (most uncertain first, each once) and its suggestions in queue order."""
 
-    items: list[Any] = field(default_factory=list)  # indexer.review.ReviewItem
+    items: list[Any] = field(default_factory=list)  # indexer.personal.review.ReviewItem
 
     def tag_of(self, photo_id: int) -> str | None:
         """The tag of the photo's first (most uncertain) queued suggestion."""
@@ -284,8 +284,8 @@ class Library:
                              pages=pages)
 
     def review(self, tag: str | None = None, limit: int | None = 50) -> ReviewOutcome:
-        """The review queue (``indexer.review.review_queue``) on the library folders' photos, for the grid."""
-        from indexer.review import review_queue
+        """The review queue (``indexer.personal.review.review_queue``) on the library folders' photos, for the grid."""
+        from indexer.personal.review import review_queue
 
         folders = self._folder_spellings()
         items = [i for i in review_queue(self.catalog, tag=tag, limit=limit) if within(i.path, folders)]
@@ -317,7 +317,7 @@ class Library:
         """``+tag`` accept or add, ``-tag`` reject, ``=tag`` undo, on every photo given; one transaction each.
 
         No writer lock: a correction is one short SQLite transaction that may run beside an index pass
-        (the app's own included); the pass never undoes it (see ``indexer.corrections``)."""
+        (the app's own included); the pass never undoes it (see ``indexer.personal.corrections``)."""
         changes = apply_edits(self.catalog, photo_ids, edits)
         if any(change.before is None for change in changes):
             self._vocabulary = None  # a new tag may have been created
@@ -327,7 +327,7 @@ class Library:
     def build_custom_tag(self, name: str, descriptions: Sequence[str], examples: Sequence[int],
                          threshold: float | None = None) -> Any:
         """A custom tag's definition (not saved); descriptions load the CLIP embedder (slow the first time)."""
-        from indexer import custom_tags
+        from indexer.personal import custom_tags
 
         embedder = self.embedder() if any(d.strip() for d in descriptions) else None
         return custom_tags.build(self.catalog, name, descriptions, examples, text_embedder=embedder,
@@ -335,13 +335,13 @@ class Library:
 
     def custom_tag_matches(self, tag: Any, limit: int | None = None) -> list[tuple[str, float]]:
         """(path, score) of the photos ``tag`` would be suggested on, best first; nothing is written."""
-        from indexer import custom_tags
+        from indexer.personal import custom_tags
 
         return custom_tags.matches(self.catalog, tag, limit)
 
     def save_custom_tag(self, tag: Any) -> int:
         """Save ``tag`` and score it on every photo (holding the writer lock); returns how many it fires on."""
-        from indexer import custom_tags
+        from indexer.personal import custom_tags
 
         embedder = self.embedder() if tag.descriptions else None
         with self.catalog.writer(self.settings.lock_wait, task="custom-tag"):
@@ -352,7 +352,7 @@ class Library:
 
     @staticmethod
     def default_custom_threshold(descriptions: Sequence[str], examples: Sequence[int]) -> float:
-        from indexer.custom_tags import default_threshold
+        from indexer.personal.custom_tags import default_threshold
 
         return default_threshold([d for d in descriptions if d.strip()], list(examples))
 
@@ -403,11 +403,12 @@ class Library:
         """One incremental pass over ``roots`` holding the writer lock. Setting ``stop`` ends it after the
         current batch; running it again continues where it stopped."""
         from indexer.index import Indexer
+        from indexer.personal.hooks import after_store
 
         tagger, embedder = self.models()
         settings = self.settings
         indexer = Indexer.from_settings(self.catalog, tagger, embedder, settings, on_progress=on_progress,
-                                        on_failure=on_failure, stop=stop)
+                                        on_failure=on_failure, stop=stop, after_store=[after_store])
         with self.catalog.writer(settings.lock_wait, task="gui"):
             summary = indexer.run(list(roots))
         self._vocabulary = None

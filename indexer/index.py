@@ -35,7 +35,6 @@ from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from indexer._hooks import after_store
 from indexer._paths import catalog_path, folder_prefix, within
 from indexer.catalog import Catalog
 from indexer.errors import CatalogError, ScanError
@@ -198,6 +197,12 @@ class _Tally:
         return "model", self.done, self.total
 
 
+AfterStore = Callable[[Session, Sequence[int]], None]
+"""The indexer's one extension point: called inside each batch's write transaction with the ids of the photos
+that batch made ``indexed`` (possibly none), after their model results are stored. Personal learning (custom
+tags, the personal model: ``indexer.personal.hooks.after_store``) plugs in here; the indexer imports none of it."""
+
+
 class Indexer:
     """Runs index passes on one catalog with one tagger and one embedder.
 
@@ -205,7 +210,8 @@ class Indexer:
     :class:`ram_model.clip.ClipEmbedder`, each with a ``bundle`` (its ``version`` is recorded).
     Set ``stop`` to finish the current batch and return early (Ctrl-C). ``embeddings_first``: store every
     photo's embedding before tagging any (True), or run both models on each batch (False); None chooses
-    (:meth:`_rounds`).
+    (:meth:`_rounds`). ``after_store``: what runs on each stored batch (:data:`AfterStore`), in order; the CLI
+    and the app pass ``indexer.personal.hooks.after_store``.
     """
 
     def __init__(
@@ -226,6 +232,7 @@ class Indexer:
         stop: threading.Event | None = None,
         vector_index: str = "auto",
         embeddings_first: bool | None = None,
+        after_store: Sequence[AfterStore] = (),
     ) -> None:
         self.catalog = catalog
         self.tagger = tagger
@@ -245,6 +252,7 @@ class Indexer:
         self.stop = stop or threading.Event()
         self.vector_index = vector_index
         self.embeddings_first = embeddings_first
+        self.after_store = tuple(after_store)
         self.tagger_version: str = tagger.bundle.version
         self.embedder_version: str = embedder.bundle.version
         self._tag_ids: np.ndarray | None = None
@@ -659,8 +667,7 @@ class Indexer:
                         tally.done += len(self._copy_results(session, item.id, followers, summary, given))
                         if given.embeddings:
                             tally.embedded += sum(f.needs_embedding for f in followers)
-                # Custom tags and the personal model score what this batch completed (indexer/_hooks.py).
-                after_store(session, indexed)
+                self._after_store(session, indexed)  # e.g. custom tags and the personal model score these
                 tally.done += len(indexed)
                 if vectors:
                     self._bump_generation(session)
@@ -813,9 +820,14 @@ class Indexer:
         if vector_blob is not None:
             self._bump_generation(session)
         indexed = self._mark_indexed(session, [item.id for item in items], stamp)
-        after_store(session, indexed)  # custom tags, personal model (indexer/_hooks.py)
+        self._after_store(session, indexed)
         summary.duplicates += len(indexed)
         return indexed
+
+    def _after_store(self, session: Session, photo_ids: Sequence[int]) -> None:
+        """Run the ``after_store`` extensions on the photos a batch just made ``indexed``, in its transaction."""
+        for extension in self.after_store:
+            extension(session, photo_ids)
 
     # --- failures --------------------------------------------------------------------------------
     def _fail(self, session: Session, photo_id: int, failure: Failure, summary: IndexSummary,

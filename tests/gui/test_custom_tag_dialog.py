@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from indexer.custom_tags import EXAMPLE_THRESHOLD, list_custom
+from indexer.personal.custom_tags import EXAMPLE_THRESHOLD, list_custom
 from indexer.report import photo_tags
 from indexer.schema import Embedding
 

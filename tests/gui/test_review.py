@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from indexer.personal.review import review_queue
 from indexer.report import photo_tags
-from indexer.review import review_queue
 
 pytestmark = pytest.mark.gui
 

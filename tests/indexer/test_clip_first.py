@@ -226,26 +226,24 @@ def test_an_identical_file_arriving_between_the_rounds_gets_both_results(home, t
 
 CRASHING_PASS = textwrap.dedent("""
     import os, signal, sys
-    import indexer.index
     from indexer.catalog import Catalog
     from indexer.index import Indexer
+    from indexer.personal.hooks import after_store
     from indexer.settings import Settings
     from main import _lazy_models
 
     batches = 0
-    real = indexer.index.after_store
 
-    def after_store(session, ids):  # called inside each batch's transaction, before it commits
+    def kill_in_batch(session, ids):  # called inside each batch's transaction, before it commits
         global batches
-        real(session, ids)
         batches += 1
         if batches == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    indexer.index.after_store = after_store
     settings = Settings()
     with Catalog.open(settings.catalog_dir) as catalog:
-        Indexer.from_settings(catalog, *_lazy_models(settings), settings).run([sys.argv[1]])
+        Indexer.from_settings(catalog, *_lazy_models(settings), settings,
+                              after_store=[after_store, kill_in_batch]).run([sys.argv[1]])
 """)
 
 

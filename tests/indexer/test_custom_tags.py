@@ -13,10 +13,10 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from indexer import custom_tags
 from indexer.catalog import Catalog
-from indexer.corrections import set_state
-from indexer.review import review_queue
+from indexer.personal import custom_tags
+from indexer.personal.corrections import set_state
+from indexer.personal.review import review_queue
 from indexer.schema import ACCEPTED, REJECTED, SUGGESTED, Embedding, Photo, PhotoTag, Tag
 from main import main
 from tests.indexer.test_index import index, tags_of
@@ -139,7 +139,7 @@ def test_descriptions_with_known_text_vectors(catalog: Catalog) -> None:
 
 
 def test_new_photos_are_scored_by_the_hook(catalog: Catalog) -> None:
-    from indexer._hooks import after_store
+    from indexer.personal.hooks import after_store
 
     ids = add_photos(catalog, clusters())
     custom_tags.save(catalog, custom_tags.build(catalog, "my cat", examples=[ids["cat0"]]))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from indexer import finetune
 from indexer.catalog import Catalog
+from indexer.personal import finetune
 from indexer.schema import ACCEPTED, REJECTED, SUGGESTED, Embedding, Photo, PhotoTag, Tag
 from main import main
 
@@ -112,7 +112,7 @@ def test_a_learnable_signal_is_learned_activated_and_rolled_back_exactly(catalog
     assert decisions <= applied  # every accept and reject is untouched
 
     # A new photo gets the personal model while indexing (the indexer's hook).
-    from indexer._hooks import after_store
+    from indexer.personal.hooks import after_store
 
     with catalog.session() as session, session.begin():
         photo = Photo(path="/lib/new.jpg", size=1, mtime_ns=1, content_hash="new", status="indexed", attempts=0,

@@ -27,11 +27,11 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 import indexer.catalog as catalog_module
-from indexer import corrections
 from indexer import index as index_module
 from indexer.catalog import Catalog, head_revision
 from indexer.errors import CatalogError
 from indexer.index import now, write_suggestions
+from indexer.personal import corrections
 from indexer.schema import (
     ACCEPTED,
     BUILTIN,

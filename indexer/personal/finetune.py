@@ -143,7 +143,7 @@ def _tag_infos(session: Session, tag_ids: Sequence[int] | None = None) -> dict[i
 
 def collect(catalog: Catalog, embedder_version: str | None = None) -> tuple[str | None, dict[int, TagData]]:
     """Every correction usable for training, by tag (all tags, however few corrections they have)."""
-    from indexer.custom_tags import catalog_embedder_version
+    from indexer.personal.custom_tags import catalog_embedder_version
 
     with catalog.session() as session:
         version = embedder_version or catalog_embedder_version(session)

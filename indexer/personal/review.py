@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from indexer.catalog import Catalog
-from indexer.finetune import DEFAULT_THRESHOLD, PERSONAL_PREFIX, score_margin
+from indexer.personal.finetune import DEFAULT_THRESHOLD, PERSONAL_PREFIX, score_margin
 from indexer.schema import (
     ACCEPTED,
     CUSTOM,
@@ -67,7 +67,7 @@ def review_queue(catalog: Catalog, tag: str | None = None, limit: int | None = D
                      .join(Tag, Tag.id == PhotoTag.tag_id).join(Photo, Photo.id == PhotoTag.photo_id)
                      .where(PhotoTag.state == SUGGESTED, PhotoTag.score.is_not(None), Photo.status != MISSING))
         if tag is not None:
-            from indexer.corrections import resolve_tag
+            from indexer.personal.corrections import resolve_tag
 
             statement = statement.where(Tag.id == resolve_tag(session, tag).id)
         rows = session.execute(statement).all()
