@@ -280,7 +280,8 @@ class Library:
         rows, scores = pages.page(0)
         first = [row for row in rows if row is not None]
         return SearchOutcome(text, len(ranking), first,
-                             {row.id: score for row, score in zip(rows, scores, strict=True) if row is not None},
+                             {row.id: score for row, score in zip(rows, scores, strict=True)
+                              if row is not None and score is not None},
                              pages=pages)
 
     def review(self, tag: str | None = None, limit: int | None = 50) -> ReviewOutcome:

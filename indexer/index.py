@@ -28,10 +28,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select, tuple_, update
+from sqlalchemy import Table, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -279,20 +279,20 @@ class Indexer:
         recorded under the spelling given (by an older Phototag, or before the folder became a link) are moved
         to the real path first, by their paths (:meth:`_respell`), so no file is read again for them."""
         given = [os.path.abspath(os.fspath(root)) for root in roots]
-        roots = [catalog_path(root) for root in given]
-        aliases = {root: [root] for root in roots}  # each root -> every spelling the catalog may hold it under
-        for old, new in zip(given, roots, strict=True):
+        catalog_roots = [catalog_path(root) for root in given]
+        aliases = {root: [root] for root in catalog_roots}  # each root -> every spelling the catalog may hold it under
+        for old, new in zip(given, catalog_roots, strict=True):
             if old not in aliases[new]:
                 aliases[new].append(old)
         if not allow_missing_roots:
-            for root in roots:
+            for root in catalog_roots:
                 _check_root(root)
                 self._refuse_an_empty_library_folder(root, aliases[root])
         summary = IndexSummary()
         self._failed_now, self._vanished_now = set(), set()
-        self._respelled = self._respell(given, roots)
+        self._respelled = self._respell(given, catalog_roots)
         self._vectors = None  # opened when model work needs it: the file may have changed since the last pass
-        run_id = self._start_run(roots)
+        run_id = self._start_run(catalog_roots)
         outcome = "crashed"
         try:
             if self.catalog.get_meta(VOCABULARY_KEY) != self.tagger_version:
@@ -302,7 +302,7 @@ class Indexer:
             to_identify = self._reconcile(found, known, unseen, summary)
             self._identify(to_identify, known, found, summary)
             if not self.stop.is_set():
-                self._model_work(roots, summary)
+                self._model_work(catalog_roots, summary)
             summary.interrupted = self.stop.is_set()
             outcome = "interrupted" if summary.interrupted else "completed"
         finally:
@@ -360,10 +360,10 @@ class Indexer:
                 taken: set[str] = set()
                 for chunk in batched(list(respelled.values()), 500):
                     taken.update(session.scalars(select(Photo.path).where(Photo.path.in_(chunk))))
-                rows = [{"id": photo_id, "path": path} for photo_id, path in respelled.items() if path not in taken]
-                if rows:
-                    session.execute(update(Photo), rows)  # one executemany: no parameter limit to chunk for
-                moved.update(row["id"] for row in rows)
+                free = [photo_id for photo_id, path in respelled.items() if path not in taken]
+                if free:  # one executemany: no parameter limit to chunk for
+                    session.execute(update(Photo), [{"id": photo_id, "path": respelled[photo_id]} for photo_id in free])
+                moved.update(free)
         return moved
 
     def _scan(self, aliases: dict[str, list[str]], summary: IndexSummary) -> tuple[dict[str, FoundFile], list[str]]:
@@ -607,11 +607,11 @@ class Indexer:
                 compute.append(item)
                 if item.content_hash:
                     copies.setdefault(item.content_hash, [])
-        ready = [items for digest, items in copies.items() if digest in donors and items]
+        ready = [(digest, items) for digest, items in copies.items() if digest in donors and items]
         if ready:
             with self.catalog.session() as session, session.begin():
-                for items in ready:
-                    tally.done += len(self._copy_results(session, donors[items[0].content_hash], items, summary))
+                for digest, items in ready:
+                    tally.done += len(self._copy_results(session, donors[digest], items, summary))
                     tally.embedded += sum(item.needs_embedding for item in items)
             self.on_progress("model", tally.done, tally.total)
 
@@ -721,7 +721,7 @@ class Indexer:
                         Photo.content_hash.in_(chunk), Photo.status == INDEXED,
                         Photo.tagger_version == self.tagger_version, Photo.embedder_version == self.embedder_version,
                     ).group_by(Photo.content_hash))
-                donors.update({digest: photo_id for digest, photo_id in rows})
+                donors.update({digest: photo_id for digest, photo_id in rows if digest is not None})
         return donors
 
     def _store_results(self, session: Session,
@@ -738,7 +738,9 @@ class Indexer:
             values: dict[str, Any] = {"id": item.id, "status": PENDING}
             if probs is not None:
                 fired = np.flatnonzero(probs > self.tagger.thresholds)
-                scores[item.id] = {int(self._tag_ids[i]): float(probs[i]) for i in fired}
+                tag_ids = self._tag_ids
+                assert tag_ids is not None, "the tagger's tag ids are resolved before its first batch"
+                scores[item.id] = {int(tag_ids[i]): float(probs[i]) for i in fired}
                 values["tagger_version"] = self.tagger_version
                 summary.tagged += 1
             if vector is not None:
@@ -785,7 +787,7 @@ class Indexer:
             return
         ids = np.fromiter(vectors, dtype=np.int64, count=len(vectors))
         matrix = np.stack([np.asarray(v, dtype=np.float32) for v in vectors.values()])
-        statement = sqlite_insert(Embedding.__table__)
+        statement = sqlite_insert(cast(Table, Embedding.__table__))
         session.execute(statement.on_conflict_do_update(
             index_elements=["photo_id"],
             set_={"model_version": statement.excluded.model_version, "dim": statement.excluded.dim,
@@ -937,7 +939,7 @@ def write_suggestions(session: Session, fired: dict[tuple[int, int], float], sta
                                                PhotoTag.source == SOURCE_MODEL, PhotoTag.state == SUGGESTED))
     if not fired:
         return
-    statement = sqlite_insert(PhotoTag.__table__)
+    statement = sqlite_insert(cast(Table, PhotoTag.__table__))
     session.execute(statement.on_conflict_do_update(
         index_elements=["photo_id", "tag_id"],
         set_={"score": statement.excluded.score, "model_version": statement.excluded.model_version,
