@@ -21,10 +21,10 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from indexer._paths import display_path, undecodable
@@ -205,7 +205,8 @@ def list_custom(catalog: Catalog) -> list[dict[str, Any]]:
             .group_by(PhotoTag.tag_id)).all())
         paths = dict(session.execute(select(Photo.id, Photo.path).where(
             Photo.id.in_([i for t in tags for i in t.examples]))).all())
-    return [t.to_dict() | {"example_paths": [paths.get(i) for i in t.examples], "photos": counts.get(t.tag_id, 0)}
+    return [t.to_dict() | {"example_paths": [paths.get(i) for i in t.examples],
+                           "photos": counts.get(t.tag_id, 0) if t.tag_id is not None else 0}
             for t in tags]
 
 
@@ -214,11 +215,12 @@ def remove(catalog: Catalog, name: str) -> dict[str, int]:
     it as a user tag (and rejections stay, so it is not suggested there again if it is defined anew)."""
     with catalog.session() as session, session.begin():
         (tag,) = load_all(session, [name])
-        removed = session.execute(delete(PhotoTag).where(PhotoTag.tag_id == tag.tag_id, PhotoTag.state == SUGGESTED,
-                                                         PhotoTag.source == SOURCE_MODEL)).rowcount
+        removed = cast(CursorResult[Any], session.execute(delete(PhotoTag).where(
+            PhotoTag.tag_id == tag.tag_id, PhotoTag.state == SUGGESTED, PhotoTag.source == SOURCE_MODEL))).rowcount
         session.execute(delete(PersonalHidden).where(PersonalHidden.tag_id == tag.tag_id))
-        kept = session.execute(update(PhotoTag).where(PhotoTag.tag_id == tag.tag_id, PhotoTag.state == ACCEPTED)
-                               .values(source=SOURCE_USER, model_version=None)).rowcount
+        kept = cast(CursorResult[Any], session.execute(update(PhotoTag).where(
+            PhotoTag.tag_id == tag.tag_id, PhotoTag.state == ACCEPTED).values(source=SOURCE_USER,
+                                                                               model_version=None))).rowcount
         session.execute(delete(CustomTagDef).where(CustomTagDef.tag_id == tag.tag_id))
         left = session.scalar(select(func.count()).select_from(PhotoTag).where(PhotoTag.tag_id == tag.tag_id))
         if not left:
@@ -230,7 +232,7 @@ def remove(catalog: Catalog, name: str) -> dict[str, int]:
 
 # --- scoring -------------------------------------------------------------------------------------
 def _embeddings(session: Session, version: str, dim: int, photo_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    rows = []
+    rows: list[Any] = []
     for chunk in batched(photo_ids, _IDS_PER_QUERY):
         rows += session.execute(select(Embedding.photo_id, Embedding.vector).where(
             Embedding.model_version == version, Embedding.dim == dim, Embedding.photo_id.in_(chunk))).all()
@@ -243,6 +245,9 @@ def _write(session: Session, tag: CustomTag, ids: np.ndarray, scores: np.ndarray
     """Store one tag's scores for ``ids`` as the indexer stores its tags (``write_suggestions``): suggest
     what fires, drop suggestions that no longer do, keep every person's decision. Returns how many
     photos it fires on."""
+    if tag.tag_id is None:
+        raise CustomTagError(f"custom tag {tag.name!r} is not stored yet")
+    tag_id: int = tag.tag_id
     fired = scores >= tag.threshold
     id_list = ids.tolist()
     existing: dict[int, str] = {}
@@ -252,9 +257,9 @@ def _write(session: Session, tag: CustomTag, ids: np.ndarray, scores: np.ndarray
         # Withheld by a personal model: back to the base state; the personal model decides again after.
         session.execute(delete(PersonalHidden).where(PersonalHidden.tag_id == tag.tag_id,
                                                      PersonalHidden.photo_id.in_(chunk)))
-    stale = [(i, tag.tag_id) for i, f in zip(id_list, fired.tolist(), strict=True)
+    stale = [(i, tag_id) for i, f in zip(id_list, fired.tolist(), strict=True)
              if not f and existing.get(i) == SUGGESTED]
-    hits = {(i, tag.tag_id): s for i, s in zip(ids[fired].tolist(), scores[fired].tolist(), strict=True)}
+    hits = {(i, tag_id): s for i, s in zip(ids[fired].tolist(), scores[fired].tolist(), strict=True)}
     write_suggestions(session, hits, stale, tag.model_version, stamp)
     return int(fired.sum())
 

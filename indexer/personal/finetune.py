@@ -28,10 +28,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import and_, delete, select, true, update
+from sqlalchemy import Table, and_, delete, select, true, update
 from sqlalchemy.orm import Session
 
 from indexer.catalog import Catalog
@@ -392,7 +392,7 @@ def _reset(session: Session, photo_ids: Sequence[int] | None, tag_ids: Sequence[
                         "state": SUGGESTED, "model_version": h.model_version, "updated_at": stamp}
                        for h in hidden if (h.photo_id, h.tag_id) not in present]
             if restore:
-                session.execute(PhotoTag.__table__.insert(), restore)
+                session.execute(cast(Table, PhotoTag.__table__).insert(), restore)
             session.execute(delete(PersonalHidden).where(scope(PersonalHidden, ids)))
         session.execute(delete(PhotoTag).where(scope(PhotoTag, ids), PhotoTag.state == SUGGESTED,
                                                PhotoTag.model_version.like(f"{PERSONAL_PREFIX}%")))
@@ -431,31 +431,32 @@ def _apply_rules(session: Session, model_id: int, rules: list[_Rule], photo_ids:
             if tag_id == rule.tag.id and _base_fired(row.score, row.source, row.model_version):
                 fired[position[photo_id]], scores[position[photo_id]] = 1.0, row.score
         fires, shown = _decide(rule, embeddings, fired, rule.tag.margin(scores) * fired, scores)
-        hide, add = [], []
+        hide: list[dict[str, Any]] = []
+        add: list[dict[str, Any]] = []
         for i, photo_id in enumerate(ids):
-            row = rows.get((photo_id, rule.tag.id))
-            if row is not None:
-                if fired[i] and not fires[i] and row.state == SUGGESTED:
-                    hide.append({"photo_id": photo_id, "tag_id": rule.tag.id, "score": row.score,
-                                 "model_version": row.model_version})
+            current = rows.get((photo_id, rule.tag.id))
+            if current is not None:
+                if fired[i] and not fires[i] and current.state == SUGGESTED:
+                    hide.append({"photo_id": photo_id, "tag_id": rule.tag.id, "score": current.score,
+                                 "model_version": current.model_version})
             elif fires[i]:
                 add.append({"photo_id": photo_id, "tag_id": rule.tag.id, "score": float(shown[i]),
                             "source": SOURCE_MODEL, "state": SUGGESTED, "model_version": version,
                             "updated_at": stamp})
         if hide:
-            session.execute(PersonalHidden.__table__.insert(), hide)
+            session.execute(cast(Table, PersonalHidden.__table__).insert(), hide)
             for chunk in _chunks([h["photo_id"] for h in hide]):
                 session.execute(delete(PhotoTag).where(PhotoTag.tag_id == rule.tag.id, PhotoTag.photo_id.in_(chunk),
                                                        PhotoTag.state == SUGGESTED))
         if add:
-            session.execute(PhotoTag.__table__.insert(), add)
+            session.execute(cast(Table, PhotoTag.__table__).insert(), add)
         counts["added"] += len(add)
         counts["withheld"] += len(hide)
     return counts
 
 
 def _embeddings_for(session: Session, version: str, photo_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    rows = []
+    rows: list[Any] = []
     for chunk in _chunks(photo_ids):
         rows += session.execute(select(Embedding.photo_id, Embedding.vector).where(
             Embedding.photo_id.in_(chunk), Embedding.model_version == version).order_by(Embedding.photo_id)).all()
@@ -471,6 +472,8 @@ def apply_to_photos(session: Session, photo_ids: Sequence[int]) -> None:
     if model_id is None or not photo_ids:
         return
     version = session.scalar(select(PersonalModel.embedder_version).where(PersonalModel.id == model_id))
+    if version is None:  # a model without its embedder cannot be applied: the photos keep the base tags
+        return
     ids, embeddings = _embeddings_for(session, version, photo_ids)
     _apply_rules(session, model_id, _rules(session, model_id), ids, embeddings)
 
@@ -483,6 +486,8 @@ def apply_active(catalog: Catalog) -> dict[str, int]:
         if model_id is None:
             raise FinetuneError("no personal model is active: run 'phototag finetune' first")
         version = session.scalar(select(PersonalModel.embedder_version).where(PersonalModel.id == model_id))
+        if version is None:
+            raise FinetuneError("the active personal model records no embedder: run 'phototag finetune' again")
         all_ids = session.scalars(select(Embedding.photo_id).where(Embedding.model_version == version)
                                   .order_by(Embedding.photo_id)).all()
         rules = _rules(session, model_id)  # plain values: read once, not once per chunk

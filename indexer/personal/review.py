@@ -10,6 +10,7 @@ the rate smoothed towards one half by ``PRIOR`` imaginary corrections.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,10 +78,13 @@ def review_queue(catalog: Catalog, tag: str | None = None, limit: int | None = D
         (accepted if state == ACCEPTED else rejected)[tag_id] = count
     items = []
     for photo_id, path, tag_id, name, kind, threshold, score, model_version in rows:
+        if score is None:  # the query keeps scored suggestions only
+            continue
         margin, shown = _margin(score, DEFAULT_THRESHOLD if threshold is None else threshold, kind, model_version)
         rate = (rejected.get(tag_id, 0) + PRIOR / 2) / (rejected.get(tag_id, 0) + accepted.get(tag_id, 0) + PRIOR)
         items.append(ReviewItem(photo_id, path, name, float(score), float(shown), margin, rate,
                                 math.exp(-abs(margin)) * (0.5 + rate)))
-    order = np.lexsort(([i.photo_id for i in items], [-i.priority for i in items])) if items else []
+    order: Sequence[int] = np.lexsort(([i.photo_id for i in items], [-i.priority for i in items])).tolist() \
+        if items else []
     ranked = [items[i] for i in order]
     return ranked if limit is None else ranked[:limit]
