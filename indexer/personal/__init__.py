@@ -10,6 +10,6 @@
 The dependency is one-way: this package uses the library (``indexer.catalog``, ``indexer.schema``,
 ``indexer.index``'s helpers), and the index pass knows nothing of it. The indexer calls it through its one
 extension point, ``Indexer(..., after_store=[hooks.after_store])`` (``indexer.index.AfterStore``), which
-whoever builds an Indexer passes: the CLI's ``index`` and ``watch`` (``main._indexer``) and the app
+whoever builds an Indexer passes: the CLI's ``index`` and ``watch`` (``indexer.cli``) and the app
 (``gui.library.Library.index``).
 """

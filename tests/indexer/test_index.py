@@ -101,10 +101,10 @@ def test_first_pass_indexes_the_library_and_records_every_broken_file(home, phot
 
 
 def test_second_pass_does_no_model_work(home, photos, capsys, monkeypatch) -> None:  # noqa: ANN001
-    import main as cli
+    import ram_model.cli as cli
 
     loads = []
-    for name in ("_load_tagger", "_load_embedder"):
+    for name in ("load_tagger", "load_embedder"):
         real = getattr(cli, name)
         monkeypatch.setattr(cli, name, lambda *a, _real=real, **k: loads.append(a[1]) or _real(*a, **k))
     index(capsys, photos)
