@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     vector_index: Literal["auto", "flat", "ivf"] = Field(
         "auto", description="exact (flat) or approximate (ivf) vector search; auto: ivf from 250,000 photos")
     search_min_score: float = Field(0.2, description="relevance cutoff of free-text and similar: search terms")
+    # write-metadata (indexer.metadata.write.WriteOptions checks the names; profiles: indexer.metadata.profiles)
+    metadata_profile: str = Field("all", description="the photo app(s) write-metadata writes for (--for)")
+    metadata_mode: Literal["sidecar", "embed", "both"] | None = Field(
+        None, description="where keywords go: sidecar, embed (JPEG) or both; unset: the profile's choice")
+    metadata_lang: Literal["en", "zh", "both"] = Field("en", description="keyword language: en, zh or both")
+    sidecar_naming: Literal["ext", "replace"] | None = Field(
+        None, description="ext: IMG.jpg.xmp for every photo; replace: IMG.xmp for every photo; unset: the profile's")
 
     @property
     def models_dir(self) -> Path:

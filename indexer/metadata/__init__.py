@@ -8,7 +8,8 @@ Writing::
         summary = MetadataWriter(catalog, WriteOptions(mode="sidecar")).run(select_photos(catalog, "tag:dog"))
         undo_run(catalog, summary.run_id)
 
-The writing side is imported on first use, so the indexer's workers only load the reader.
+Both sides are imported on first use (``phototag --help`` reads the write profiles without them), so
+the indexer's workers only load the reader.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from indexer.metadata.read import PhotoInfo, read_keywords_from_xmp, read_photo_info
-
 _LAZY = {
+    "PhotoInfo": "indexer.metadata.read", "read_keywords_from_xmp": "indexer.metadata.read",
+    "read_photo_info": "indexer.metadata.read",
     "MetadataWriter": "indexer.metadata.write", "WriteOptions": "indexer.metadata.write",
     "WriteSummary": "indexer.metadata.write", "FileReport": "indexer.metadata.write",
-    "MetadataSettings": "indexer.metadata.write", "select_photos": "indexer.metadata.write",
+    "select_photos": "indexer.metadata.write",
     "undo_run": "indexer.metadata.journal", "list_runs": "indexer.metadata.journal",
     "UndoSummary": "indexer.metadata.journal", "UndoReport": "indexer.metadata.journal",
     "MetadataError": "indexer.errors",
@@ -36,6 +37,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [  # the reader first, then the writer
     "PhotoInfo", "read_keywords_from_xmp", "read_photo_info",
-    "FileReport", "MetadataError", "MetadataSettings", "MetadataWriter", "UndoReport", "UndoSummary", "WriteOptions",
+    "FileReport", "MetadataError", "MetadataWriter", "UndoReport", "UndoSummary", "WriteOptions",
     "WriteSummary", "list_runs", "select_photos", "undo_run",
 ]

@@ -67,14 +67,13 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401
 
 def cmd_write_metadata(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
-    from indexer.metadata.write import MetadataSettings, MetadataWriter, WriteOptions, select_photos
+    from indexer.metadata.write import MetadataWriter, WriteOptions, select_photos
 
     settings = settings_for(args)
-    defaults = MetadataSettings()
-    options = WriteOptions(mode=args.mode or defaults.metadata_mode, include=args.include,
-                           lang=args.lang or defaults.metadata_lang,
-                           sidecar_naming=args.sidecar_naming or defaults.sidecar_naming,
-                           profile=args.profile or defaults.metadata_profile,
+    options = WriteOptions(mode=args.mode or settings.metadata_mode, include=args.include,
+                           lang=args.lang or settings.metadata_lang,
+                           sidecar_naming=args.sidecar_naming or settings.sidecar_naming,
+                           profile=args.profile or settings.metadata_profile,
                            keep_mtime=args.keep_mtime, dry_run=args.dry_run)
     text = " ".join(args.query)
 

@@ -6,6 +6,9 @@ of :data:`PROFILES`: which fields get the keywords, which sidecar file (``IMG.jp
 (``mode``). The default, ``all``, is the union of every row, so every listed app shows the tags.
 The README's "Which app reads what" table states the same facts with their sources; a test keeps
 the two in step.
+
+
+Imported by ``phototag``'s parser (the names of ``--for``): it imports nothing heavy until used.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Literal
-
-from indexer.errors import MetadataError
-from indexer.scan import RAW_EXTENSIONS
 
 __all__ = ["DEFAULT_PROFILE", "FIELDS", "PROFILES", "SidecarName", "WriteProfile", "profile_named"]
 
@@ -60,6 +60,8 @@ class WriteProfile:
         if naming == "replace":
             return ("stem",)
         names: list[SidecarName] = ["ext"] if self.ext_sidecar else []
+        from indexer.scan import RAW_EXTENSIONS
+
         if self.stem_sidecar and photo.suffix.lower() in RAW_EXTENSIONS:
             names.append("stem")
         return tuple(names) or ("ext",)
@@ -90,6 +92,8 @@ DEFAULT_PROFILE = "all"
 
 def profile_named(name: str) -> WriteProfile:
     """The profile called ``name``. Raises MetadataError naming the choices for an unknown one."""
+    from indexer.errors import MetadataError
+
     try:
         return PROFILES[name]
     except KeyError:

@@ -42,8 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -55,7 +53,7 @@ from indexer.metadata import embed as jpeg_embed
 from indexer.metadata._files import Folder, Staged, bytes_hash, skipped_for
 from indexer.metadata.iptc import MAX_KEYWORD_BYTES, IptcBlock, keywords_left_out
 from indexer.metadata.journal import ClaimLedger, Journal
-from indexer.metadata.profiles import DEFAULT_PROFILE, PROFILES, XP_KEYWORDS, WriteProfile, profile_named
+from indexer.metadata.profiles import DEFAULT_PROFILE, XP_KEYWORDS, WriteProfile, profile_named
 from indexer.metadata.read import MAX_XMP_BYTES, read_keywords_from_xmp, read_photo_info
 from indexer.metadata.xmp import Claim, KeywordChange, XmpPacket, unique_keywords
 from indexer.schema import (
@@ -86,19 +84,6 @@ _PHOTOS_PER_QUERY = 500
 _FOLDERS_KEPT = 64
 _HARD_LINKS = "it had {} hard links: this path now has its own copy, the others keep the old bytes"
 _T = TypeVar("_T")
-
-
-class MetadataSettings(BaseSettings):
-    """Defaults of ``phototag write-metadata``, overridable by ``PHOTOTAG_…`` variables and flags."""
-
-    model_config = SettingsConfigDict(env_prefix="PHOTOTAG_", extra="ignore")
-
-    metadata_profile: str = Field(DEFAULT_PROFILE, description="the app(s) to write for: " + ", ".join(PROFILES))
-    metadata_mode: Mode | None = Field(None, description="where keywords go: sidecar, embed (JPEG) or both; "
-                                                         "unset: the profile's choice")
-    metadata_lang: Lang = Field("en", description="keyword language: en, zh or both")
-    sidecar_naming: Naming | None = Field(None, description="ext: IMG.jpg.xmp for every photo; replace: IMG.xmp for "
-                                                            "every photo; unset: the profile's choice")
 
 
 @dataclass(frozen=True)

@@ -505,3 +505,18 @@ def test_a_file_report_reads_as_one_line_for_the_cli_and_the_app() -> None:
     skipped = FileReport("/p/a.jpg", None, None, "skipped", message="a.jpg: unreadable")
     assert skipped.line() == "skipped: a.jpg: unreadable"
     assert FileReport("/p/a.jpg", None, None, "unchanged").line() == "unchanged: /p/a.jpg"
+
+
+def test_write_metadata_takes_its_defaults_from_the_settings(home, indexed, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """PHOTOTAG_METADATA_PROFILE / _MODE / _LANG / PHOTOTAG_SIDECAR_NAMING are settings like any other; flags win."""
+    monkeypatch.setenv("PHOTOTAG_METADATA_PROFILE", "darktable")  # darktable: sidecars, IMG.jpg.xmp
+    monkeypatch.setenv("PHOTOTAG_SIDECAR_NAMING", "replace")
+    report = run(capsys, "write-metadata", "--dry-run", "tag:keepsake")
+    targets = {Path(f["target"]).name for f in report["files"]}
+    assert "canon_flower.xmp" in targets and not any(name.endswith(".jpg") for name in targets)
+    monkeypatch.setenv("PHOTOTAG_METADATA_MODE", "embed")
+    report = run(capsys, "write-metadata", "--dry-run", "tag:keepsake", "--mode", "sidecar")  # the flag wins
+    assert not any(f["kind"] == "embedded" for f in report["files"])
+    monkeypatch.setenv("PHOTOTAG_METADATA_PROFILE", "nonsense")
+    assert main(["write-metadata", "--dry-run"]) == 2
+    assert "unknown profile 'nonsense'" in capsys.readouterr().err
