@@ -365,12 +365,7 @@ def baseline(library: Any, query: str | None) -> dict[str, Any]:
 
 def prepare_vectors(folder: Path) -> tuple[tuple[Path, Path], tuple[Path, Path], bool]:
     """bench_search's kept "auto" index moved into place (built by a process of its own when missing)."""
-    live, kept = data.vector_files(folder, None), data.vector_files(folder, "auto")
-    for path in live:
-        path.unlink(missing_ok=True)
-    if kept[0].exists() and kept[1].exists():
-        for source, target in zip(kept, live, strict=True):
-            source.rename(target)
+    live, kept = data.use_kept_vectors(folder, "auto")
     built = not live[0].exists()
     if built:
         print("building the vector index (auto) once, in a process of its own", file=sys.stderr)

@@ -58,6 +58,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from _machine import cpu_name  # noqa: E402
+from bench_indexer import read_sections  # noqa: E402 - the results file's sections, as bench_indexer reads them
 
 OUT = HERE / "results" / "metadata.md"
 CACHE = HERE / ".cache"
@@ -912,22 +913,6 @@ def bench_tools(tmp: Path) -> list[str]:
 
 
 # --- results file ------------------------------------------------------------------------------------
-def read_sections(out: Path) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    current = None
-    if out.exists():
-        for line in out.read_text(encoding="utf-8").splitlines():
-            if line.startswith("## "):
-                current = line[3:].split(":", 1)[0].strip()
-                sections[current] = []
-            if current is not None:
-                sections[current].append(line)
-    for lines in sections.values():
-        while lines and not lines[-1].strip():
-            lines.pop()
-    return sections
-
-
 def write_results(out: Path, sections: dict[str, list[str]]) -> None:
     """Replace these sections of ``out``, keep its others; print them."""
     kept = read_sections(out) | sections

@@ -506,14 +506,20 @@ def vector_files(folder: Path, mode: str | None) -> tuple[Path, Path]:
     return folder / f"{stem}.faiss", folder / f"{stem}.json"
 
 
-def measure(folder: Path, mode: str, queries: dict, repeat: int, explain: bool) -> dict:
-    """Prepare (build once) and measure ``mode``; each mode keeps its FAISS file as vectors.MODE.faiss."""
+def use_kept_vectors(folder: Path, mode: str) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
+    """Move ``mode``'s kept index (vectors.MODE.*) into the live place, clearing what was live; (live, kept)."""
     live, kept = vector_files(folder, None), vector_files(folder, mode)
     for path in live:
         path.unlink(missing_ok=True)
     if kept[0].exists() and kept[1].exists():
         for source, target in zip(kept, live, strict=True):
             source.rename(target)
+    return live, kept
+
+
+def measure(folder: Path, mode: str, queries: dict, repeat: int, explain: bool) -> dict:
+    """Prepare (build once) and measure ``mode``; each mode keeps its FAISS file as vectors.MODE.faiss."""
+    live, kept = use_kept_vectors(folder, mode)
     built = not live[0].exists()
     build_info = folder / f"vectors.{mode}.build.json"  # the one-off build's time, for later runs' tables
     try:
