@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -24,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
 from indexer.catalog import Catalog
 from indexer.metadata.embed import pixel_digest
 from indexer.metadata.read import read_photo_info
 from indexer.schema import ACCEPTED, CUSTOM, SOURCE_USER, Photo, PhotoTag, Tag
-from main import main
-from tests.indexer.conftest import EMBEDDER, TAGGER
+from tests.indexer.metadata.helpers import copy_indexed, exiftool, exiv2, index_once, run, tags
 
 EXIFTOOL = shutil.which("exiftool")
 EXIV2 = shutil.which("exiv2")
@@ -57,19 +55,6 @@ EMPTY_SIDECAR = b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
 
 
 # --- making files ------------------------------------------------------------------------------
-
-
-def exiftool(*args: str | Path) -> None:
-    subprocess.run([EXIFTOOL, "-q", "-q", *map(str, args)], check=True, capture_output=True)
-
-
-def exiv2(target: Path, *commands: str) -> None:
-    subprocess.run([EXIV2, *(f"-M{command}" for command in commands), str(target)], check=True, capture_output=True)
-
-
-def tags(group: str, name: str, *values: str) -> list[str]:
-    """exiftool arguments that set a list tag to these values, in order."""
-    return [f"-{group}:{name}={value}" for value in values]
 
 
 def noise(path: Path, seed: int, *exif: str) -> Path:
@@ -343,13 +328,6 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 # --- the catalog -------------------------------------------------------------------------------
 
 
-def run(capsys, *args: str | Path, code: int = 0) -> dict:  # noqa: ANN001
-    result = main([*map(str, args), "--json"])
-    out = capsys.readouterr()
-    assert result == code, out.err
-    return json.loads(out.out)
-
-
 def tag_all(catalog_dir: Path) -> None:
     """Each photo gets ``keywords_of`` it, as a person adds tags."""
     with Catalog.open(catalog_dir) as catalog, catalog.session() as session, session.begin():
@@ -372,27 +350,15 @@ def template(tmp_path_factory, model_dir) -> Path:  # noqa: ANN001
     root = tmp_path_factory.mktemp("apps")
     for name, make in LAYOUTS.items():
         make(root / "lib" / name)
-    home = root / "home"
-    home.mkdir()
-    os.symlink(model_dir, home / "models")
-    with pytest.MonkeyPatch.context() as patch:  # the environment of tests/indexer/conftest.py's `home`
-        for key, value in {"HOME": home, "DEVICE": "cpu", "TAGGER": TAGGER, "EMBEDDER": EMBEDDER, "WORKERS": "0",
-                           "AUTO_DOWNLOAD": "false", "BATCH_SIZE": "4"}.items():
-            patch.setenv(f"PHOTOTAG_{key}", str(value))
-        assert main(["index", str(root / "lib"), "--json"]) == 0
-    tag_all(home / "catalog")
+    index_once(root, model_dir)
+    tag_all(root / "home" / "catalog")
     return root
 
 
 @pytest.fixture()
 def library(home, template, tmp_path) -> Path:  # noqa: ANN001
     """A copy of the indexed, tagged layouts (mtimes kept, as the catalog recorded them)."""
-    library = tmp_path / "lib"
-    shutil.copytree(template / "lib", library)
-    shutil.copytree(template / "home" / "catalog", home / "catalog")
-    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
-        session.execute(update(Photo).values(path=func.replace(Photo.path, str(template / "lib"), str(library))))
-    return library
+    return copy_indexed(template, home, tmp_path)
 
 
 # --- the checks --------------------------------------------------------------------------------

@@ -16,22 +16,20 @@ import os
 import shutil
 import struct
 import subprocess
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
 from indexer.catalog import Catalog
 from indexer.metadata import embed
 from indexer.metadata.read import read_photo_info
 from indexer.metadata.xmp import XmpPacket
 from indexer.pipeline import content_hash
-from indexer.schema import ACCEPTED, CUSTOM, INDEXED, SOURCE_USER, Photo, PhotoTag, Tag
-from main import main
+from indexer.schema import INDEXED, Photo
 from tests.conftest import PHOTOS
-from tests.indexer.conftest import EMBEDDER, TAGGER
+from tests.indexer.metadata.helpers import copy_indexed, index_once, needs, run, tag
 
 LIBRARY = PHOTOS / "library"
 XMP = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -129,60 +127,18 @@ def made_files(folder: Path) -> None:
 def template(tmp_path_factory, model_dir) -> Path:  # noqa: ANN001
     """The files, indexed once per module: ``lib/`` and ``home/catalog``."""
     root = tmp_path_factory.mktemp("embed_jpegs")
-    library = root / "lib"
-    library.mkdir()
-    made_files(library)
-    home = root / "home"
-    home.mkdir()
-    os.symlink(model_dir, home / "models")
-    with pytest.MonkeyPatch.context() as patch:  # the environment of tests/indexer/conftest.py's `home`
-        for key, value in {"HOME": home, "DEVICE": "cpu", "TAGGER": TAGGER, "EMBEDDER": EMBEDDER, "WORKERS": "0",
-                           "AUTO_DOWNLOAD": "false", "BATCH_SIZE": "4"}.items():
-            patch.setenv(f"PHOTOTAG_{key}", str(value))
-        assert main(["index", str(library), "--json"]) in (0, 1)  # junk_undecodable.jpg may not decode
-    return root
+    (root / "lib").mkdir()
+    made_files(root / "lib")
+    return index_once(root, model_dir, codes=(0, 1))  # junk_undecodable.jpg may not decode
 
 
 @pytest.fixture()
 def library(home, template, tmp_path) -> Path:  # noqa: ANN001
     """A copy of the indexed files (mtimes kept, catalog paths moved)."""
-    library = tmp_path / "lib"
-    shutil.copytree(template / "lib", library)
-    shutil.copytree(template / "home" / "catalog", home / "catalog")
-    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
-        session.execute(update(Photo).values(path=func.replace(Photo.path, str(template / "lib"), str(library))))
-    return library
+    return copy_indexed(template, home, tmp_path)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def needs(tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed: './dev test' installs it (Debian: libimage-exiftool-perl, exiv2)")
-
-
-def run(capsys, *args: str, code: int = 0) -> dict:  # noqa: ANN001
-    result = main([*map(str, args), "--json"])
-    out = capsys.readouterr()
-    assert result == code, out.err
-    return json.loads(out.out)
-
-
-def tag(home: Path, photo: Path, *names: str) -> None:
-    """A person's tags on a photo (new names become custom tags), in one transaction."""
-    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
-        photo_id = session.scalar(select(Photo.id).where(Photo.path == str(photo)))
-        assert photo_id is not None, photo
-        for name in names:
-            tag_id = session.scalar(select(Tag.id).where(Tag.name == name))
-            if tag_id is None:
-                row = Tag(name=name, kind=CUSTOM)
-                session.add(row)
-                session.flush()
-                tag_id = row.id
-            session.add(PhotoTag(photo_id=photo_id, tag_id=tag_id, source=SOURCE_USER, state=ACCEPTED,
-                                 updated_at=datetime.now()))
 
 
 def exiftool_json(path: Path, *options: str) -> dict:
@@ -365,7 +321,8 @@ def test_keywords_beyond_one_segment_go_to_extended_xmp(home, library, capsys) -
     photo = library / "many.jpg"
     original = photo.read_bytes()
     names = [f"keyword {number:04d} of a library tagged in great detail, one by one" for number in range(900)]
-    tag(home, photo, "keepsake", *names)
+    for name in ("keepsake", *names):
+        tag(home, photo, name)
     after = write_and_undo(capsys, library, [photo.name])[photo.name]
     guid, extended = extension(after)
     assert guid == hashlib.md5(extended).hexdigest().upper() and len(extended) > 65533

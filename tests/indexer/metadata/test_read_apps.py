@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from indexer.metadata.read import _MAX_PATH_DEPTH, MAX_FILE_KEYWORDS, MAX_KEYWOR
 from indexer.schema import SOURCE_FILE, Photo, PhotoTag, Tag
 from main import main
 from tests.conftest import PHOTOS
+from tests.indexer.metadata.helpers import exiftool, exiv2, tags
 
 EXIFTOOL = shutil.which("exiftool")
 EXIV2 = shutil.which("exiv2")
@@ -54,19 +54,6 @@ EMPTY_SIDECAR = b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>
                 b'<?xpacket end="w"?>'
 
 Layout = dict[Path, tuple[str, ...]]  # photo -> the keywords read_photo_info gives it
-
-
-def exiftool(*args: str | Path) -> None:
-    subprocess.run([EXIFTOOL, "-q", "-q", *map(str, args)], check=True, capture_output=True)
-
-
-def exiv2(target: Path, *commands: str) -> None:
-    subprocess.run([EXIV2, *(f"-M{command}" for command in commands), str(target)], check=True, capture_output=True)
-
-
-def tags(group: str, name: str, *values: str) -> list[str]:
-    """exiftool arguments that set a list tag to these values, in order."""
-    return [f"-{group}:{name}={value}" for value in values]
 
 
 def noise(path: Path, seed: int) -> Path:

@@ -12,22 +12,21 @@ import json
 import os
 import shutil
 import subprocess
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from indexer.catalog import Catalog
 from indexer.metadata import _files, embed, journal
 from indexer.metadata.embed import JpegFile
 from indexer.metadata.read import read_photo_info
 from indexer.pipeline import content_hash
-from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_MODEL, SOURCE_USER, Photo, PhotoTag, Tag
+from indexer.schema import ACCEPTED, REJECTED, SOURCE_MODEL, Photo, PhotoTag, Tag
 from main import main
 from tests.conftest import PHOTOS
-from tests.indexer.conftest import EMBEDDER, TAGGER
+from tests.indexer.metadata.helpers import copy_indexed, index_once, needs, run, tag
 
 # One photo of each kind: camera EXIF with a Canon maker note, EXIF orientation, no EXIF at all, an
 # existing Adobe XMP packet, a non-standard XMP header, MPO, WebP, HEIC, PNG.
@@ -47,11 +46,6 @@ JPEGS = ["canon_flower.jpg", "hopper_orientation_6.jpg", "grace_hopper.jpg", "hu
 NOT_EMBEDDED = ["flower.webp", "pug.heic", "chelsea.png"]
 EXIFTOOL_FIELDS = ["-XMP:Subject", "-XMP:HierarchicalSubject", "-XMP:TagsList", "-XMP:LastKeywordXMP",
                    "-EXIF:XPKeywords"]
-
-
-def needs(tool: str) -> None:
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed: './dev test' installs it (Debian: libimage-exiftool-perl, exiv2)")
 
 
 def exiftool(*paths: Path, options: tuple[str, ...] = ()) -> dict[str, dict]:
@@ -86,33 +80,6 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
             if p.is_file()}
 
 
-def run(capsys, *args: str, code: int = 0) -> dict:  # noqa: ANN001
-    result = main([*map(str, args), "--json"])
-    out = capsys.readouterr()
-    assert result == code, out.err
-    return json.loads(out.out)
-
-
-def tag(home: Path, photo: Path, name: str, *, state: str = ACCEPTED, source: str = SOURCE_USER,
-        name_zh: str | None = None, score: float | None = None, model_version: str | None = None) -> None:
-    """A tag on a photo, as a person (or the model) puts it there; new tag names become custom tags."""
-    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
-        photo_id = session.scalar(select(Photo.id).where(Photo.path == str(photo)))
-        assert photo_id is not None, photo
-        tag_id = session.scalar(select(Tag.id).where(Tag.name == name))
-        if tag_id is None:
-            row = Tag(name=name, name_zh=name_zh, kind=CUSTOM)
-            session.add(row)
-            session.flush()
-            tag_id = row.id
-        existing = session.get(PhotoTag, (photo_id, tag_id))
-        if existing is not None:
-            existing.state = state
-            return
-        session.add(PhotoTag(photo_id=photo_id, tag_id=tag_id, source=source, state=state, score=score,
-                             model_version=model_version, updated_at=datetime.now()))
-
-
 def photo_row(home: Path, photo: Path) -> Photo:
     with Catalog.open(home / "catalog") as catalog, catalog.session() as session:
         return session.scalar(select(Photo).where(Photo.path == str(photo)))
@@ -130,27 +97,15 @@ def copy_samples(folder: Path, names: list[str] | dict[str, str] = SAMPLES) -> P
 def template(tmp_path_factory, model_dir) -> Path:  # noqa: ANN001
     """The samples indexed once per module (indexing them costs seconds): ``lib/`` and ``home/catalog``."""
     root = tmp_path_factory.mktemp("indexed")
-    library = copy_samples(root / "lib")
-    home = root / "home"
-    home.mkdir()
-    os.symlink(model_dir, home / "models")
-    with pytest.MonkeyPatch.context() as patch:  # the environment of tests/indexer/conftest.py's `home`
-        for key, value in {"HOME": home, "DEVICE": "cpu", "TAGGER": TAGGER, "EMBEDDER": EMBEDDER, "WORKERS": "0",
-                           "AUTO_DOWNLOAD": "false", "BATCH_SIZE": "4"}.items():
-            patch.setenv(f"PHOTOTAG_{key}", str(value))
-        assert main(["index", str(library), "--json"]) == 0
-    return root
+    copy_samples(root / "lib")
+    return index_once(root, model_dir)
 
 
 @pytest.fixture()
 def indexed(home, template, tmp_path) -> Path:  # noqa: ANN001
     """A copy of the indexed samples (files with their mtimes, catalog with its paths moved), each with a
     person's tag 'keepsake'."""
-    library = tmp_path / "lib"
-    shutil.copytree(template / "lib", library)  # copy2: mtimes kept, as the catalog recorded them
-    shutil.copytree(template / "home" / "catalog", home / "catalog")
-    with Catalog.open(home / "catalog") as catalog, catalog.session() as session, session.begin():
-        session.execute(update(Photo).values(path=func.replace(Photo.path, str(template / "lib"), str(library))))
+    library = copy_indexed(template, home, tmp_path)
     for name in SAMPLES:
         tag(home, library / name, "keepsake")
     return library

@@ -17,7 +17,7 @@ import pytest
 from indexer.metadata.embed import JpegFile
 from main import main
 from tests.conftest import PHOTOS
-from tests.indexer.metadata.test_write import needs, run, tag
+from tests.indexer.metadata.helpers import needs, run, tag
 
 SOURCE = PHOTOS / "library" / "people" / "grace_hopper.jpg"  # no IPTC, no XMP
 
