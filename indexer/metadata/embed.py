@@ -46,7 +46,7 @@ from PIL import Image, IptcImagePlugin
 
 from indexer.errors import FileSkipped, XmpError
 from indexer.metadata.iptc import PHOTOSHOP_HEADER, IptcBlock, keywords_left_out
-from indexer.metadata.read import _iptc_keywords
+from indexer.metadata.read import _iptc_keywords, holds_xmp
 from indexer.metadata.xmp import (
     XmpPacket,
     extended_xmp_guid,
@@ -112,16 +112,15 @@ class Segment:
 
     @property
     def looks_like_xmp(self) -> bool:
-        """An APP1 that holds an XMP packet under a non-standard header (readers differ on those)."""
-        return (self.marker == _APP1 and not self.is_exif and not self.is_xmp
-                and not self.is_extended_xmp and b"<x:xmpmeta" in self.payload[:4096])
+        """An APP1 that holds an XMP packet under a non-standard header, by the reader's rule (:func:`holds_xmp`)."""
+        return self.marker == _APP1 and not self.is_xmp and not self.is_extended_xmp and holds_xmp(self.payload)
 
     def packet(self) -> bytes:
         """The XMP packet of an XMP segment, standard or not: the payload from the packet on."""
         if self.is_xmp:
             return self.payload[len(_XMP_HEADER):]
-        starts = [at for at in (self.payload.find(b"<?xpacket"), self.payload.find(b"<x:xmpmeta")) if at >= 0]
-        return self.payload[min(starts):] if starts else b""
+        start = self.payload.find(b"<")
+        return self.payload[start:] if start >= 0 else b""
 
 
 @dataclass(frozen=True)

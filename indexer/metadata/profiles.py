@@ -31,9 +31,6 @@ IPTC = "IPTC:Keywords"  # read by the app; written (the MWG way) only where a JP
 XP_KEYWORDS = "EXIF:XPKeywords"
 FIELDS: tuple[str, ...] = (SUBJECT, HIERARCHICAL, TAGS_LIST, LAST_KEYWORD, IPTC, XP_KEYWORDS)
 XMP_FIELDS: tuple[str, ...] = (SUBJECT, HIERARCHICAL, TAGS_LIST, LAST_KEYWORD)
-# A field whose values are paths: a keyword holding its separator would read as a hierarchy there, so it
-# is left out of that field (dc:subject still holds it). XPKeywords separates keywords with ';'.
-SEPARATORS: dict[str, str] = {HIERARCHICAL: "|", TAGS_LIST: "/", LAST_KEYWORD: "/", XP_KEYWORDS: ";"}
 
 
 @dataclass(frozen=True)

@@ -727,15 +727,16 @@ def _jpeg_xmp(path: Path) -> tuple[list[bytes], dict[bytes, _ExtendedXmp]]:
                 collected += len(chunk)
                 if length <= MAX_XMP_BYTES and collected <= MAX_XMP_BYTES:
                     extended.setdefault(guid, _ExtendedXmp(length)).chunks.setdefault(offset, chunk)
-            elif _holds_xmp(payload):
+            elif holds_xmp(payload):
                 other.append(payload[payload.find(b"<"):])
     except (OSError, ValueError, struct.error):
         pass
     return standard + other, extended
 
 
-def _holds_xmp(payload: bytes) -> bool:
-    """An APP1 that is neither EXIF nor standard XMP but holds a packet (exiftool's reading of them)."""
+def holds_xmp(payload: bytes) -> bool:
+    """An APP1 payload that is neither EXIF nor standard XMP but holds a packet (exiftool's reading of them); the
+    writer (``embed.Segment.looks_like_xmp``) uses the same rule, so both see the same packets."""
     if payload.startswith(_JPEG_EXIF) or b"<" not in payload:
         return False
     return payload.startswith(b"XMP\x00") or any(mark in payload[:4096] for mark in (b"<?xpacket", b"<x:xmpmeta"))
