@@ -15,6 +15,7 @@ from indexer.cli_common import (
     add_command,
     catalog_option,
     device_options,
+    existing_catalog,
     install_stop,
     json_option,
     print_json,
@@ -211,11 +212,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from indexer.catalog import Catalog
     from indexer.report import catalog_status
 
-    settings = settings_for(args)
-    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+    with existing_catalog(args) as catalog:
         status = catalog_status(catalog)
     if args.json:
         print_json(status, indent=2, default=str)
@@ -236,11 +235,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
-    from indexer.catalog import Catalog
     from indexer.report import failures
 
-    settings = settings_for(args)
-    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+    with existing_catalog(args) as catalog:
         rows = failures(catalog)
     if args.json:
         print_json(rows, indent=2)
@@ -252,12 +249,10 @@ def cmd_failures(args: argparse.Namespace) -> int:
 
 
 def cmd_tags(args: argparse.Namespace) -> int:
-    from indexer.catalog import Catalog
     from indexer.report import photo_tags
 
-    settings = settings_for(args)
     results, missing = [], 0
-    with Catalog.open(settings.catalog_dir, create=False) as catalog:
+    with existing_catalog(args) as catalog:
         for path in args.photos:
             entry = photo_tags(catalog, path)
             if entry is None:

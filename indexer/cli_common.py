@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from indexer.catalog import Catalog
     from indexer.settings import Settings
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -54,6 +55,14 @@ def settings_for(args: argparse.Namespace) -> Settings:
         lock_wait=getattr(args, "wait", None), compile=getattr(args, "compile", None),
         gpu_decode=getattr(args, "gpu_decode", None),
     )
+
+
+def existing_catalog(args: argparse.Namespace) -> Catalog:
+    """The catalog these flags name, opened to read (never created: a command that only reads it fails on a
+    library not indexed yet, instead of leaving an empty catalog behind)."""
+    from indexer.catalog import Catalog
+
+    return Catalog.open(settings_for(args).catalog_dir, create=False)
 
 
 def install_stop() -> threading.Event:

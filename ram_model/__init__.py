@@ -11,10 +11,10 @@ Public API (other tools call it by these names)::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ram_model._registry import DEFAULT_TAGGER_ARCH, list_archs, resolve_config
-from ram_model.checkpoint import load_weights
 from ram_model.config import HeadConfig, RamConfig, SwinConfig
 from ram_model.errors import (
     CheckpointError,
@@ -25,27 +25,32 @@ from ram_model.errors import (
     ModelNotFoundError,
     PhototagError,
 )
-from ram_model.ram import RamTagger
-from ram_model.vocab import Vocabulary, builtin_vocabulary
+
+if TYPE_CHECKING:
+    from ram_model.ram import RamTagger
+
+# The names that pull in torch, Pillow, open_clip or the store are imported on first use, so ``import ram_model``
+# (and ``ram_model.errors``, which the CLI's error handling imports) stays cheap: torch loads when a model is built.
+_LAZY = {
+    "load_weights": "ram_model.checkpoint", "RamTagger": "ram_model.ram",
+    "Vocabulary": "ram_model.vocab", "builtin_vocabulary": "ram_model.vocab",
+    "Tagger": "ram_model.tagger", "TagResult": "ram_model.tagger", "TagHit": "ram_model.tagger",
+    "ModelStore": "ram_model.store", "create_embedder": "ram_model.clip", "ClipEmbedder": "ram_model.clip",
+    "OpenSetTags": "ram_model.openset", "build_openset_tags": "ram_model.openset",
+    "open_image": "ram_model.preprocess", "preprocess": "ram_model.preprocess",
+}
 
 
 def create_tagger(arch: str | dict[str, Any] | RamConfig = DEFAULT_TAGGER_ARCH) -> RamTagger:
     """A RAM++/RAM module (random init) for a registered architecture name or a config dict."""
+    from ram_model.ram import RamTagger
+
     return RamTagger(resolve_config(arch))
 
 
 def __getattr__(name: str) -> Any:
-    # The high-level pieces pull in Pillow, open_clip and the store: import them on first use.
-    lazy = {
-        "Tagger": "ram_model.tagger", "TagResult": "ram_model.tagger", "TagHit": "ram_model.tagger",
-        "ModelStore": "ram_model.store", "create_embedder": "ram_model.clip", "ClipEmbedder": "ram_model.clip",
-        "OpenSetTags": "ram_model.openset", "build_openset_tags": "ram_model.openset",
-        "open_image": "ram_model.preprocess", "preprocess": "ram_model.preprocess",
-    }
-    if name in lazy:
-        import importlib
-
-        return getattr(importlib.import_module(lazy[name]), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'ram_model' has no attribute {name!r}")
 
 

@@ -10,6 +10,7 @@ from indexer.cli_common import (
     EXIT_OK,
     add_command,
     catalog_option,
+    existing_catalog,
     json_option,
     print_json,
     say,
@@ -131,10 +132,9 @@ def cmd_custom_tag_add(args: argparse.Namespace) -> int:
 
 
 def cmd_custom_tag_list(args: argparse.Namespace) -> int:
-    from indexer.catalog import Catalog
     from indexer.personal.custom_tags import list_custom
 
-    with Catalog.open(settings_for(args).catalog_dir, create=False) as catalog:
+    with existing_catalog(args) as catalog:
         tags = list_custom(catalog)
     if args.json:
         print_json(tags, indent=2)
@@ -184,10 +184,9 @@ def cmd_custom_tag_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from indexer.catalog import Catalog
     from indexer.personal.review import review_queue
 
-    with Catalog.open(settings_for(args).catalog_dir, create=False) as catalog:
+    with existing_catalog(args) as catalog:
         items = review_queue(catalog, tag=args.tag, limit=args.limit)
     if args.json:
         print_json([item.to_dict() for item in items], indent=2)
