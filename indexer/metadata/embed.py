@@ -247,11 +247,12 @@ class JpegFile:
             raise FileSkipped("unsupported", "it has several APP13 Photoshop segments")
         return IptcBlock.parse(self.segments[found[0]].payload if found else None)
 
-    def own_keywords(self) -> list[str]:
-        """The keywords the file states outside XMP (IPTC, XPKeywords): what a new dc:subject starts with."""
+    def own_keywords(self, iptc: IptcBlock | None = None) -> list[str]:
+        """The keywords the file states outside XMP (IPTC, XPKeywords): what a new dc:subject starts with.
+        ``iptc``: this file's IPTC block, when the caller has parsed it already."""
         keywords = list(self.xp_keywords())
         try:
-            return unique_keywords([*keywords, *self.iptc().keywords])
+            return unique_keywords([*keywords, *(iptc or self.iptc()).keywords])
         except FileSkipped:
             pass  # Pillow's reading, which is more forgiving
         if any(segment.marker == _APP13 for segment in self.segments):
@@ -259,11 +260,11 @@ class JpegFile:
                 warnings.simplefilter("ignore")
                 try:
                     with Image.open(io.BytesIO(self.to_bytes())) as image:
-                        iptc = IptcImagePlugin.getiptcinfo(image)
+                        datasets = IptcImagePlugin.getiptcinfo(image)
                 except Exception:  # noqa: BLE001 - unreadable IPTC: nothing to start from
-                    iptc = None
-            if iptc:
-                keywords += _iptc_keywords(iptc, [])
+                    datasets = None
+            if datasets:
+                keywords += _iptc_keywords(datasets, [])
         return unique_keywords(keywords)
 
     def to_bytes(self) -> bytes:

@@ -585,7 +585,7 @@ class MetadataWriter:
         except FileSkipped as exc:
             iptc = None
             notes.append(f"IPTC keywords left as they are: {exc}")
-        own = jpeg.own_keywords()
+        own = jpeg.own_keywords(iptc)
         dropped, trusted = self._dropped([photo], packet), self._trusted(shown, data)
         joined: list[str] = []
         if iptc is not None and iptc.digest_state != "current" and packet.subject():
