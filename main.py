@@ -35,7 +35,6 @@ from indexer.cli_common import (
     say,
     settings_for,
 )
-from ram_model.cli import lazy_models as _lazy_models  # noqa: F401  (kept importable: tests build an Indexer so)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,8 @@ from indexer.index import GENERATION_KEY, Indexer, IndexSummary
 from indexer.schema import SOURCE_MODEL, Embedding, Photo, PhotoTag, Tag
 from indexer.settings import Settings
 from indexer.vectors import VectorIndex
-from main import _lazy_models, main
+from main import main
+from ram_model.cli import lazy_models
 from tests.conftest import PHOTOS, REPO
 from tests.indexer.conftest import TAGGER_2
 
@@ -57,7 +58,7 @@ def run_pass(roots: list[Path], *, settings: Settings | None = None, on_progress
     """One pass through the library API (as ``phototag index`` and the app run it)."""
     settings = settings or Settings()
     with Catalog.open(settings.catalog_dir) as catalog:
-        indexer = Indexer.from_settings(catalog, *_lazy_models(settings), settings, on_progress=on_progress,
+        indexer = Indexer.from_settings(catalog, *lazy_models(settings), settings, on_progress=on_progress,
                                         stop=stop, **options)
         return indexer.run(roots)
 
@@ -230,7 +231,7 @@ CRASHING_PASS = textwrap.dedent("""
     from indexer.index import Indexer
     from indexer.personal.hooks import after_store
     from indexer.settings import Settings
-    from main import _lazy_models
+    from ram_model.cli import lazy_models
 
     batches = 0
 
@@ -242,7 +243,7 @@ CRASHING_PASS = textwrap.dedent("""
 
     settings = Settings()
     with Catalog.open(settings.catalog_dir) as catalog:
-        Indexer.from_settings(catalog, *_lazy_models(settings), settings,
+        Indexer.from_settings(catalog, *lazy_models(settings), settings,
                               after_store=[after_store, kill_in_batch]).run([sys.argv[1]])
 """)
 

@@ -19,7 +19,7 @@ from indexer.catalog import Catalog
 from indexer.index import Indexer
 from indexer.schema import INDEXED, Photo
 from indexer.settings import Settings
-from main import _lazy_models
+from ram_model.cli import lazy_models
 from tests.conftest import REPO
 
 PERSONAL = "indexer.personal"
@@ -87,7 +87,7 @@ def test_the_pass_calls_its_extensions_on_each_stored_batch(home: Path, tmp_path
 
     settings = Settings()
     with Catalog.open(settings.catalog_dir) as catalog:
-        Indexer.from_settings(catalog, *_lazy_models(settings), settings,
+        Indexer.from_settings(catalog, *lazy_models(settings), settings,
                               after_store=[extension("first"), extension("second")]).run([folder])
         with catalog.session() as session:
             indexed = set(session.scalars(select(Photo.id).where(Photo.status == INDEXED)))

@@ -28,7 +28,8 @@ from indexer.index import Indexer
 from indexer.schema import Photo
 from indexer.settings import Settings
 from indexer.watch import Watcher
-from main import _lazy_models, main
+from main import main
+from ram_model.cli import lazy_models
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt starts Qt (the app's test below)
 _seed = iter(range(10_000))
@@ -141,7 +142,7 @@ class Watching:
     def __enter__(self) -> Watching:
         settings = Settings()
         self._catalog = Catalog.open(settings.catalog_dir)
-        self._indexer = Indexer.from_settings(self._catalog, *_lazy_models(settings), settings)
+        self._indexer = Indexer.from_settings(self._catalog, *lazy_models(settings), settings)
         self._watcher = Watcher([self.library], self._on_changes, settle_seconds=0.3)
         self._watcher.start()
         return self
@@ -481,7 +482,7 @@ def test_files_replaced_by_folders_or_pipes_mid_pass(home, tmp_path, capsys, mon
 
     settings = Settings()
     with Catalog.open(settings.catalog_dir) as catalog:
-        indexer = Indexer.from_settings(catalog, *_lazy_models(settings), settings, on_progress=swap)
+        indexer = Indexer.from_settings(catalog, *lazy_models(settings), settings, on_progress=swap)
         threading.Thread(target=guard, daemon=True).start()
         try:
             summary = indexer.run([library])
