@@ -700,13 +700,16 @@ def read_sections(out: Path) -> dict[str, list[str]]:
     return sections
 
 
-def write_results(out: Path, sections: dict[str, list[str]]) -> None:
-    """Replace these sections of ``out``, keep its others."""
+INTRO = ("Written by `bench/bench_indexer.py` (what each section measures: its docstring); `--only` reruns some "
+         "sections and keeps the others. Random-weight models: the speeds are real, the tags meaningless.")
+
+
+def write_results(out: Path, sections: dict[str, list[str]], *, title: str = TITLE, intro: str = INTRO,
+                  order: Sequence[str] = SECTIONS) -> None:
+    """Replace these sections of ``out``, keep its others (in ``order``), under ``title`` and ``intro``."""
     kept = read_sections(out) | sections
-    lines = [TITLE, "",
-             "Written by `bench/bench_indexer.py` (what each section measures: its docstring); `--only` reruns "
-             "some sections and keeps the others. Random-weight models: the speeds are real, the tags meaningless."]
-    for key in SECTIONS:
+    lines = [title, "", intro]
+    for key in order:
         if key in kept:
             lines += ["", *kept[key]]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from _machine import cpu_name  # noqa: E402
-from bench_indexer import read_sections  # noqa: E402 - the results file's sections, as bench_indexer reads them
+from bench_indexer import write_results as write_sections  # noqa: E402
 
 OUT = HERE / "results" / "metadata.md"
 CACHE = HERE / ".cache"
@@ -914,16 +914,10 @@ def bench_tools(tmp: Path) -> list[str]:
 
 # --- results file ------------------------------------------------------------------------------------
 def write_results(out: Path, sections: dict[str, list[str]]) -> None:
-    """Replace these sections of ``out``, keep its others; print them."""
-    kept = read_sections(out) | sections
-    lines = [TITLE, "",
-             "Written by `bench/bench_metadata.py` (what each section measures: its docstring); `--only` reruns "
-             "some sections and keeps the others. Issue 16's numbers."]
-    for key in (*SECTIONS, NOTES):
-        if key in kept:
-            lines += ["", *kept[key]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """Replace these sections of ``out``, keep its others (bench_indexer's writer); print them."""
+    write_sections(out, sections, title=TITLE, order=(*SECTIONS, NOTES),
+                   intro="Written by `bench/bench_metadata.py` (what each section measures: its docstring); "
+                         "`--only` reruns some sections and keeps the others. Issue 16's numbers.")
     for key in sections:
         print("\n".join(sections[key]) + "\n")
 
