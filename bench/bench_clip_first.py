@@ -35,15 +35,17 @@ OUT = HERE / "results" / "clip_first.md"
 BATCH = 8
 
 
-def one_pass(photos: list[Path], tagger: object, embedder: object, embeddings_first: bool) -> dict[str, float]:
+def one_pass(photos: list[Path], tagger: object, embedder: object, embeddings_first: bool, *, workers: int = 0,
+             batch: int | None = BATCH, work: Path = CACHE) -> dict[str, float]:
     """Seconds from the start of a first pass to its first searchable photo, to all, and to its end; and the
-    CPU seconds of the whole pass (this process, every thread: what other work on the machine changes least)."""
+    CPU seconds of the whole pass (this process, every thread: what other work on the machine changes least).
+    ``batch`` None: the Indexer's own choice (on a GPU, from its free memory)."""
     from indexer.catalog import Catalog
     from indexer.index import Indexer
 
     marks: dict[str, float] = {}
     total = len(photos)
-    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
         library = Path(tmp) / "library"
         library.mkdir()
         for photo in photos:
@@ -59,7 +61,7 @@ def one_pass(photos: list[Path], tagger: object, embedder: object, embeddings_fi
                     marks.setdefault("all", now)
 
         with Catalog.open(Path(tmp) / "catalog") as catalog:
-            indexer = Indexer(catalog, tagger, embedder, workers=0, batch_size=BATCH, compile=False,
+            indexer = Indexer(catalog, tagger, embedder, workers=workers, batch_size=batch, compile=False,
                               on_progress=on_progress, embeddings_first=embeddings_first)
             summary = indexer.run([library])
         marks["end"] = time.perf_counter() - start
