@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     metadata_lang: Literal["en", "zh", "both"] = Field("en", description="keyword language: en, zh or both")
     sidecar_naming: Literal["ext", "replace"] | None = Field(
         None, description="ext: IMG.jpg.xmp for every photo; replace: IMG.xmp for every photo; unset: the profile's")
+    # the desktop app (its settings dialog keeps the values chosen there in $PHOTOTAG_HOME/gui.json: gui.preferences)
+    tag_language: Literal["en", "zh"] = Field("en", description="tag names the app shows: en or zh")
+    threshold_offset: float = Field(
+        0.0, ge=0, le=1, description="the app hides model suggestions scoring below their tag's threshold plus this")
 
     @property
     def models_dir(self) -> Path:
