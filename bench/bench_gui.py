@@ -210,7 +210,7 @@ def measure(folder: Path, built: dict, args: argparse.Namespace) -> dict[str, An
 
     probe = Probe()
     begin = time.perf_counter()
-    window = MainWindow(library, settings)
+    window = MainWindow(library)
     window.resize(1400, 860)
     window.show()
     shown = time.perf_counter()

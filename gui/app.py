@@ -34,9 +34,9 @@ def run(folder: str | None, settings: Settings) -> int:
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "phototag"])
     app.setApplicationName("Phototag")
-    preferences = Preferences.load(settings.home)
-    library = Library.open(preferences.apply(settings))
-    window = MainWindow(library, settings, preferences)
+    preferences = Preferences.load(settings)  # the settings chosen in the app, over these
+    library = Library.open(preferences.settings)
+    window = MainWindow(library, preferences)
     previous_hook = sys.excepthook
 
     def show_unexpected(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:

@@ -8,6 +8,7 @@ written on the UI thread (one short transaction); what it changes is read back o
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import QItemSelection, QModelIndex, Qt, QTimer
@@ -35,7 +36,6 @@ from gui.search_bar import SavedSearchesPanel, SearchBar
 from gui.settings_dialog import SettingsDialog
 from gui.tasks import TaskRunner
 from gui.thumbnails import THUMBNAILS_FOLDER, ImageLoader, ThumbnailStore
-from indexer.settings import Settings
 
 PREVIEW_SIZE = 1600
 SHORTCUTS = (
@@ -60,12 +60,11 @@ def summary_line(summary: Any) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, library: Library, base_settings: Settings | None = None,
-                 preferences: Preferences | None = None) -> None:
+    def __init__(self, library: Library, preferences: Preferences | None = None) -> None:
+        """``library`` is open on ``preferences.settings`` (the settings chosen in the app over the environment's)."""
         super().__init__()
         self.library = library
-        self.base_settings = base_settings or library.settings
-        self.preferences = preferences or Preferences()
+        self.preferences = preferences or Preferences(library.settings)
         self.setWindowTitle(f"Phototag — {library.catalog.directory}")
         self.resize(1400, 860)
         self.errors = ErrorReporter(self)
@@ -385,8 +384,9 @@ class MainWindow(QMainWindow):
         if details is None:  # gone from the catalog since the grid was filled
             self.photo_pane.clear()
             return
-        self.photo_pane.show_photo(entry, details, selected=selected, language=self.preferences.tag_language,
-                                   thresholds=self._thresholds, offset=self.preferences.threshold_offset,
+        settings = self.library.settings
+        self.photo_pane.show_photo(entry, details, selected=selected, language=settings.tag_language,
+                                   thresholds=self._thresholds, offset=settings.threshold_offset,
                                    keep_row=keep_row)
         path = details["path"]
         queued = self.review.tag_of(details["id"]) if self.review is not None and not keep_row else None
@@ -490,8 +490,7 @@ class MainWindow(QMainWindow):
                                  lambda ids: self._metadata_dialog(ids, scope), self.errors.show)
 
     def _metadata_dialog(self, ids: list[int], scope: str) -> MetadataDialog:
-        dialog = MetadataDialog(self.library, ids, scope, self.preferences, indexing=self.indexing.is_running,
-                                parent=self)
+        dialog = MetadataDialog(self.library, ids, scope, indexing=self.indexing.is_running, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         dialog.dry_run()  # the dry run is always shown first
@@ -511,14 +510,16 @@ class MainWindow(QMainWindow):
         self.show_current_photo(keep_row=True)
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.preferences, self.base_settings, self)
+        dialog = SettingsDialog(self.library.settings, self)
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
-            self.apply_preferences(dialog.preferences())
+            self.apply_settings(dialog.values())
 
-    def apply_preferences(self, preferences: Preferences) -> None:
-        preferences.save(self.library.settings.home)
-        self.preferences = preferences
-        self.library.use_settings(preferences.apply(self.base_settings))
+    def apply_settings(self, values: Mapping[str, Any]) -> None:
+        """Use ``values`` (setting name -> value, the settings dialog's) and keep those that differ from the
+        environment's as the app's choices (``gui.json``)."""
+        self.preferences = self.preferences.choose(values)
+        self.preferences.save()
+        self.library.use_settings(self.preferences.settings)
         if self.indexing.is_running():
             self.statusBar().showMessage("Device and batch size apply from the next index pass", 6000)
         self.show_current_photo(keep_row=True)

@@ -24,19 +24,21 @@ from PySide6.QtWidgets import (
 from gui._dialogs import action_buttons
 from gui.errors import message_for
 from gui.library import Library
-from gui.preferences import Preferences
 from gui.tasks import TaskRunner
 
 
 class MetadataDialog(QDialog):
-    def __init__(self, library: Library, photo_ids: Sequence[int], scope: str, preferences: Preferences, *,
+    """Writes with the settings of ``library`` (metadata profile, mode, sidecar naming; the language shown first:
+    the keyword language when one was chosen, else the app's tag language)."""
+
+    def __init__(self, library: Library, photo_ids: Sequence[int], scope: str, *,
                  indexing: Callable[[], bool] = lambda: False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Write metadata")
         self.resize(760, 480)
         self.library = library
         self.photo_ids = list(photo_ids)
-        self.preferences = preferences
+        self.settings = library.settings
         self.indexing = indexing
         self.runner = TaskRunner(self, name="phototag-metadata")
         self._stop = threading.Event()  # closing the dialog ends a real run after the current photo
@@ -48,7 +50,9 @@ class MetadataDialog(QDialog):
         self.lang = QComboBox()
         for label, value in (("English", "en"), ("Chinese", "zh"), ("Both", "both")):
             self.lang.addItem(label, value)
-        self.lang.setCurrentIndex(max(0, self.lang.findData(preferences.tag_language)))
+        settings = self.settings
+        lang = settings.metadata_lang if settings.chosen("metadata_lang") else settings.tag_language
+        self.lang.setCurrentIndex(max(0, self.lang.findData(lang)))
         heading = QLabel(f"Keywords for <b>{len(self.photo_ids):,} photo{'s' if len(self.photo_ids) != 1 else ''}"
                          f"</b> ({scope}), into {self._where()}.<br>Nothing is written until you press "
                          "<b>Write</b>; every write can be undone with <tt>phototag undo-metadata</tt>.")
@@ -79,22 +83,24 @@ class MetadataDialog(QDialog):
     def _where(self) -> str:
         from indexer.metadata.profiles import profile_named
 
-        profile = profile_named(self.preferences.metadata_profile)
-        naming = {"ext": "IMG.jpg.xmp", "replace": "IMG.xmp"}.get(self.preferences.sidecar_naming)
+        settings = self.settings
+        profile = profile_named(settings.metadata_profile)
+        naming = {"ext": "IMG.jpg.xmp", "replace": "IMG.xmp"}.get(settings.sidecar_naming or "")
         if naming is None:
             names = ["IMG.jpg.xmp"] if profile.ext_sidecar else []
             names += ["IMG.xmp for RAW"] if profile.stem_sidecar else []
             naming = ", ".join(names) or "IMG.jpg.xmp"
         where = {"sidecar": f"XMP sidecars ({naming})", "embed": f"the JPEGs themselves (others: {naming})",
-                 "both": f"the JPEGs and XMP sidecars ({naming})"}[self.preferences.metadata_mode or profile.mode]
+                 "both": f"the JPEGs and XMP sidecars ({naming})"}[settings.metadata_mode or profile.mode]
         return f"{where}, for {profile.app}"
 
     def options(self, *, dry_run: bool) -> Any:
         from indexer.metadata.write import WriteOptions
 
-        return WriteOptions(mode=self.preferences.metadata_mode or None, include=self.include.currentData(),
-                            lang=self.lang.currentData(), sidecar_naming=self.preferences.sidecar_naming or None,
-                            profile=self.preferences.metadata_profile, dry_run=dry_run)
+        settings = self.settings
+        return WriteOptions(mode=settings.metadata_mode, include=self.include.currentData(),
+                            lang=self.lang.currentData(), sidecar_naming=settings.sidecar_naming,
+                            profile=settings.metadata_profile, dry_run=dry_run)
 
     def _options_changed(self) -> None:
         self.write_button.setEnabled(False)

@@ -84,7 +84,7 @@ def window(qtbot, settings) -> Iterator:  # noqa: ANN001
     from gui.main_window import MainWindow
 
     library = Library.open(settings)
-    main_window = MainWindow(library, settings)
+    main_window = MainWindow(library)
     qtbot.addWidget(main_window)
     main_window.show()
     qtbot.waitUntil(main_window.idle, timeout=10_000)  # the grid, the panels and the vocabulary read

@@ -63,7 +63,7 @@ def big_window(qtbot, big_catalog, tmp_path, model_dir) -> Iterator:  # noqa: AN
     shutil.copytree(big_catalog["catalog"], catalog)
     settings = make_settings(tmp_path / "home", catalog, model_dir)
     library = Library.open(settings)
-    window = MainWindow(library, settings)
+    window = MainWindow(library)
     qtbot.addWidget(window)
     window.resize(1400, 860)
     window.show()

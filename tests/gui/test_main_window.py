@@ -178,10 +178,12 @@ def test_saved_searches(qtbot, window, monkeypatch) -> None:  # noqa: ANN001
 
 
 def test_settings_are_kept_and_used(qtbot, window) -> None:  # noqa: ANN001
-    from gui.preferences import Preferences
+    import json
+
+    from gui.preferences import PREFERENCES_FILE, Preferences
     from gui.settings_dialog import SettingsDialog
 
-    dialog = SettingsDialog(window.preferences, window.base_settings, window)
+    dialog = SettingsDialog(window.library.settings, window)
     qtbot.addWidget(dialog)
     dialog.batch_size.setValue(2)
     dialog.threshold_offset.setValue(0.5)
@@ -189,12 +191,20 @@ def test_settings_are_kept_and_used(qtbot, window) -> None:  # noqa: ANN001
     assert dialog.metadata_profile.currentData() == "all" and dialog.metadata_mode.currentData() == ""
     dialog.sidecar_naming.setCurrentIndex(dialog.sidecar_naming.findData("replace"))
     dialog.metadata_profile.setCurrentIndex(dialog.metadata_profile.findData("lightroom"))
-    window.apply_preferences(dialog.preferences())
-    assert window.library.settings.batch_size == 2 and window.library.settings.device == "cpu"
-    stored = Preferences.load(window.library.settings.home)
-    assert (stored.batch_size, stored.threshold_offset, stored.tag_language, stored.sidecar_naming,
-            stored.metadata_profile, stored.metadata_mode) == (2, 0.5, "zh", "replace", "lightroom", "")
-    assert stored.device is None  # unchanged from the environment's: not pinned
+    window.apply_settings(dialog.values())
+    used = window.library.settings
+    assert (used.batch_size, used.device, used.threshold_offset, used.tag_language, used.sidecar_naming,
+            used.metadata_profile, used.metadata_mode) == (2, "cpu", 0.5, "zh", "replace", "lightroom", None)
+    # Kept: the values chosen, by setting name; the device, left as it was, is not pinned.
+    assert json.loads((used.home / PREFERENCES_FILE).read_text(encoding="utf-8")) == {
+        "batch_size": 2, "metadata_profile": "lightroom", "sidecar_naming": "replace", "tag_language": "zh",
+        "threshold_offset": 0.5}
+    again = Preferences.load(window.preferences.base).settings  # the next start
+    assert (again.batch_size, again.threshold_offset, again.tag_language, again.sidecar_naming,
+            again.metadata_profile) == (2, 0.5, "zh", "replace", "lightroom")
+    reopened = SettingsDialog(window.library.settings, window)  # shows what is used
+    qtbot.addWidget(reopened)
+    assert reopened.values() == dialog.values()
 
     wait_search(qtbot, window, "has:tags")
     select(qtbot, window, grid_names(window)[0])
