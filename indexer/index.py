@@ -793,7 +793,7 @@ class Indexer:
             set_={"model_version": statement.excluded.model_version, "dim": statement.excluded.dim,
                   "vector": statement.excluded.vector}),
             [{"photo_id": int(i), "model_version": self.embedder_version, "dim": matrix.shape[1],
-              "vector": row.tobytes()} for i, row in zip(ids, matrix, strict=True)])
+              "vector": row} for i, row in zip(ids, matrix, strict=True)])
         if self._vectors is not None:
             self._vectors.add(ids, matrix)
 
@@ -811,15 +811,14 @@ class Indexer:
             fired = {k: v for k, v in scores.items() if v is not None}
             self._store_model_tags(session, {item.id: fired for item in items}, stamp)
             values["tagger_version"] = self.tagger_version
-        vector_blob = None
+        vector = None
         if given.embeddings:
-            vector_blob = session.scalar(select(Embedding.vector).where(Embedding.photo_id == donor_id))
-            if vector_blob is not None:
-                vector = np.frombuffer(vector_blob, dtype=np.float32)
+            vector = session.scalar(select(Embedding.vector).where(Embedding.photo_id == donor_id))
+            if vector is not None:
                 self._store_embeddings(session, {item.id: vector for item in items})
             values["embedder_version"] = self.embedder_version
         session.execute(update(Photo), [{"id": item.id, **values} for item in items])
-        if vector_blob is not None:
+        if vector is not None:
             self._bump_generation(session)
         indexed = self._mark_indexed(session, [item.id for item in items], stamp)
         self._after_store(session, indexed)
@@ -961,8 +960,7 @@ def embedding_rows(catalog: Catalog, model_version: str, dim: int,
         if not rows:
             return
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
-        yield ids, vectors
+        yield ids, np.stack([r[1] for r in rows])
         last = int(ids[-1])
 
 

@@ -136,7 +136,7 @@ def build(catalog: Catalog, name: str, descriptions: Sequence[str] = (), example
                 paths = session.scalars(select(Photo.path).where(Photo.id.in_(lacking))).all()
                 raise CustomTagError(f"custom tag {name!r}: no {version} embedding for {', '.join(paths)}: "
                                      "index these photos first (phototag index PATH)")
-            vectors = np.stack([np.frombuffer(rows[i], dtype=np.float32) for i in examples])
+            vectors = np.stack([rows[i] for i in examples])
             parts.append(_unit(vectors.mean(axis=0)))
     prototype = _unit(np.sum(parts, axis=0))
     return CustomTag(name, descriptions, examples, prototype, version,
@@ -237,7 +237,7 @@ def _embeddings(session: Session, version: str, dim: int, photo_ids: Sequence[in
         rows += session.execute(select(Embedding.photo_id, Embedding.vector).where(
             Embedding.model_version == version, Embedding.dim == dim, Embedding.photo_id.in_(chunk))).all()
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    vectors = np.stack([r[1] for r in rows]) if rows else np.empty((0, dim), np.float32)
     return ids, vectors
 
 

@@ -165,7 +165,7 @@ def collect(catalog: Catalog, embedder_version: str | None = None) -> tuple[str 
         info = infos[tag_id]
         fired = np.asarray([_base_fired(r.score, r.source, r.model_version) for r in items], dtype=np.float64)
         scores = np.asarray([r.score if f else np.nan for r, f in zip(items, fired, strict=True)], dtype=np.float64)
-        data[tag_id] = TagData(info, np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in items])
+        data[tag_id] = TagData(info, np.stack([r.vector for r in items])
                                .astype(np.float64), fired, info.margin(scores) * fired,
                                np.asarray([r.state == ACCEPTED for r in items], dtype=np.float64))
     return version, data
@@ -463,7 +463,7 @@ def _embeddings_for(session: Session, version: str, photo_ids: Sequence[int]) ->
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
     return (np.asarray([r[0] for r in rows], dtype=np.int64),
-            np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]).astype(np.float64))
+            np.stack([r[1] for r in rows]).astype(np.float64))
 
 
 def apply_to_photos(session: Session, photo_ids: Sequence[int]) -> None:

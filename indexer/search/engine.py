@@ -335,11 +335,11 @@ class Searcher:
     def query_vector_for_photo(self, session: Session, path: str, text_query: str, span: tuple[int, int]) -> np.ndarray:
         """The stored embedding of an indexed photo, or a fresh one for any other image file."""
         names = spellings(path)
-        blob = session.scalar(select(Embedding.vector).join(Photo, Photo.id == Embedding.photo_id).where(
+        stored = session.scalar(select(Embedding.vector).join(Photo, Photo.id == Embedding.photo_id).where(
             Photo.path.in_(names), Embedding.model_version == self.embedder_version()).limit(1))
         path = names[0]
-        if blob is not None:
-            return np.frombuffer(blob, dtype=np.float32)
+        if stored is not None:
+            return stored
         from ram_model.errors import ImageError
         from ram_model.preprocess import open_image
 

@@ -43,7 +43,7 @@ def test_new_custom_tag_from_selected_photos(qtbot, window) -> None:  # noqa: AN
     with window.library.catalog.session() as session:
         vectors = dict(session.execute(select(Embedding.photo_id, Embedding.vector).where(
             Embedding.photo_id.in_([p.id for p in examples]))).all())
-    a, b = (np.frombuffer(vectors[p.id], dtype=np.float32) for p in examples)
+    a, b = (vectors[p.id] for p in examples)
     cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
     assert first == pytest.approx(np.sqrt((1 + cosine) / 2), abs=1e-4)
 

@@ -88,7 +88,7 @@ def results(catalog_dir: Path) -> dict[str, tuple]:
                 select(PhotoTag.photo_id, Tag.name, PhotoTag.score).join(Tag, Tag.id == PhotoTag.tag_id)
                 .where(PhotoTag.source == SOURCE_MODEL)):
             tags.setdefault(photo_id, {})[name] = score
-        vectors = {e.photo_id: np.frombuffer(e.vector, np.float32) for e in session.scalars(select(Embedding))}
+        vectors = {e.photo_id: e.vector for e in session.scalars(select(Embedding))}
         return {p.path: (p.status, p.tagger_version, p.embedder_version, tags.get(p.id, {}), vectors.get(p.id))
                 for p in session.scalars(select(Photo))}
 

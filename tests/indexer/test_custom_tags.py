@@ -40,7 +40,7 @@ def add_photos(catalog: Catalog, vectors: dict[str, np.ndarray]) -> dict[str, in
                           attempts=0, first_seen=STAMP, last_seen=STAMP, embedder_version=VERSION)
             session.add(photo)
             session.flush()
-            session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM, vector=vector.tobytes()))
+            session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM, vector=vector))
             ids[name] = photo.id
     return ids
 

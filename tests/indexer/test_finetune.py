@@ -43,7 +43,7 @@ def build(catalog: Catalog, *, learnable: bool, photos: int = 80, corrected: int
                           attempts=0, first_seen=STAMP, last_seen=STAMP, embedder_version=VERSION)
             session.add(photo)
             session.flush()
-            session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM, vector=vector.tobytes()))
+            session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM, vector=vector))
             ids.append(photo.id)
         for name in TAGS:
             direction = rng.normal(size=DIM)
@@ -120,7 +120,7 @@ def test_a_learnable_signal_is_learned_activated_and_rolled_back_exactly(catalog
         session.add(photo)
         session.flush()
         direction_vector = world["vectors"][0]
-        session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM, vector=direction_vector.tobytes()))
+        session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM, vector=direction_vector))
         after_store(session, [photo.id])
         versions = set(session.scalars(select(PhotoTag.model_version).where(PhotoTag.photo_id == photo.id)))
     assert versions <= {f"personal:{result.model_id}"} and versions

@@ -204,7 +204,7 @@ def test_identical_files_are_computed_once(home, photos, capsys) -> None:  # noq
     summary = index(capsys, folder)
     assert summary["new"] == 3 and summary["tagged"] == 1 and summary["duplicates"] == 2
     with Catalog.open(home / "catalog") as catalog, catalog.session() as session:
-        vectors = [np.frombuffer(v, dtype=np.float32) for v in session.scalars(select(Embedding.vector))]
+        vectors = list(session.scalars(select(Embedding.vector)))
     assert len(vectors) == 3 and all(np.array_equal(vectors[0], v) for v in vectors)
 
 
@@ -328,7 +328,7 @@ def test_storing_results_replaces_suggestions_and_keeps_decisions(tmp_path) -> N
         with catalog.session() as session:
             rows = {(p, t): (state, round(score, 3), version) for p, t, state, score, version in session.execute(
                 select(PhotoTag.photo_id, PhotoTag.tag_id, PhotoTag.state, PhotoTag.score, PhotoTag.model_version))}
-            vectors = {e.photo_id: np.frombuffer(e.vector, np.float32) for e in session.scalars(select(Embedding))}
+            vectors = {e.photo_id: e.vector for e in session.scalars(select(Embedding))}
             states = {(p.status, p.tagger_version, p.embedder_version) for p in session.scalars(select(Photo))}
     assert rows == {(pid[1], ids["b"]): ("suggested", 0.9, "new@2"), (pid[1], ids["c"]): (ACCEPTED, 0.8, "new@2"),
                     (pid[1], ids["d"]): (REJECTED, 0.6, old), (pid[1], ids["e"]): ("suggested", 0.7, "new@2"),

@@ -58,7 +58,7 @@ def catalog(tmp_path_factory) -> Catalog:  # noqa: ANN001
             vector[i % 3] = 1.0  # three clusters, every vector of a cluster alike: ties in similarity too
             vector[3 + (i % 5)] = 0.5
             session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM,
-                                  vector=(vector / np.linalg.norm(vector)).tobytes()))
+                                  vector=vector / np.linalg.norm(vector)))
         Catalog.set_meta(session, GENERATION_KEY, "1")
     yield catalog
     catalog.close()

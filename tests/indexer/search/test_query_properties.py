@@ -243,7 +243,7 @@ def catalog(tmp_path_factory) -> Catalog:  # noqa: ANN001
                                      state=ACCEPTED if i % 2 else SUGGESTED, source="user" if i % 2 else "model"))
             vector = rng.normal(size=DIM).astype(np.float32)
             session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM,
-                                  vector=(vector / np.linalg.norm(vector)).tobytes()))
+                                  vector=vector / np.linalg.norm(vector)))
         session.add_all(SavedSearch(name=name, query=text, created_at=stamp) for name, text in SAVED.items())
         Catalog.set_meta(session, GENERATION_KEY, "1")
     catalog.folders = folders  # type: ignore[attr-defined]
