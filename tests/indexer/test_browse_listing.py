@@ -64,3 +64,29 @@ def test_count_first_page_and_ids_agree_with_the_listing(catalog, roots, sort, i
     assert browse.count_photos(catalog, **options) == len(wanted)
     for limit in (1, 4, 100):
         assert browse.list_photos(catalog, sort=sort, limit=limit, **options) == listed[:limit]
+
+
+@pytest.mark.parametrize(("roots", "include_missing"), [(None, True), (["/lib"], False), (["/lib/a", "/lib/a0"], False)])
+@pytest.mark.parametrize("sort", ["date", "path"])
+def test_keyset_pages_and_positions_agree_with_the_listing(catalog, roots, include_missing, sort) -> None:  # noqa: ANN001
+    """A page read after (or, backwards, before) any photo of the listing, with any offset, is that slice of the
+    listing — across ties of date and the undated photos at the end; a photo's position is its index there."""
+    options = {"roots": roots, "include_missing": include_missing, "sort": sort}
+    listed = browse.list_photos(catalog, **options)
+    assert len(listed) > 10 and len({row.taken_at for row in listed}) < len(listed)  # dates tie
+    for reverse, order in ((False, listed), (True, listed[::-1])):
+        assert browse.list_photos(catalog, reverse=reverse, **options) == order
+        assert browse.list_photos(catalog, reverse=reverse, offset=5, limit=3, **options) == order[5:8]
+        for position, row in enumerate(order):
+            for offset in (0, 2, len(order)):
+                for limit in (3, None):
+                    wanted = order[position + 1 + offset:][:limit]
+                    page = dict(after=row, offset=offset, limit=limit, reverse=reverse)
+                    assert browse.list_photos(catalog, **page, **options) == wanted
+                    assert browse.list_photo_ids(catalog, **page, **options).tolist() == [r.id for r in wanted]
+    for position, row in enumerate(listed):
+        assert browse.listing_position(catalog, row.id, **options) == position
+    listed_ids = {row.id for row in listed}
+    with catalog.session() as session:
+        others = [i for i in session.scalars(select(Photo.id)) if i not in listed_ids]
+    assert all(browse.listing_position(catalog, i, **options) is None for i in others[:5])
