@@ -2,13 +2,15 @@
 left, the photo pane on the right. It wires widgets to :class:`gui.library.Library` calls. Every catalog
 read runs off the UI thread: listings and searches on one worker, the photo pane and the panels on
 another (the grid's pages on its own), each kind on a channel where the newest call wins
-(:mod:`gui.tasks`) — a slow old answer never replaces a newer search's or selection's. A correction is
-written on the UI thread (one short transaction); what it changes is read back off it."""
+(:mod:`gui.tasks`) — a slow old answer never replaces a newer search's or selection's. An action on the
+selection gets its ids off the UI thread too (a selection may reach pages not read yet). A correction shows
+in the photo pane at once and is written on a worker of its own, in the order asked; the pane then reads
+the photo's tags again."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from PySide6.QtCore import QItemSelection, QModelIndex, Qt, QTimer
@@ -70,6 +72,9 @@ class MainWindow(QMainWindow):
         self.errors = ErrorReporter(self)
         self.tasks = TaskRunner(self, name="phototag-search")  # listings and searches
         self.reads = TaskRunner(self, name="phototag-read")  # the photo pane, the panels, the vocabulary
+        # Corrections, one after another, and the ids of the photos an action is asked for: the action then sees
+        # every correction asked before it.
+        self.writes = TaskRunner(self, name="phototag-write")
         self.thumbnails = ImageLoader(ThumbnailStore(library.catalog.directory / THUMBNAILS_FOLDER),
                                       threads=max(1, min(4, (os.cpu_count() or 2) - 1)), parent=self)
         self.previews = ImageLoader(None, size=PREVIEW_SIZE, threads=1, capacity=2, parent=self)
@@ -300,9 +305,9 @@ class MainWindow(QMainWindow):
         return not self.tasks.busy()
 
     def idle(self) -> bool:
-        """Whether every read asked for has been shown: the listing or search, the photo pane, the panels, the
-        grid's pages (tests wait on it)."""
-        return not (self.tasks.busy() or self.reads.busy() or self.grid_model.loading())
+        """Whether every read asked for has been shown and every correction written: the listing or search, the
+        photo pane, the panels, the grid's pages (tests wait on it)."""
+        return not (self.tasks.busy() or self.reads.busy() or self.writes.busy() or self.grid_model.loading())
 
     def _show_results(self, outcome: SearchOutcome, keep: int | None) -> None:
         self.query = outcome.query
@@ -327,14 +332,23 @@ class MainWindow(QMainWindow):
         self.photo_pane.clear()
 
     # --- selection and the photo pane ---------------------------------------------------------------
-    def selected_photo_ids(self) -> list[int]:
-        """The ids of the selected photos (the current one when none is selected). Rows the grid holds answer at
-        once; a selection reaching pages it does not hold (Shift+End) reads their ids."""
-        ids = self.grid_model.ids_at(self.grid.selected_ranges())
-        if not ids:
+    def selection_ranges(self) -> list[tuple[int, int]]:
+        """The selected rows as ``(start, stop)`` ranges; the current row when none is selected."""
+        ranges = self.grid.selected_ranges()
+        if not ranges:
             index = self.grid.currentIndex()
-            ids = self.grid_model.ids_at([(index.row(), index.row() + 1)]) if index.isValid() else []
-        return ids
+            ranges = [(index.row(), index.row() + 1)] if index.isValid() else []
+        return ranges
+
+    def with_selected_ids(self, then: Callable[[list[int]], object], *, channel: str) -> int | None:
+        """Call ``then(ids)`` (on the UI thread) with the ids of the selected photos (:meth:`selection_ranges`), got
+        off the UI thread: from the rows the grid holds, or from the catalog for a selection reaching pages not read
+        yet (Shift+End, Ctrl+A) — after the corrections asked before, so that the action sees them. The newest call
+        on ``channel`` wins. Returns the read's token (None: nothing is selected, ``then`` is not called)."""
+        ranges = self.selection_ranges()
+        if not ranges:
+            return None
+        return self.writes.submit(self.grid_model.ids_reader(ranges), then, self.errors.show, channel=channel)
 
     def _current_photo_id(self) -> int | None:
         index = self.grid.currentIndex()
@@ -405,20 +419,38 @@ class MainWindow(QMainWindow):
         self.photo_pane.set_image(QPixmap.fromImage(image), path=path)
 
     # --- corrections --------------------------------------------------------------------------------
-    def apply_edits(self, edits: list[str]) -> int:
-        """Apply ``+tag``/``-tag``/``=tag`` to the selected photos at once; returns the number of changes."""
-        ids = self.selected_photo_ids()
-        if not ids:
+    def apply_edits(self, edits: list[str]) -> int | None:
+        """Apply ``+tag``/``-tag``/``=tag`` to the selected photos: the photo pane shows them at once; the selection's
+        ids are read and the catalog written off the UI thread, one correction after another in the order asked;
+        then the pane shows the photo's tags as stored. Returns the write's token (None: nothing selected)."""
+        ranges = self.selection_ranges()
+        if not ranges:
             self.statusBar().showMessage("Select a photo first", 4000)
-            return 0
-        changes = self.library.apply_edits(ids, edits)
-        photos = f"{len(ids)} photo{'s' if len(ids) != 1 else ''}"
-        self.statusBar().showMessage(f"{len(changes)} change{'s' if len(changes) != 1 else ''} on {photos}: "
-                                     f"{' '.join(edits)}" if changes else "Nothing to change", 5000)
+            return None
+        read_ids, library = self.grid_model.ids_reader(ranges), self.library
+        self.photo_pane.show_pending(edits)
+
+        def write() -> tuple[int, int]:
+            ids = read_ids()
+            return len(ids), len(library.apply_edits(ids, edits))
+
+        return self.writes.submit(write, lambda done: self._edits_written(edits, *done), self._edits_failed)
+
+    def _edits_written(self, edits: list[str], photos: int, changes: int) -> None:
+        what = f"{photos} photo{'s' if photos != 1 else ''}"
+        self.statusBar().showMessage(f"{changes} change{'s' if changes != 1 else ''} on {what}: {' '.join(edits)}"
+                                     if changes else "Nothing to change", 5000)
         if any(edit.startswith("+") for edit in edits):
             self.refresh_vocabulary()
-        self.show_current_photo(keep_row=True)
-        return len(changes)
+        self._edits_done()
+
+    def _edits_failed(self, error: BaseException) -> None:
+        self.errors.show(error)
+        self._edits_done()
+
+    def _edits_done(self) -> None:
+        if not self.writes.busy():  # the pane reads the stored tags once no correction is left to write
+            self.show_current_photo(keep_row=True)
 
     def _decide(self, decide: Any) -> None:
         if self.photo_pane.path is None:
@@ -472,12 +504,12 @@ class MainWindow(QMainWindow):
         self.refresh_saved()
 
     # --- metadata and settings ----------------------------------------------------------------------
-    def write_metadata_for_selection(self) -> MetadataDialog | None:
-        ids = self.selected_photo_ids()
-        if not ids:
+    def write_metadata_for_selection(self) -> int | None:
+        """Open the metadata dialog on the selected photos once their ids are read (off the UI thread)."""
+        token = self.with_selected_ids(lambda ids: self._metadata_dialog(ids, "the selection"), channel="metadata")
+        if token is None:
             self.errors.show("Select photos first (or use Write metadata for the search results).")
-            return None
-        return self._metadata_dialog(ids, "the selection")
+        return token
 
     def write_metadata_for_results(self) -> int | None:
         """Open the metadata dialog on every photo of the grid, once their ids are read (off the UI thread)."""
@@ -486,8 +518,8 @@ class MainWindow(QMainWindow):
             self.errors.show("The grid is empty: nothing to write.")
             return None
         scope = f"the search {self.query!r}" if self.query else "the whole library"
-        return self.reads.submit(self.grid_model.ids_reader([(0, total)]),
-                                 lambda ids: self._metadata_dialog(ids, scope), self.errors.show)
+        return self.writes.submit(self.grid_model.ids_reader([(0, total)]),
+                                  lambda ids: self._metadata_dialog(ids, scope), self.errors.show, channel="metadata")
 
     def _metadata_dialog(self, ids: list[int], scope: str) -> MetadataDialog:
         dialog = MetadataDialog(self.library, ids, scope, indexing=self.indexing.is_running, parent=self)
@@ -496,10 +528,14 @@ class MainWindow(QMainWindow):
         dialog.dry_run()  # the dry run is always shown first
         return dialog
 
-    def new_custom_tag(self) -> CustomTagDialog:
-        """The custom tag dialog, with the grid's selection offered as examples."""
-        dialog = CustomTagDialog(self.library, self.grid_model.ids_at(self.grid.selected_ranges()),
-                                 indexing=self.indexing.is_running, parent=self)
+    def new_custom_tag(self) -> int:
+        """Open the custom tag dialog, with the grid's selection offered as examples once their ids are read (off the
+        UI thread); returns the read's token."""
+        return self.writes.submit(self.grid_model.ids_reader(self.grid.selected_ranges()), self._custom_tag_dialog,
+                                  self.errors.show, channel="custom-tag")
+
+    def _custom_tag_dialog(self, examples: list[int]) -> CustomTagDialog:
+        dialog = CustomTagDialog(self.library, examples, indexing=self.indexing.is_running, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.saved.connect(lambda _name: self._custom_tag_saved())
         dialog.open()
@@ -545,6 +581,7 @@ class MainWindow(QMainWindow):
         self.previews.shutdown()
         self.tasks.shutdown()
         self.reads.shutdown()
+        self.writes.shutdown(cancel=False)  # the corrections asked for are written
         self.grid_model.shutdown()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name

@@ -116,9 +116,8 @@ class PhotoGridModel(QAbstractListModel):
         return sum(len(rows) for rows, _ in self._pages.values())
 
     def ids_reader(self, ranges: Sequence[tuple[int, int]]) -> Callable[[], list[int]]:
-        """A function giving the ids of the rows in ``ranges`` (``(start, stop)`` pairs), in no particular order,
-        safe to call off the UI thread: ranges whose rows are held are answered from them, others read the
-        catalog (call it from a worker)."""
+        """A function giving the ids of the rows in ``ranges`` (``(start, stop)`` pairs), in no particular order, to
+        call off the UI thread: ranges whose rows are held now are answered from them, others read the catalog."""
         known: list[int] = []
         unknown: list[tuple[int, int]] = []
         for start, stop in ranges:
@@ -137,10 +136,6 @@ class PhotoGridModel(QAbstractListModel):
             return list(dict.fromkeys(found))
 
         return read
-
-    def ids_at(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
-        """The ids of the rows in ``ranges``; reads the catalog only for ranges not held (see :meth:`ids_reader`)."""
-        return self.ids_reader(ranges)()
 
     def locate(self, photo_id: int, then: Callable[[int], None]) -> None:
         """Call ``then(row)`` with the row of ``photo_id`` (on the UI thread; not at all when it is not shown)."""

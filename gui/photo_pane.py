@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from gui.search_bar import TagCompleter
 from indexer._paths import display_path
+from indexer.personal.corrections import EDIT_STATES
 
 STATE_COLOURS = {"accepted": QColor(30, 130, 60), "rejected": QColor(170, 50, 40)}
 SOURCE_LABELS = {"model": "model", "user": "you", "file": "file"}
@@ -139,6 +140,8 @@ class PhotoPane(QWidget):
         self._pixmap: QPixmap | None = None
         self._path: str | None = None
         self._names: list[str] = []  # tag name of each table row
+        self._shown: list[dict[str, Any]] = []  # the tag of each table row
+        self._language = "en"
         self.set_enabled(False)
 
     # --- showing ------------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ class PhotoPane(QWidget):
             widget.setEnabled(enabled)
 
     def clear(self) -> None:
-        self._path, self._pixmap, self._names = None, None, []
+        self._path, self._pixmap, self._names, self._shown = None, None, [], []
         self.image.setPixmap(QPixmap())
         self.image.setText("No photo selected")
         self.info.setText("")
@@ -202,27 +205,54 @@ class PhotoPane(QWidget):
 
     def _fill(self, tags: list[dict[str, Any]], language: str) -> None:
         self.tags.setRowCount(len(tags))
-        self._names = []
+        self._names, self._shown, self._language = [tag["name"] for tag in tags], list(tags), language
         for row, tag in enumerate(tags):
-            name = tag["name_zh"] if language == "zh" and tag["name_zh"] else tag["name"]
-            other = tag["name"] if name != tag["name"] else tag["name_zh"]
-            score = "" if tag["score"] is None else f"{tag['score']:.2f}"
-            cells = [name, score, SOURCE_LABELS.get(tag["source"], tag["source"]), tag["state"]]
-            colour = STATE_COLOURS.get(tag["state"])
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column == 0 and other:
-                    item.setToolTip(other)
-                if column == 1:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if colour is not None:
-                    item.setForeground(QBrush(colour))
-                if tag["state"] == "rejected":
-                    font = QFont(item.font())
-                    font.setStrikeOut(True)
-                    item.setFont(font)
-                self.tags.setItem(row, column, item)
-            self._names.append(tag["name"])
+            self._set_row(row, tag)
+
+    def _set_row(self, row: int, tag: dict[str, Any], *, pending: bool = False) -> None:
+        """Show ``tag`` in table row ``row``; ``pending``: a decision being written (its state in italics)."""
+        name = tag["name_zh"] if self._language == "zh" and tag["name_zh"] else tag["name"]
+        other = tag["name"] if name != tag["name"] else tag["name_zh"]
+        score = "" if tag["score"] is None else f"{tag['score']:.2f}"
+        cells = [name, score, SOURCE_LABELS.get(tag["source"], tag["source"]), tag["state"] + ("…" if pending else "")]
+        colour = STATE_COLOURS.get(tag["state"])
+        for column, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            if column == 0 and other:
+                item.setToolTip(other)
+            if column == 1:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if colour is not None:
+                item.setForeground(QBrush(colour))
+            if tag["state"] == "rejected" or (pending and column == 3):
+                font = QFont(item.font())
+                font.setStrikeOut(tag["state"] == "rejected")
+                font.setItalic(pending and column == 3)
+                item.setFont(font)
+            self.tags.setItem(row, column, item)
+
+    def show_pending(self, edits: list[str]) -> None:
+        """Show decisions (``+dog``, ``-cat``, ``=bird``) at once, while they are written: the state each asks for,
+        in italics, until the photo's tags are read again (:meth:`show_photo`). A tag added that the photo does not
+        show gets a row of its own."""
+        if self._path is None:
+            return
+        for edit in edits:
+            sign, name = edit[:1], edit[1:].strip()
+            state = EDIT_STATES.get(sign)
+            if state is None or not name:
+                continue
+            row = next((row for row, tag in enumerate(self._shown)
+                        if name.casefold() == tag["name"].casefold() or name == tag["name_zh"]), None)
+            if row is None and state != EDIT_STATES["+"]:
+                continue  # a decision on a tag this photo does not show
+            if row is None:
+                row = len(self._shown)
+                self.tags.setRowCount(row + 1)
+                self._shown.append({"name": name, "name_zh": None, "score": None, "source": "user", "state": state})
+                self._names.append(name)
+            self._shown[row] = {**self._shown[row], "state": state}
+            self._set_row(row, self._shown[row], pending=True)
 
     def set_image(self, pixmap: QPixmap | None, *, path: str | None = None) -> None:
         """The picture for the shown photo (a thumbnail first, then a larger preview)."""

@@ -82,6 +82,8 @@ class TaskRunner(QObject):
         """Whether some call has not delivered its result (or been dropped) yet."""
         return bool(self._callbacks)
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, cancel: bool = True) -> None:
+        """Deliver nothing more; wait for the call running (with ``cancel``, the calls not started never run; without,
+        they run first)."""
         self._callbacks.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=cancel)

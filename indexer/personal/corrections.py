@@ -24,6 +24,7 @@ from indexer.index import now
 from indexer.schema import ACCEPTED, CUSTOM, REJECTED, SOURCE_USER, SUGGESTED, Photo, PhotoTag, Tag
 
 STATES = (ACCEPTED, REJECTED, SUGGESTED)
+EDIT_STATES = {"+": ACCEPTED, "-": REJECTED, "=": SUGGESTED}  # the state an edit (+dog, -cat, =bird) asks for
 
 
 class CorrectionError(IndexerError):
@@ -109,6 +110,6 @@ def apply_edits(catalog: Catalog, photo_ids: Sequence[int], edits: Sequence[str]
         sign, name = edit[:1], edit[1:].strip()
         if sign not in "+-=" or not name:
             raise CorrectionError(f"{edit!r}: write +TAG to accept or add, -TAG to reject, =TAG to undo a decision")
-        state = {"+": ACCEPTED, "-": REJECTED, "=": SUGGESTED}[sign]
+        state = EDIT_STATES[sign]
         changes += set_state(catalog, photo_ids, name, state)
     return changes

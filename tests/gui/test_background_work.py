@@ -87,8 +87,12 @@ def test_write_metadata_shows_the_dry_run_first(qtbot, window, small_folder) -> 
     qtbot.waitUntil(lambda: window.search_done() and window.grid_model.rowCount() == 6)
     window.grid.select_row(0)
     path = window.grid_model.photo(0).path
+    from gui.metadata_dialog import MetadataDialog
+
     window.apply_edits(["+my trip"])
-    dialog = window.write_metadata_for_selection()
+    window.write_metadata_for_selection()  # the dialog opens once the selection's ids are read
+    qtbot.waitUntil(lambda: bool(window.findChildren(MetadataDialog)))
+    dialog = window.findChildren(MetadataDialog)[0]
     qtbot.waitUntil(lambda: dialog.dry_summary is not None, timeout=30_000)
     sidecar = f"{path}.xmp"
     assert "would write sidecar" in dialog.output.toPlainText() and "+my trip" in dialog.output.toPlainText()

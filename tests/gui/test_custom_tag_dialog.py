@@ -13,6 +13,15 @@ from indexer.schema import Embedding
 pytestmark = pytest.mark.gui
 
 
+def open_custom_tag_dialog(qtbot, window):  # noqa: ANN001, ANN201
+    """Library ▸ New custom tag…: the dialog opens once the selection's ids are read (off the UI thread)."""
+    from gui.custom_tag_dialog import CustomTagDialog
+
+    window.new_custom_tag()
+    qtbot.waitUntil(lambda: bool(window.findChildren(CustomTagDialog)))
+    return window.findChildren(CustomTagDialog)[0]
+
+
 def test_new_custom_tag_from_selected_photos(qtbot, window) -> None:  # noqa: ANN001
     rows = [i for i, row in enumerate(window.grid_model.photos()) if row.status == "indexed"][:2]
     window.grid.select_row(rows[0])
@@ -21,7 +30,7 @@ def test_new_custom_tag_from_selected_photos(qtbot, window) -> None:  # noqa: AN
 
     action = next(a for a in window.menuBar().actions()[0].menu().actions() if "custom tag" in a.text())
     assert action.isEnabled()
-    dialog = window.new_custom_tag()
+    dialog = open_custom_tag_dialog(qtbot, window)
     assert dialog.use_examples.isChecked() and dialog.examples() == [p.id for p in examples]
     assert dialog.threshold.value() == pytest.approx(EXAMPLE_THRESHOLD)
     assert not dialog.save_button.isEnabled()
@@ -66,7 +75,7 @@ def test_new_custom_tag_from_selected_photos(qtbot, window) -> None:  # noqa: AN
 
 def test_preview_without_examples_or_descriptions_is_a_message(qtbot, window) -> None:  # noqa: ANN001
     window.grid.clearSelection()
-    dialog = window.new_custom_tag()
+    dialog = open_custom_tag_dialog(qtbot, window)
     assert not dialog.use_examples.isChecked()
     dialog.name.setText("nothing")
     dialog.preview_button.click()

@@ -232,3 +232,69 @@ def test_selecting_many_rows_does_not_visit_each_row(qtbot) -> None:  # noqa: AN
     qtbot.keyClick(grid, Qt.Key.Key_End, Qt.KeyboardModifier.ShiftModifier)
     assert grid.selected_ranges() == [(5, count)] and calls[0] < 1_000
     loader.shutdown()
+
+
+def test_the_library_reads_the_pages_it_shows_not_its_whole_order(qtbot, big_window, monkeypatch) -> None:  # noqa: ANN001
+    """Scrolling the whole library, near and far, reads each page on screen from the nearest photo read or end (keyset
+    paging), never the whole order; every row is where the listing puts it, and a photo is found by its position."""
+    from indexer import browse
+
+    window, model = big_window, big_window.grid_model
+    expected = browse.list_photo_ids(window.library.catalog, roots=window.library.folders()).tolist()
+    limits: list[int | None] = []
+    for name in ("list_photos", "list_photo_ids"):
+        read = getattr(browse, name)
+        monkeypatch.setattr(browse, name, lambda *args, read=read, **options: limits.append(options.get("limit"))
+                            or read(*args, **options))
+    qtbot.waitUntil(lambda: window.grid.visualRect(model.index(PHOTOS - 1)).isValid(), timeout=30_000)  # laid out
+    for row in (PAGE_SIZE + 5, PHOTOS - 1, PHOTOS // 2, PHOTOS // 2 + 3 * PAGE_SIZE, 4 * PAGE_SIZE):
+        window.grid.scrollTo(model.index(row))
+        qtbot.waitUntil(lambda: all(model.photo(r) is not None for r in visible_rows(window)), timeout=30_000)
+        assert row in visible_rows(window)
+        assert [model.photo_id(r) for r in visible_rows(window)] == [expected[r] for r in visible_rows(window)]
+    assert limits and all(limit is not None and limit <= PAGE_SIZE for limit in limits)
+    found: list[int] = []
+    model.locate(expected[PHOTOS // 3], found.append)  # not a row held: its position is counted in the catalog
+    qtbot.waitUntil(lambda: bool(found), timeout=10_000)
+    assert found == [PHOTOS // 3]
+
+
+def test_actions_on_pages_not_read_read_and_write_off_the_ui_thread(qtbot, big_window, monkeypatch) -> None:  # noqa: ANN001
+    """Ctrl+A over 50,000 photos (a page of them read) and a correction on a thousand: the ids are read and the
+    correction written from workers; the action gets every id, the correction reaches every photo."""
+    from PySide6.QtCore import QItemSelection, QItemSelectionModel
+
+    from gui.custom_tag_dialog import CustomTagDialog
+
+    window, catalog, model = big_window, big_window.library.catalog, big_window.grid_model
+    assert model.held_rows() < 1000
+    opened: list[str] = []
+    session = catalog.session
+
+    def watched() -> object:
+        opened.append(threading.current_thread().name)
+        return session()
+
+    monkeypatch.setattr(catalog, "session", watched)
+    window.grid.selectAll()
+    window.new_custom_tag()  # its examples: the selection
+    qtbot.waitUntil(lambda: bool(window.findChildren(CustomTagDialog)), timeout=30_000)
+    dialog = window.findChildren(CustomTagDialog)[0]
+    assert sorted(dialog.selected) == list(range(1, PHOTOS + 1))
+    dialog.close()
+
+    window.grid.selectionModel().select(QItemSelection(model.index(0), model.index(999)),
+                                        QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    assert window.apply_edits(["+holiday"]) is not None
+    qtbot.waitUntil(window.idle, timeout=60_000)
+    assert opened and threading.main_thread().name not in opened
+    with closing(sqlite3.connect(catalog.directory / "catalog.db")) as db:
+        tagged = db.execute("SELECT photo_id FROM photo_tags JOIN tags ON tags.id = tag_id WHERE name = 'holiday'")
+        assert sorted(i for (i,) in tagged) == sorted(browse_ids(window, 0, 1000))
+    assert "1000 photos" in window.statusBar().currentMessage()
+
+
+def browse_ids(window, start: int, stop: int) -> list[int]:  # noqa: ANN001
+    from indexer import browse
+
+    return browse.list_photo_ids(window.library.catalog, roots=window.library.folders())[start:stop].tolist()

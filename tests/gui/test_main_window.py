@@ -38,6 +38,18 @@ def state_of(window, path: str, tag: str) -> tuple[str, str] | None:  # noqa: AN
     return next(((t["source"], t["state"]) for t in entry["tags"] if t["name"] == tag), None)
 
 
+def state_shown(window, tag: str) -> str:  # noqa: ANN001
+    pane = window.photo_pane
+    return pane.tags.item(pane.tag_names_shown().index(tag), 3).text()
+
+
+def selected_ids(qtbot, window) -> list[int]:  # noqa: ANN001
+    found: list[list[int]] = []
+    window.with_selected_ids(found.append, channel="test")
+    qtbot.waitUntil(lambda: bool(found))
+    return found[0]
+
+
 def test_opens_on_the_library_and_lists_failures(window) -> None:  # noqa: ANN001
     expected = list_photos(window.library.catalog)
     assert window.grid_model.rowCount() == len(expected) > 20
@@ -121,23 +133,29 @@ def test_accept_reject_and_add_with_keys_and_mouse(qtbot, window) -> None:  # no
     window.grid.setFocus()
     assert pane.select_tag(suggested[0])
     qtbot.keyClick(window.grid, Qt.Key.Key_A)  # A accepts the selected tag
+    assert state_shown(window, suggested[0]) == "accepted…"  # shown at once, written off the UI thread
+    qtbot.waitUntil(window.idle)
     assert state_of(window, path, suggested[0]) == ("model", "accepted")
+    assert state_shown(window, suggested[0]) == "accepted"  # as stored
 
     assert pane.select_tag(suggested[1])
     qtbot.mouseClick(pane.reject_button, Qt.MouseButton.LeftButton)  # the mouse rejects
-    assert state_of(window, path, suggested[1]) == ("model", "rejected")
+    assert state_shown(window, suggested[1]) == "rejected…"
     qtbot.keyClick(window.grid, Qt.Key.Key_U)  # U undoes that decision (the selection stayed on the row)
+    qtbot.waitUntil(window.idle)  # written in the order asked
     assert state_of(window, path, suggested[1]) == ("model", "suggested")
     assert pane.select_tag(suggested[1])
     qtbot.keyClick(window.grid, Qt.Key.Key_R)
+    qtbot.waitUntil(window.idle)
     assert state_of(window, path, suggested[1]) == ("model", "rejected")
 
     qtbot.keyClick(window.grid, Qt.Key.Key_T)  # T goes to the add box; Enter adds
     assert pane.add_line.hasFocus()
     qtbot.keyClicks(pane.add_line, "my holiday")
     qtbot.keyClick(pane.add_line, Qt.Key.Key_Return)
+    assert state_shown(window, "my holiday") == "accepted…"  # a row of its own at once
+    qtbot.waitUntil(window.idle)  # written; the pane and the completion read the catalog again, off the UI thread
     assert state_of(window, path, "my holiday") == ("user", "accepted")
-    qtbot.waitUntil(window.idle)  # the pane and the completion read the catalog again, off the UI thread
     assert "my holiday" in pane.tag_names_shown()
     assert "my holiday" in window.search_bar.completer.names()  # a new tag is offered at once
 
@@ -147,12 +165,14 @@ def test_a_tag_applied_to_many_photos_at_once(qtbot, window) -> None:  # noqa: A
     names = grid_names(window)[:3]
     paths = [select(qtbot, window, names[0])]
     paths += [select(qtbot, window, name, extend=True) for name in names[1:]]
-    assert len(window.selected_photo_ids()) == 3
+    assert len(selected_ids(qtbot, window)) == 3
     assert window.photo_pane.selection_note.isVisible() or not window.isVisible()
     window.photo_pane.add_line.setText("family")
     qtbot.mouseClick(window.photo_pane.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(window.idle)
     assert all(state_of(window, path, "family") == ("user", "accepted") for path in paths)
     window.apply_edits(["-family"])  # and removed from all at once
+    qtbot.waitUntil(window.idle)
     assert all(state_of(window, path, "family") == ("user", "rejected") for path in paths)
 
 
@@ -222,7 +242,7 @@ def test_screenshot_of_the_main_window(qtbot, window, tmp_path) -> None:  # noqa
     name = next(os.path.basename(row.path) for row in window.grid_model.photos()[3:] if row.path in tagged)
     path = select(qtbot, window, name)
     names = window.photo_pane.tag_names_shown()
-    window.library.apply_edits(window.selected_photo_ids(), [f"+{names[0]}", f"-{names[-1]}", "+holiday"])
+    window.library.apply_edits(selected_ids(qtbot, window), [f"+{names[0]}", f"-{names[-1]}", "+holiday"])
     window.show_current_photo()
     assert state_of(window, path, "holiday") == ("user", "accepted")
     window.grid.scrollToTop()

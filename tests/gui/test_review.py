@@ -34,6 +34,7 @@ def test_review_fills_the_grid_in_queue_order_and_accepts(qtbot, window) -> None
     assert state_of(window, first.path, first.tag) == "suggested"
     window.grid.setFocus()
     qtbot.keyClick(window.grid, "a")
+    qtbot.waitUntil(window.idle)  # written off the UI thread
     assert state_of(window, first.path, first.tag) == "accepted"
 
     # Back to the whole library.
