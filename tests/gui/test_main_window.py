@@ -262,3 +262,22 @@ def test_screenshot_of_the_main_window(qtbot, window, tmp_path) -> None:  # noqa
     assert target.stat().st_size > 20_000
     if os.environ.get("PHOTOTAG_SCREENSHOT_DIR"):
         shutil.copy2(target, Path(os.environ["PHOTOTAG_SCREENSHOT_DIR"]) / target.name)
+
+
+def test_a_correction_that_fails_is_a_message_and_the_pane_shows_what_is_stored(qtbot, window, monkeypatch) -> None:  # noqa: ANN001
+    from indexer.personal.corrections import CorrectionError
+
+    wait_search(qtbot, window, "has:tags")
+    select(qtbot, window, grid_names(window)[0])
+    tag = window.photo_pane.tag_names_shown()[0]
+    before = state_shown(window, tag)
+
+    def failing(ids: list[int], edits: list[str]) -> list:
+        raise CorrectionError("the catalog could not be written: try again")
+
+    monkeypatch.setattr(window.library, "apply_edits", failing)
+    assert window.photo_pane.select_tag(tag) and window.photo_pane.reject_selected()
+    assert state_shown(window, tag) == "rejected…"  # at once
+    qtbot.waitUntil(window.idle)
+    assert "could not be written" in window.errors.messages[-1] and "Traceback" not in window.errors.messages[-1]
+    assert state_shown(window, tag) == before  # read again: as stored
