@@ -18,11 +18,13 @@ Measured first screenful: from the Return key in the search bar to the first pai
          of the popularity. Every search runs once in order, then all again ("again": the catalog pages it reads
          are in SQLite's and the OS's caches by then; the first run may read them from disk). Scrolling to the
          end: after the grid's batched layout has reached the last row (timed apart), from scrollToBottom() to the
-         painted last screenful. A selection: from select_row() to the photo pane showing that photo (its facts and
-         tags read off the UI thread); Shift+End and Ctrl+A on the largest result. Stalls: a QTimer ticks every
-         10 ms on the UI thread; the longest gap between ticks is the longest time the event loop could not run (the
-         method of tests/gui/test_background_work.py). Memory: the process's RSS (VmRSS) after each step and its peak
-         (VmHWM); the grid's row objects held; the bytes of the matches' id and score arrays.
+         painted last screenful; the whole library also from scrolling a row to the top to its screenful painted:
+         the screenful past its first page, a jump to the middle, and the screenful after that. A selection: from
+         select_row() to the photo pane showing that photo (its facts and tags read off the UI thread); Shift+End and
+         Ctrl+A on the largest result, and the ids of that selection as an action gets them. Stalls: a QTimer ticks
+         every 10 ms on the UI thread; the longest gap between ticks is the longest time the event loop could not run
+         (the method of tests/gui/test_background_work.py). Memory: the process's RSS (VmRSS) after each step and its
+         peak (VmHWM); the grid's row objects held; the bytes of the matches' id and score arrays.
 Aims     (issue 19) first screenful ≤ 300 ms, no UI stall over 50 ms, memory independent of the result count.
 Results  bench/results/gui.md (--out to write elsewhere).
 """
@@ -177,7 +179,7 @@ def measure(folder: Path, built: dict, args: argparse.Namespace) -> dict[str, An
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from gui.library import Library
+    from gui.library import PAGE_SIZE, Library
     from gui.main_window import MainWindow
     from indexer.search.engine import Searcher
     from indexer.settings import Settings
@@ -238,9 +240,12 @@ def measure(folder: Path, built: dict, args: argparse.Namespace) -> dict[str, An
     step("open the window: the library's first screenful (stall: after show())", begin, probe.wait(screen_ready("")),
          kind="open", stall_from=shown)
     memory("library shown")
+    scroll_to_row("library: the screenful past the first page", probe, window, step, PAGE_SIZE + 2)
     scroll_to_end("library", probe, window, step)  # the layout's batches right after the first screenful
+    scroll_to_row("library: a jump to the middle", probe, window, step, model.rowCount() // 2)
+    scroll_to_row("library: the screenful after that", probe, window, step, model.rowCount() // 2 + PAGE_SIZE)
     probe.wait(window.idle)
-    memory("library scrolled to the end")
+    memory("library scrolled to the end and the middle")
 
     names = built["tags_by_rank"]
     common = [f"tag:{data.quote(names[rank])}" for rank in COMMON_RANKS][:args.queries]
@@ -283,10 +288,7 @@ def ranking_bytes(window: Any) -> int:
     """Bytes of the matches' arrays the grid pages through (ids and scores)."""
     pages = window.grid_model._source  # noqa: SLF001
     ranking = getattr(pages, "_ranking", None)
-    order = getattr(pages, "_order", None)
-    if ranking is not None:
-        return int(ranking.ids.nbytes + ranking.scores.nbytes)
-    return int(order.nbytes) if order is not None else 0
+    return int(ranking.ids.nbytes + ranking.scores.nbytes) if ranking is not None else 0
 
 
 def scroll_to_end(name: str, probe: Probe, window: Any, step: Callable[..., dict]) -> None:
@@ -302,6 +304,21 @@ def scroll_to_end(name: str, probe: Probe, window: Any, step: Callable[..., dict
     ready = probe.wait(lambda: last in visible_rows(grid) and all(model.photo(r) is not None
                                                                    for r in visible_rows(grid)))
     step(f"{name}: scroll to the end, last screenful", begin, ready, kind="scroll")
+
+
+def scroll_to_row(name: str, probe: Probe, window: Any, step: Callable[..., dict], row: int) -> None:
+    """From scrolling ``row`` to the top of the grid (once it is laid out) to its screenful painted."""
+    from PySide6.QtWidgets import QAbstractItemView
+
+    grid, model = window.grid, window.grid_model
+    row = min(row, model.rowCount() - 1)
+    probe.wait(lambda: grid.visualRect(model.index(row, 0)).isValid())
+    probe.wait(window.idle)
+    begin = time.perf_counter()
+    grid.scrollTo(model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+    ready = probe.wait(lambda: row in visible_rows(grid) and all(model.photo(r) is not None
+                                                                  for r in visible_rows(grid)))
+    step(name, begin, ready, kind="scroll")
 
 
 def select_photos(probe: Probe, window: Any, step: Callable[..., dict], count: int) -> None:
@@ -338,17 +355,24 @@ def select_photos(probe: Probe, window: Any, step: Callable[..., dict], count: i
                        or window.photo_pane.selection_note.text().startswith(f"<b>{total} photos"))
     step("select all (Ctrl+A)", begin, ready, kind="select all", paint=False)
     begin = time.perf_counter()
-    ids = window.selected_photo_ids()
-    step(f"ids of the selection ({len(ids):,})", begin, time.perf_counter(), kind="selection ids", paint=False)
+    found: list[list[int]] = []
+    window.with_selected_ids(found.append, channel="bench")  # read off the UI thread, as an action gets them
+    ready = probe.wait(lambda: bool(found))
+    step(f"ids of the selection ({len(found[0]):,})", begin, ready, kind="selection ids", paint=False)
     grid.clearSelection()
 
 
 def baseline(library: Any, query: str | None) -> dict[str, Any]:
     """What the grid's data cost before (every row at once), timed on the same catalog: the whole library as row
-    objects, and a common tag's every match with its row."""
+    objects, and a common tag's every match with its row; and what the whole library's first look past its first
+    page read before keyset paging: its whole order, as ids."""
     from indexer import browse
 
     found: dict[str, Any] = {}
+    begin = time.perf_counter()
+    order = browse.list_photo_ids(library.catalog, roots=library.folders())
+    found["order"] = (time.perf_counter() - begin, len(order))
+    del order
     before = rss()[0]
     begin = time.perf_counter()
     rows = browse.list_photos(library.catalog, roots=library.folders())
@@ -429,10 +453,12 @@ def report(size: str, count: int, built: dict, results: dict, args: argparse.Nam
               "order need every one), then puts the first page's ties in date order — the photos sharing the top "
               "score (user and file tags score 1: ~2% of a tag's matches), read from the photos table: a few ms "
               "when those pages are cached, more when they come from disk (compare a search's first run with its "
-              "run again). The whole library's first page comes down the date index; its full order (an id array) "
-              "is read on the first look past that page, so the first scroll to its end waits for it. QListView "
-              "lays out the rows in batches of 5,000 (the scrollbar grows meanwhile), each batch well under the "
-              "stall aim."]
+              "run again). The whole library's pages come down the date index: the first with the count, any other "
+              "from the nearest photo already read or from either end (keyset paging, `browse.list_photos(after=…)`"
+              "): the next screenful costs its own rows, a jump the rows it skips from the nearest known photo; "
+              "before, the first look past the first page read the library's whole order (see the last section). "
+              "QListView lays out the rows in batches of 5,000 (the scrollbar grows meanwhile), each batch well "
+              "under the stall aim."]
     lines += ["", "## Every step", "",
               "Time from the action to the first paint with every cell on screen filled; the longest gap between "
               "10 ms heartbeat ticks meanwhile; the results' count; the row objects the grid held afterwards.", "",
@@ -442,7 +468,8 @@ def report(size: str, count: int, built: dict, results: dict, args: argparse.Nam
                      f"{s['held']:,} |")
     lines += ["", "## Memory", "", "RSS after each step (MiB) and the peak so far: memory does not follow the count "
               "of matches shown (the grid holds at most 12 pages of 200 rows; a search's matches are ids and scores, "
-              "16 bytes each; the whole library's order, once scrolled past its first page, 8 bytes a photo).", "",
+              "16 bytes each; the whole library keeps no order array: the first and last photo of each page read).",
+              "",
               "| after | RSS MiB | peak MiB |", "|---|---:|---:|"]
     lines += [f"| {label} | {now:,.0f} | {top:,.0f} |" for label, now, top in memory]
     if "baseline" in results:
@@ -454,6 +481,10 @@ def report(size: str, count: int, built: dict, results: dict, args: argparse.Nam
                   "held):", "",
                   f"- the whole library as row objects (`browse.list_photos`): {seconds_:.2f} s, {rows:,} rows, "
                   f"+{grown:,.0f} MiB"]
+        if "order" in base:
+            seconds_, rows = base["order"]
+            lines.append(f"- the whole library's order as ids (`browse.list_photo_ids`), which the first look past "
+                         f"its first page read before keyset paging: {seconds_:.2f} s, {rows:,} ids")
         if "search" in base:
             seconds_, rows, grown, query = base["search"]
             lines.append(f"- `{query}`, every match and its row (`search(limit=None)` + `photo_rows`): "
