@@ -219,7 +219,7 @@ def step_decode_agreement(fast: Tagger, embedder, photos: list[Path], device: to
     stage = ModelStage(fast, embedder, settings, fast.device)
     jpegs = [p for p in photos if device_decodable(p) is not None]
     decoded = [decode(DecodeJob(i, str(p), True, True), settings) for i, p in enumerate(jpegs)]
-    done, failures = stage._device_decode(decoded)  # noqa: SLF001 - the step under test
+    done, failures, _read = stage._device_decode(decoded)  # noqa: SLF001 - the step under test
     gpu = torch.stack([d.tagger_input.cpu() for d in done]).int()
     cpu = torch.stack([resized_pixels(open_image(p), fast.image_size) for p in jpegs]).int()
     cpu_draft = torch.stack([resized_pixels(open_image(p, draft_size=fast.image_size), fast.image_size)

@@ -172,7 +172,7 @@ class PassTimes:
 @contextmanager
 def timed_pass(runner: Any) -> Iterator[PassTimes]:
     """Time the steps of the Indexer ``runner``'s next run, the waits on its stage workers and each model call."""
-    import indexer.index as index_module
+    import indexer.engine as engine_module
 
     times = PassTimes()
 
@@ -186,14 +186,14 @@ def timed_pass(runner: Any) -> Iterator[PassTimes]:
 
         return wrapper
 
-    original_stages = index_module.Stages
+    original_stages = engine_module.Stages
 
     class TimedStages(original_stages):  # type: ignore[misc, valid-type]
         stage = "?"
 
-        def map(self, function: Callable[[Any], Any], items: Any, lookahead: int = 64) -> Iterator[Any]:
+        def map(self, function: Callable[[Any], Any], items: Any, lookahead: int = 64, **options: Any) -> Iterator[Any]:
             self.stage = function.__name__
-            results = super().map(function, items, lookahead)
+            results = super().map(function, items, lookahead, **options)
             while True:
                 start = time.perf_counter()
                 try:
@@ -213,7 +213,7 @@ def timed_pass(runner: Any) -> Iterator[PassTimes]:
 
     # What the model stage calls (indexer.pipeline.ModelStage.compute); on a CPU they return when done.
     models = [(runner.tagger, "probs_on_device"), (runner.embedder, "embeddings_on_device")]
-    index_module.Stages = TimedStages
+    engine_module.Stages = TimedStages
     for name in STEPS:
         setattr(runner, name, timed(name, getattr(runner, name)))
     for model, method in models:
@@ -221,7 +221,7 @@ def timed_pass(runner: Any) -> Iterator[PassTimes]:
     try:
         yield times
     finally:
-        index_module.Stages = original_stages
+        engine_module.Stages = original_stages
         for name in STEPS:
             delattr(runner, name)
         for model, method in models:

@@ -105,7 +105,7 @@ def instant_decode(job: Any, _settings: Any = None) -> Any:
 
 def one_pass(tmp: Path, photos: int) -> tuple[float, float, int]:
     """Seconds of ``Indexer.run`` and of its storing, and the photos it stored."""
-    from indexer import index as index_module
+    from indexer import engine as engine_module
     from indexer.catalog import Catalog
     from indexer.index import Indexer
 
@@ -116,7 +116,7 @@ def one_pass(tmp: Path, photos: int) -> tuple[float, float, int]:
     with Catalog.open(library.catalog) as catalog:
         indexer = Indexer(catalog, tagger, embedder, workers=0, batch_size=BATCH, compile=False)
         stage = InstantStage(tagger)
-        indexer._model_stage = lambda _photos: stage  # noqa: SLF001 - the models are what is left out
+        indexer.engine._model_stage = lambda _photos: stage  # noqa: SLF001 - the models are what is left out
         real_store = indexer._store_results  # noqa: SLF001
 
         def timed_store(*args: Any) -> None:
@@ -126,14 +126,14 @@ def one_pass(tmp: Path, photos: int) -> tuple[float, float, int]:
             stored += time.perf_counter() - start
 
         indexer._store_results = timed_store  # noqa: SLF001
-        saved = index_module.decode
-        index_module.decode = instant_decode
+        saved = engine_module.decode
+        engine_module.decode = instant_decode
         try:
             start = time.perf_counter()
             summary = indexer.run([library.root])
             seconds = time.perf_counter() - start
         finally:
-            index_module.decode = saved
+            engine_module.decode = saved
     with closing(sqlite3.connect(library.catalog / "catalog.db")) as db:
         tags = db.execute("SELECT count(*) FROM photo_tags").fetchone()[0]
     # (A few built-in names occur twice in the tag list: both fire one row.)

@@ -6,6 +6,7 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import redirect_stdout
 from typing import TYPE_CHECKING, Any
 
 from indexer.cli_common import (
@@ -79,6 +80,15 @@ def _index_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int,
                    help="decode worker processes (default: cores - 1, at most 8; 0 on 2 cores or fewer; "
                         "a pass over a few photos runs in this process)")
+    p.add_argument("--engine", choices=("local", "ray"),
+                   help="where identify, decode and the models run: this machine (local, the default) or a Ray "
+                        "cluster (ray: pip install 'phototag[ray]'); this process still scans and writes the catalog")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="the Ray cluster to join (the address 'ray start --head' prints; default: RAY_ADDRESS, a "
+                        "cluster started on this machine, else a new local one)")
+    p.add_argument("--ray-node", dest="ray_nodes", action="append", type=_prefix_and_node, metavar="PREFIX=NODE",
+                   help="read the photos under PREFIX on Ray node NODE (its id or IP address: the node the storage "
+                        "is attached to) when it can take the work (repeatable)")
     p.add_argument("--include", action="append", default=[], metavar="GLOB",
                    help="only files whose name or relative path matches (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
@@ -88,6 +98,13 @@ def _index_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true",
                    help="a PATH that is empty or gone is not an error (by default it is refused, as an unmounted "
                         "share would be): the catalog's photos from it are marked missing")
+
+
+def _prefix_and_node(text: str) -> tuple[str, str]:
+    prefix, separator, node = text.rpartition("=")
+    if not separator or not prefix or not node:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a path prefix and a Ray node as PREFIX=NODE")
+    return prefix, node
 
 
 class _Progress:
@@ -140,6 +157,8 @@ def _indexer(settings: Settings, catalog: Catalog, stop: threading.Event, progre
     from ram_model.cli import lazy_models
 
     settings = choose_models(catalog, settings).settings  # the catalog's models, unless others were chosen
+    if settings.engine == "ray":  # here only their vocabulary, thresholds and input transforms are read
+        settings = settings.with_overrides(device="cpu")
     return Indexer.from_settings(
         catalog, *lazy_models(settings), settings, on_progress=progress, stop=stop, on_failure=on_failure,
         rules=ScanRules().with_patterns(include=tuple(args.include), exclude=tuple(args.exclude)),
@@ -154,7 +173,13 @@ def _summary_line(summary) -> str:  # noqa: ANN001
         parts.append(f"{summary.duplicates} duplicates copied")
     if summary.restored:
         parts.append(f"{summary.restored} back")
-    return ", ".join(parts) + f"; tagged {summary.tagged}, embedded {summary.embedded}"
+    reads = [f"{stage} {r['bytes'] / 1e6:.1f} MB ({r['bytes_per_photo'] / 1e3:.0f} KB/photo"
+             + (f", {r['mb_per_s']:.1f} MB/s)" if r["mb_per_s"] is not None else ")")
+             for stage, r in ((stage, reads.report()) for stage, reads in summary.read.items()) if r["photos"]]
+    return (", ".join(parts) + f"; tagged {summary.tagged}, embedded {summary.embedded}"
+            + (f"; read: {', '.join(reads)}" if reads else ""))
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from indexer.catalog import Catalog
 
@@ -167,7 +192,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         indexer = _indexer(settings, catalog, stop, progress, args,
                            on_failure=None if args.json else (lambda f: say(f"failed: {f.message}")))
         try:
-            summary = indexer.run(args.paths, allow_missing_roots=args.allow_empty)
+            # Standard output holds the summary only: what a library prints meanwhile (Ray's notices of the
+            # workers it restarts, say) goes to standard error.
+            with redirect_stdout(sys.stderr):
+                summary = indexer.run(args.paths, allow_missing_roots=args.allow_empty)
         finally:
             progress.close()
     if args.json:

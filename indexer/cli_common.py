@@ -53,7 +53,8 @@ def settings_for(args: argparse.Namespace) -> Settings:
         chunk_size=getattr(args, "chunk_size", None), embedder=getattr(args, "embedder", None),
         catalog=getattr(args, "catalog", None), workers=getattr(args, "workers", None),
         lock_wait=getattr(args, "wait", None), compile=getattr(args, "compile", None),
-        gpu_decode=getattr(args, "gpu_decode", None),
+        gpu_decode=getattr(args, "gpu_decode", None), engine=getattr(args, "engine", None),
+        ray_address=getattr(args, "ray_address", None), ray_nodes=dict(getattr(args, "ray_nodes", None) or {}) or None,
     )
 
 

@@ -56,3 +56,8 @@ class FileSkipped(MetadataError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class EngineError(IndexerError):
+    """The engine a pass runs on cannot work: Ray not installed, its cluster unreachable, or a task that failed
+    beyond its retries. Nothing is lost: every batch stored before it stays, and the next pass does the rest."""

@@ -25,8 +25,10 @@ import os
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -37,19 +39,9 @@ from sqlalchemy.orm import Session
 
 from indexer._paths import catalog_path, folder_prefix, within
 from indexer.catalog import Catalog
+from indexer.engine import Engine, Infer, LocalEngine, engine_for
 from indexer.errors import CatalogError, ScanError
-from indexer.pipeline import (
-    Decoded,
-    DecodeJob,
-    DecodeSettings,
-    Failure,
-    Identified,
-    ModelStage,
-    Stages,
-    batched,
-    decode,
-    identify,
-)
+from indexer.pipeline import Decoded, DecodeJob, Failure, Identified, Reads, batched
 from indexer.scan import FoundFile, ScanRules, scan
 from indexer.schema import (
     ACCEPTED,
@@ -68,15 +60,11 @@ from indexer.schema import (
     Run,
     Tag,
 )
-from indexer.settings import COMPILE_FROM_PHOTOS, CPU_BATCH_SIZE, Settings
+from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 GENERATION_KEY = "embeddings_generation"
-# Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
-# ~50-70 ms on a core (bench/results/indexer_cpu.md), while a spawn worker pool starts in ~4 s.
-IDENTIFY_IN_PROCESS = 500
-DECODE_IN_PROCESS = 32
 VOCABULARY_KEY = "vocabulary_synced_for"  # the tagger version whose tags all have rows
 IDENTIFY_BATCH = 256
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
@@ -127,10 +115,14 @@ class IndexSummary:
     # Metadata left out of photos that were still indexed (more keywords than a file may state, an
     # unreadable XMP, ...): reason "metadata", the message naming the file.
     warnings: list[Failure] = field(default_factory=list)
+    # What the stages that read photos read, by the one rule of pipeline.counting_reads: identify reads
+    # every byte of a new or changed file (its hash), decode what its decoder needs (a RAW's preview).
+    read: dict[str, Reads] = field(default_factory=lambda: {"identify": Reads(), "decode": Reads()})
 
     def counts(self) -> dict[str, Any]:
         data = asdict(self)
         data["failures"] = [asdict(f) for f in self.failures]
+        data["read"] = {stage: reads.report() for stage, reads in self.read.items()}
         return data
 
 
@@ -211,7 +203,9 @@ class Indexer:
     Set ``stop`` to finish the current batch and return early (Ctrl-C). ``embeddings_first``: store every
     photo's embedding before tagging any (True), or run both models on each batch (False); None chooses
     (:meth:`_rounds`). ``after_store``: what runs on each stored batch (:data:`AfterStore`), in order; the CLI
-    and the app pass ``indexer.personal.hooks.after_store``.
+    and the app pass ``indexer.personal.hooks.after_store``. ``engine``: where identify, decode and the
+    models run (:mod:`indexer.engine`); by default this machine, as ``workers``, ``batch_size``, ``draft``,
+    ``device_decode`` and ``compile`` say (:class:`indexer.engine.LocalEngine`).
     """
 
     def __init__(
@@ -233,19 +227,14 @@ class Indexer:
         vector_index: str = "auto",
         embeddings_first: bool | None = None,
         after_store: Sequence[AfterStore] = (),
+        engine: Engine | None = None,
     ) -> None:
         self.catalog = catalog
         self.tagger = tagger
         self.embedder = embedder
-        self.workers = workers
-        self.batch_size = batch_size
+        self.engine = engine or LocalEngine(tagger, embedder, workers=workers, batch_size=batch_size, draft=draft,
+                                            device_decode=device_decode, compile=compile)
         self.rules = rules or ScanRules()
-        self.draft = draft
-        self.device_decode = device_decode
-        self.compile = compile
-        self._stage: ModelStage | None = None
-        self._compiled = False  # whether the stage's models run compiled
-        self._measured_batch: int | None = None  # the batch size chosen when none is given
         self.max_attempts = max_attempts
         self.on_progress = on_progress or (lambda stage, done, total: None)
         self.on_failure = on_failure or (lambda failure: None)
@@ -264,10 +253,9 @@ class Indexer:
 
     @classmethod
     def from_settings(cls, catalog: Catalog, tagger: Any, embedder: Any, settings: Settings, **options: Any) -> Indexer:
-        """An Indexer configured by ``settings`` (the CLI and the app build theirs alike); ``options`` add
-        the rest (``on_progress``, ``stop``, ``rules`` ...)."""
-        return cls(catalog, tagger, embedder, workers=settings.workers, batch_size=settings.batch_size,
-                   draft=settings.draft_decode, device_decode=settings.gpu_decode, compile=settings.compile,
+        """An Indexer configured by ``settings`` (the CLI and the app build theirs alike), on the engine they name
+        (:func:`indexer.engine.engine_for`); ``options`` add the rest (``on_progress``, ``stop``, ``rules`` ...)."""
+        return cls(catalog, tagger, embedder, engine=engine_for(settings, tagger, embedder),
                    max_attempts=settings.max_attempts, vector_index=settings.vector_index, **options)
 
     # --- the pass --------------------------------------------------------------------------------
@@ -456,27 +444,26 @@ class Indexer:
                                 Photo.embedder_version == self.embedder_version).values(status=INDEXED)
         )
 
-    def _workers_for(self, items: int, in_process_up_to: int) -> int:
-        """Worker processes for a stage of ``items``: none for a handful (a pass over a few new files, as
-        ``watch`` runs), where starting spawn workers that import torch (seconds each) costs more than
-        the work."""
-        return 0 if items <= in_process_up_to else self.workers
-
     # --- identify: hash and metadata of new and changed files -----------------------------------
     def _identify(self, paths: list[str], known: dict[str, _Known], found: dict[str, FoundFile],
                   summary: IndexSummary) -> None:
         if not paths:
             return
         done = 0
-        with Stages(self._workers_for(len(paths), IDENTIFY_IN_PROCESS)) as stages:
-            for batch in batched(stages.map(identify, paths), IDENTIFY_BATCH):
-                with self.catalog.session() as session, session.begin():
-                    for result in batch:
-                        self._record_identified(session, result, known, found, summary)
-                done += len(batch)
-                self.on_progress("identify", done, len(paths))
-                if self.stop.is_set():
-                    return
+        reads = summary.read["identify"]
+        started = time.monotonic()
+        try:
+            with closing(self.engine.identify(paths, reads)) as results:
+                for batch in batched(results, IDENTIFY_BATCH):
+                    with self.catalog.session() as session, session.begin():
+                        for result in batch:
+                            self._record_identified(session, result, known, found, summary)
+                    done += len(batch)
+                    self.on_progress("identify", done, len(paths))
+                    if self.stop.is_set():
+                        return
+        finally:
+            reads.seconds += time.monotonic() - started
 
     def _record_identified(self, session: Session, result: Identified | Failure, known: dict[str, _Known],
                            found: dict[str, FoundFile], summary: IndexSummary) -> None:
@@ -582,7 +569,7 @@ class Indexer:
         after the cheap round. On a GPU one decode feeds both models: decoding bounds the pass there (~400 photos/s
         end to end, the models alone ~790: bench/results/gpu.md), and a second decode would cost more than it
         gives (estimated for 100,000 photos: all searchable after ~2.7 min instead of ~4, done after ~6.5)."""
-        first = self.embeddings_first if self.embeddings_first is not None else not self._on_gpu()
+        first = self.embeddings_first if self.embeddings_first is not None else not self.engine.on_gpu
         return EMBEDDINGS_THEN_TAGS if first else TOGETHER
 
     def _model_work(self, roots: list[str], summary: IndexSummary) -> None:
@@ -617,99 +604,60 @@ class Indexer:
 
         if not compute:
             return  # only copies of photos computed before: neither the models nor the GPU are needed
-        stage = self._model_stage(len(compute))
-        workers = self._workers_for(len(compute), DECODE_IN_PROCESS)
-        settings = stage.settings
-        if settings.device_jpeg:  # the GPU and the CPU workers each decode their share of the JPEGs
-            from ram_model.accel import device_share
+        started = time.monotonic()
+        try:
+            with self.engine.models(len(compute)) as infer:
+                for group in ([w for w in compute if not w.backfill], [w for w in compute if w.backfill]):
+                    for step in self._rounds():
+                        items = [w for w in group if w.id not in self._failed_now
+                                 and (step.tags and w.needs_tags or step.embeddings and w.needs_embedding)]
+                        if items and not self._run_round(step, items, copies, infer, tally, summary):
+                            return
+                        if step.embeddings and not step.tags:
+                            self._save_vectors(summary)  # searches while tagging goes on load it, not rebuild it
+        finally:
+            summary.read["decode"].seconds += time.monotonic() - started
 
-            settings = replace(settings, device_share=device_share(workers, self._compiled))
-        with Stages(workers, settings) as stages:
-            for group in ([w for w in compute if not w.backfill], [w for w in compute if w.backfill]):
-                for step in self._rounds():
-                    items = [w for w in group if w.id not in self._failed_now
-                             and (step.tags and w.needs_tags or step.embeddings and w.needs_embedding)]
-                    if items and not self._run_round(step, items, copies, stage, stages, tally, summary):
-                        return
-                    if step.embeddings and not step.tags:
-                        self._save_vectors(summary)  # searches while tagging goes on load it, not rebuild it
-
-    def _run_round(self, step: _Round, items: list[_Work], copies: dict[str, list[_Work]], stage: ModelStage,
-                   stages: Stages, tally: _Tally, summary: IndexSummary) -> bool:
-        """One round of model work over ``items``, batch by batch, each stored in one transaction with the
-        copies for identical files; False when stopped."""
+    def _run_round(self, step: _Round, items: list[_Work], copies: dict[str, list[_Work]], infer: Infer,
+                   tally: _Tally, summary: IndexSummary) -> bool:
+        """One round of model work over ``items``, batch by batch as the engine gives them back, each stored in
+        one transaction with the copies for identical files; False when stopped."""
         jobs = (DecodeJob(w.id, w.path, step.tags and w.needs_tags, step.embeddings and w.needs_embedding)
                 for w in items)
         by_id = {w.id: w for w in items}
         by_path = {w.path: w for w in items}
-        batch_size = self._batch_size()
         self.on_progress(*tally.report(step))
-        decoded_batches = batched(stages.map(decode, jobs, lookahead=2 * batch_size), batch_size)
-        for batch, outputs in stage.run(decoded_batches):
-            probs = outputs.probs if step.tags else {}
-            vectors = outputs.vectors if step.embeddings else {}
-            batch = [outputs.failures.get(r.photo_id, r) if isinstance(r, Decoded) else r for r in batch]
-            with self.catalog.session() as session, session.begin():
-                done = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
-                stored = [(item, probs.get(item.id), vectors.get(item.id))
-                          for result, item in zip(batch, done, strict=True) if isinstance(result, Decoded)]
-                indexed = self._store_results(session, stored, summary)
-                tally.embedded += sum(vector is not None for _, _, vector in stored)
-                for result, item in zip(batch, done, strict=True):
-                    followers = copies.get(item.content_hash, []) if item.content_hash else []
-                    if isinstance(result, Failure):
-                        self._fail(session, item.id, result, summary)
-                        for follower in followers:
-                            self._fail(session, follower.id, result, summary, path=follower.path)
-                        tally.fail([item, *followers], step)
-                    else:
-                        given = step.given(item)
-                        tally.done += len(self._copy_results(session, item.id, followers, summary, given))
-                        if given.embeddings:
-                            tally.embedded += sum(f.needs_embedding for f in followers)
-                self._after_store(session, indexed)  # e.g. custom tags and the personal model score these
-                tally.done += len(indexed)
-                if vectors:
-                    self._bump_generation(session)
-            self.on_progress(*tally.report(step))
-            if self.stop.is_set():
-                return False
-        return True
-
-    def _on_gpu(self) -> bool:
-        return self.tagger.device.type == "cuda"
-
-    def _model_stage(self, photos: int) -> ModelStage:
-        """The model stage, built once per Indexer (a compiled model is compiled once). On a GPU, photos
-        travel as uint8 pixels and plain JPEGs are decoded by the GPU (unless ``device_decode`` is off),
-        and the models are compiled when ``compile`` says so (None: when the first pass computes
-        ``COMPILE_FROM_PHOTOS`` photos or more)."""
-        if self._stage is None:
-            gpu = self._on_gpu()
-            transform = getattr(self.embedder, "pixel_transform" if gpu else "transform", None)
-            settings = DecodeSettings(self.tagger.image_size, transform, self.draft, pixels=gpu,
-                                      device_jpeg=gpu and self.device_decode)
-            self._stage = ModelStage(self.tagger, self.embedder, settings, self.tagger.device)
-            self._compiled = gpu and (self.compile if self.compile is not None else photos >= COMPILE_FROM_PHOTOS)
-            if self._compiled:
-                batch = self._batch_size()
-                self.tagger.compile_batches(batch)
-                self.embedder.compile_batches(batch)
-        return self._stage
-
-    def _batch_size(self) -> int:
-        """``batch_size`` as given; else 8 off a GPU, and on one the largest that fits its free memory
-        (measured once per Indexer)."""
-        if self.batch_size is not None:
-            return self.batch_size
-        if self._measured_batch is None:
-            if not self._on_gpu():
-                self._measured_batch = CPU_BATCH_SIZE
-            else:
-                from ram_model.accel import auto_batch_size
-
-                self._measured_batch = auto_batch_size(self.tagger, self.embedder)
-        return self._measured_batch
+        with closing(infer(jobs, summary.read["decode"])) as results:
+            for batch, outputs in results:
+                probs = outputs.probs if step.tags else {}
+                vectors = outputs.vectors if step.embeddings else {}
+                batch = [outputs.failures.get(r.photo_id, r) if isinstance(r, Decoded) else r for r in batch]
+                with self.catalog.session() as session, session.begin():
+                    done = [by_id[r.photo_id] if isinstance(r, Decoded) else by_path[r.path] for r in batch]
+                    stored = [(item, probs.get(item.id), vectors.get(item.id))
+                              for result, item in zip(batch, done, strict=True) if isinstance(result, Decoded)]
+                    indexed = self._store_results(session, stored, summary)
+                    tally.embedded += sum(vector is not None for _, _, vector in stored)
+                    for result, item in zip(batch, done, strict=True):
+                        followers = copies.get(item.content_hash, []) if item.content_hash else []
+                        if isinstance(result, Failure):
+                            self._fail(session, item.id, result, summary)
+                            for follower in followers:
+                                self._fail(session, follower.id, result, summary, path=follower.path)
+                            tally.fail([item, *followers], step)
+                        else:
+                            given = step.given(item)
+                            tally.done += len(self._copy_results(session, item.id, followers, summary, given))
+                            if given.embeddings:
+                                tally.embedded += sum(f.needs_embedding for f in followers)
+                    self._after_store(session, indexed)  # e.g. custom tags and the personal model score these
+                    tally.done += len(indexed)
+                    if vectors:
+                        self._bump_generation(session)
+                self.on_progress(*tally.report(step))
+                if self.stop.is_set():
+                    return False
+            return True
 
     def _current_donors(self, hashes: set[str]) -> dict[str, int]:
         """content hash → a photo whose results for these bytes are current."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,6 +33,7 @@ from ram_model.raw import is_raw
 HASH_CHUNK = 1 << 20
 T = TypeVar("T")
 R = TypeVar("R")
+_THREAD_IO = "/proc/thread-self/io"  # Linux: this thread's I/O counters
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,51 @@ class Failure:
     path: str
     reason: str
     message: str
+
+
+@dataclass
+class Reads:
+    """What one stage of a pass read: the photos it handled (a photo decoded in two rounds counts twice), the
+    bytes that cost (:func:`counting_reads`), and the stage's wall time in the pass, which gives the rate a
+    disk or network link has to carry."""
+
+    photos: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def add(self, read: int) -> None:
+        self.photos += 1
+        self.bytes += read
+
+    def report(self) -> dict[str, Any]:
+        """The counts, with bytes per photo and the read rate in MB/s (None before anything was read)."""
+        return {"photos": self.photos, "bytes": self.bytes, "seconds": round(self.seconds, 3),
+                "bytes_per_photo": round(self.bytes / self.photos) if self.photos else None,
+                "mb_per_s": round(self.bytes / self.seconds / 1e6, 2) if self.seconds > 0 else None}
+
+
+def _thread_read_bytes() -> int | None:
+    """The bytes this thread's read system calls have returned so far (Linux's ``rchar``); None elsewhere."""
+    try:
+        with open(_THREAD_IO, "rb") as counters:
+            for line in counters:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def counting_reads(function: Callable[[T], R], item: T) -> tuple[R, int]:
+    """``function(item)`` and the bytes it read: what this thread's read system calls returned meanwhile (the
+    photo, its sidecars, whatever a decoder library reads of them; 0 where the system does not count). The one
+    rule every stage that reads photos is measured by, in any process or engine. Counted by the kernel, not by
+    our readers, so a RAW file's embedded preview costs what LibRaw really reads of it; reading the counters
+    adds ~100 bytes, and a process's first call also counts the modules it imports."""
+    before = _thread_read_bytes()
+    result = function(item)
+    after = _thread_read_bytes()
+    return result, after - before if before is not None and after is not None else 0
 
 
 def _hasher() -> Any:
@@ -215,7 +262,18 @@ class Stages:
             global _settings
             _settings = settings
 
-    def map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int = 64) -> Iterator[R]:
+    def map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int = 64, *,
+            on_read: Callable[[int], None] | None = None) -> Iterator[R]:
+        """``function`` over ``items``, results in order; ``on_read`` is given the bytes each call read
+        (:func:`counting_reads`, counted where the call runs)."""
+        if on_read is None:
+            yield from self._map(function, items, lookahead)
+            return
+        for result, read in self._map(partial(counting_reads, function), items, lookahead):
+            on_read(read)
+            yield result
+
+    def _map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
         if self._pool is None:
             for item in items:
                 yield function(item)
@@ -259,6 +317,7 @@ class Outputs:
     probs: dict[int, np.ndarray]
     vectors: dict[int, np.ndarray]
     failures: dict[int, Failure]
+    read: int = 0  # bytes the device's decoder read (JPEGs it decodes: :func:`counting_reads`)
 
 
 @dataclass
@@ -269,6 +328,7 @@ class _Prepared:
     embedder_input: torch.Tensor | None
     failures: dict[int, Failure]
     ready: Any = None  # a CUDA event: the inputs are complete on the device
+    read: int = 0  # bytes read for the device's decoder
 
 
 class ModelStage:
@@ -301,15 +361,17 @@ class ModelStage:
             specs.append(InputSpec(e.image_size, e.mean, e.std, stretch=False))
         return specs
 
-    def _device_decode(self, items: list[Decoded]) -> tuple[list[Decoded], dict[int, Failure]]:
-        """Decode the JPEGs left to the device into inputs; one it refuses is decoded on the CPU."""
+    def _device_decode(self, items: list[Decoded]) -> tuple[list[Decoded], dict[int, Failure], int]:
+        """Decode the JPEGs left to the device into inputs; one it refuses is decoded on the CPU. Returns the
+        inputs, the failures and the bytes read."""
         from ram_model.accel import decode_on_device
 
         tagger = any(d.wants[0] for d in items)
         embedder = any(d.wants[1] for d in items)
         specs = self._specs(tagger, embedder)
         with ThreadPoolExecutor(min(8, len(items))) as pool:  # reads overlap, on a NAS above all
-            contents = list(pool.map(_read, items))
+            counted = list(pool.map(partial(counting_reads, _read), items))
+        contents = [data for data, _ in counted]
         failures: dict[int, Failure] = {}
         readable = []
         for d, data in zip(items, contents, strict=True):
@@ -334,7 +396,7 @@ class ModelStage:
             t = next(found) if tagger else None
             e = next(found) if embedder else None
             out.append(Decoded(d.photo_id, d.path, t if d.wants[0] else None, e if d.wants[1] else None))
-        return out, failures
+        return out, failures, sum(read for _, read in counted)
 
     def prepare(self, batch: list[Decoded | Failure]) -> _Prepared:
         decoded = [d for d in batch if isinstance(d, Decoded)]
@@ -346,12 +408,13 @@ class ModelStage:
         with torch.cuda.stream(self._stream) if on_gpu else nullcontext():
             jpegs = [d for d in decoded if d.device_jpeg is not None]
             failures: dict[int, Failure] = {}
+            read = 0
             if jpegs:
-                done, failures = self._device_decode(jpegs)
+                done, failures, read = self._device_decode(jpegs)
                 decoded = [d for d in decoded if d.device_jpeg is None] + done
             tagged, tagger_input = _stacked([(d.photo_id, d.tagger_input) for d in decoded], self.device)
             embedded, embedder_input = _stacked([(d.photo_id, d.embedder_input) for d in decoded], self.device)
-            prepared = _Prepared(tagged, tagger_input, embedded, embedder_input, failures)
+            prepared = _Prepared(tagged, tagger_input, embedded, embedder_input, failures, read=read)
             if on_gpu:
                 prepared.ready = torch.cuda.Event()
                 prepared.ready.record(self._stream)
@@ -373,7 +436,7 @@ class ModelStage:
         def result() -> Outputs:
             p = dict(zip(prepared.tagged, probs(), strict=True)) if probs else {}
             v = dict(zip(prepared.embedded, vectors(), strict=True)) if vectors else {}
-            return Outputs(p, v, prepared.failures)
+            return Outputs(p, v, prepared.failures, prepared.read)
 
         return result
 

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
                          description="decode worker processes (0: decode in the main process)")
     max_attempts: PositiveInt = Field(3, description="passes that retry a failed file before it waits for a change")
     lock_wait: float = Field(0.0, ge=0, description="seconds a second writer waits for the catalog lock")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="where identify, decode and the models run: this machine, or a Ray cluster (the ray "
+                             "extra: pip install 'phototag[ray]')")
+    ray_address: str | None = Field(
+        None, description="the Ray cluster to join (ray start's address); unset: RAY_ADDRESS, a cluster started on "
+                          "this machine, else a new local one")
+    ray_nodes: dict[str, str] = Field(
+        default_factory=dict, description="path prefix -> Ray node (id or IP address): photos under it are read on "
+                                          "that node when it can take the work (storage local to it)")
+    ray_actors: PositiveInt | None = Field(
+        None, description="model actors on the Ray cluster (default: one per GPU; without GPUs, one per 2 CPUs)")
     vector_index: Literal["auto", "flat", "ivf"] = Field(
         "auto", description="exact (flat) or approximate (ivf) vector search; auto: ivf from 250,000 photos")
     search_min_score: float = Field(0.2, description="relevance cutoff of free-text and similar: search terms")

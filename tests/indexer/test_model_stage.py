@@ -115,14 +115,14 @@ class _GpuModel:
 def test_a_gpu_pass_compiles_its_models_only_when_it_pays() -> None:
     """Unset, ``compile`` is decided by the first pass's size: a minute of compiling pays from
     COMPILE_FROM_PHOTOS photos; told true or false, the indexer does as told."""
-    from indexer.index import Indexer
+    from indexer.engine import LocalEngine
     from indexer.settings import COMPILE_FROM_PHOTOS
 
     for compile_, photos, expected in ((None, COMPILE_FROM_PHOTOS - 1, []), (None, COMPILE_FROM_PHOTOS, [16]),
                                        (True, 10, [16]), (False, 10**7, [])):
         tagger, embedder = _GpuModel(), _GpuModel()
-        indexer = Indexer(None, tagger, embedder, batch_size=16, compile=compile_)
-        stage = indexer._model_stage(photos)  # noqa: SLF001 - the decision under test
+        engine = LocalEngine(tagger, embedder, batch_size=16, compile=compile_)
+        stage = engine._model_stage(photos)  # noqa: SLF001 - the decision under test
         assert tagger.compiled == embedder.compiled == expected, (compile_, photos)
-        assert indexer._model_stage(photos * 10) is stage  # noqa: SLF001 - built (and compiled) once
+        assert engine._model_stage(photos * 10) is stage  # noqa: SLF001 - built (and compiled) once
         assert tagger.compiled == expected

@@ -161,7 +161,7 @@ def test_worker_processes_give_the_same_results_as_in_process(home, tmp_path, mo
     for name in ("library/space/rocket.jpg", "library/animals/pug.heic", "edge/zero_bytes.jpg",
                  "library/travel/fujifilm.mpo"):
         (folder / Path(name).name).write_bytes((PHOTOS / name).read_bytes())
-    import indexer.index
+    import indexer.engine
     from indexer import pipeline
 
     started = []
@@ -170,8 +170,8 @@ def test_worker_processes_give_the_same_results_as_in_process(home, tmp_path, mo
     assert main(["index", str(folder), "--workers", "2", "--catalog", str(tmp_path / "small")]) == 0
     assert started == []  # four photos: hashed and decoded in this process, no pool started
     capsys.readouterr()
-    monkeypatch.setattr(indexer.index, "IDENTIFY_IN_PROCESS", 0)  # from here on, workers even for four
-    monkeypatch.setattr(indexer.index, "DECODE_IN_PROCESS", 0)
+    monkeypatch.setattr(indexer.engine, "IDENTIFY_IN_PROCESS", 0)  # from here on, workers even for four
+    monkeypatch.setattr(indexer.engine, "DECODE_IN_PROCESS", 0)
     results = []
     for workers in ("0", "2"):
         monkeypatch.setenv("PHOTOTAG_CATALOG", str(tmp_path / f"catalog{workers}"))
