@@ -72,7 +72,7 @@ KINDS = ("tag", "semantic", "mixed", "similar")
 TEXT_ENCODER_BUNDLE = "bench_clip_random"  # the full-size random CLIP ViT-B/16 of bench_indexer.py
 
 SEED = 0
-GENERATOR = 1  # bump when the data below changes: catalogs built by another generator are rebuilt
+GENERATOR = 2  # bump when the data below changes: catalogs built by another generator are rebuilt
 VERSION = f"bench_clip@seed{SEED}"
 TAGGER_VERSION = "ram_plus_swin_l_384@497c1788e87d"  # as long as the real RAM++'s
 DIM = 512
@@ -239,12 +239,23 @@ def upgrade(folder: Path) -> None:
         backup.unlink()
 
 
-def build_catalog(folder: Path, count: int) -> dict:
+def build_catalog(folder: Path, count: int, legacy: bool = False) -> dict:
+    """``legacy``: a catalog at schema revision 0005, as Phototag wrote it before migration 0006 (float32
+    embeddings, photo tags' source, state and time as text), for bench_catalog.py to measure and upgrade."""
     from indexer.catalog import Catalog
     from indexer.index import GENERATION_KEY
+    from indexer.schema import TAG_SOURCES, TAG_STATES, encode_vector
     from ram_model.vocab import builtin_vocabulary
 
-    Catalog.open(folder).close()  # the schema, through Alembic
+    if legacy:
+        create_schema(folder, "0005")
+    else:
+        Catalog.open(folder).close()  # the schema, through Alembic
+    sources, states = {w: i for i, w in enumerate(TAG_SOURCES)}, {w: i for i, w in enumerate(TAG_STATES)}
+    stamp = int((datetime.fromisoformat(STAMP) - datetime(1970, 1, 1)) / timedelta(microseconds=1))
+
+    def stored(row: tuple) -> tuple:  # a tag row as schema 0006 stores it (indexer.schema.Code, Microseconds)
+        return (*row[:3], sources[row[3]], states[row[4]], row[5], stamp)
     vocabulary = builtin_vocabulary()
     by_rank, probability = tag_popularity(vocabulary.names)
     space = EmbeddingSpace()
@@ -271,12 +282,14 @@ def build_catalog(folder: Path, count: int) -> dict:
             tags = draw_tags(rng, probability, signatures[chunk_clusters])
             tag_counts += np.bincount(tags.ravel(), minlength=len(probability))
             with db:
+                rows = tag_rows(ids, tags, thresholds, rng)
                 db.executemany(
                     "INSERT INTO photo_tags (photo_id, tag_id, score, source, state, model_version, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", tag_rows(ids, tags, thresholds, rng))
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", rows if legacy else map(stored, rows))
                 vectors = space.images(chunk_clusters, rng)
+                encode = np.ndarray.tobytes if legacy else encode_vector
                 db.executemany("INSERT INTO embeddings (photo_id, model_version, dim, vector) VALUES (?, ?, ?, ?)",
-                               ((int(i), VERSION, DIM, v.tobytes()) for i, v in zip(ids, vectors, strict=True)))
+                               ((int(i), VERSION, DIM, encode(v)) for i, v in zip(ids, vectors, strict=True)))
             print(f"  {start + len(ids):,} / {count:,} photos: tags and embeddings", file=sys.stderr)
         with db:
             db.execute(index_sql)
@@ -289,6 +302,23 @@ def build_catalog(folder: Path, count: int) -> dict:
             "coverage_by_rank": [round(float(coverage[i]), 6) for i in by_rank],
             "cluster_photos": np.bincount(clusters, minlength=CLUSTERS).tolist(),
             "signatures": [[vocabulary.names[i] for i in row] for row in signatures]}
+
+
+def create_schema(folder: Path, revision: str) -> None:
+    """A new, empty catalog at schema ``revision`` (Alembic, as indexer.catalog upgrades)."""
+    from alembic import command
+
+    from indexer.catalog import _alembic_config, catalog_engine, schema_transaction
+
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = catalog_engine(f"sqlite:///{folder / 'catalog.db'}")
+    config = _alembic_config()
+    try:
+        with engine.connect() as connection, schema_transaction(connection):
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
 
 
 PHOTO_COLUMNS = ("path", "size", "mtime_ns", "content_hash", "format", "width", "height", "orientation", "taken_at",

@@ -59,6 +59,7 @@ from indexer.schema import (
     PhotoTag,
     Run,
     Tag,
+    decode_vectors,
 )
 from indexer.settings import Settings
 
@@ -830,8 +831,11 @@ class Indexer:
         def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             yield from embedding_rows(self.catalog, self.embedder_version, dim)
 
+        def exact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return embedding_vectors(self.catalog, self.embedder_version, ids)
+
         self._vectors, _rebuilt = VectorIndex.open(self.catalog.vectors_path, dim, self._vector_state(), rows,
-                                                   kind=self.vector_index)
+                                                   kind=self.vector_index, exact_vectors=exact)
         self._saved_state = self._vector_state()  # what the file on disk reflects now
 
     def _vector_state(self) -> str:
@@ -900,16 +904,37 @@ def embedding_rows(catalog: Catalog, model_version: str, dim: int,
     """Every stored embedding of ``model_version`` in batches of (ids, vectors) — to rebuild FAISS."""
     last = 0
     while True:
-        with catalog.session() as session:
-            rows = session.execute(
-                select(Embedding.photo_id, Embedding.vector)
-                .where(Embedding.model_version == model_version, Embedding.dim == dim, Embedding.photo_id > last)
-                .order_by(Embedding.photo_id).limit(chunk)).all()
+        with catalog.session() as session:  # the driver's rows: a rebuild reads millions
+            rows = session.connection().exec_driver_sql(
+                "SELECT photo_id, vector FROM embeddings WHERE model_version = ? AND dim = ? AND photo_id > ? "
+                "ORDER BY photo_id LIMIT ?", (model_version, dim, last, chunk)).fetchall()
         if not rows:
             return
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        yield ids, np.stack([r[1] for r in rows])
+        yield ids, decode_vectors([r[1] for r in rows])
         last = int(ids[-1])
+
+
+def embedding_vectors(catalog: Catalog, model_version: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored embeddings of ``model_version`` among ``ids``: (the ids found, in the order given; their
+    vectors [n, dim] float32). What an IVF-PQ vector index re-scores its candidates with."""
+    wanted = np.asarray(ids, dtype=np.int64)
+    # One statement, the ids as one JSON parameter, joined: SQLite seeks each id (~2 us), where ``IN (SELECT value
+    # FROM json_each(?))`` was planned as a scan of the whole table (3,000 ids of 50k photos: 7 ms against 75 ms).
+    # The driver's cursor: SQLAlchemy's result rows cost as much again as the query, on every search.
+    with catalog.session() as session:
+        driver = session.connection().connection.driver_connection
+        assert driver is not None, "a session's connection is open"
+        rows = driver.execute(
+            "SELECT e.photo_id, e.vector FROM json_each(?) AS j JOIN embeddings AS e ON e.photo_id = j.value "
+            "WHERE e.model_version = ?", (json.dumps(wanted.tolist()), model_version)).fetchall()
+    if not rows:
+        return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+    found = np.asarray([r[0] for r in rows], np.int64)
+    vectors = decode_vectors([r[1] for r in rows])
+    position = {int(i): n for n, i in enumerate(found)}
+    order = np.asarray([position[i] for i in wanted.tolist() if i in position], np.int64)
+    return found[order], vectors[order]
 
 
 def _facts(result: Identified) -> dict[str, Any]:

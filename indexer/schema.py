@@ -8,6 +8,7 @@ work is done once. The schema itself changes only through Alembic revisions in `
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,9 +125,17 @@ def decode_vector(blob: bytes) -> np.ndarray:
 
     Scaled back to the unit length it was stored with (rounding to float16 moves it by about 1e-4), so a
     photo's score against itself stays 1."""
-    vector = np.frombuffer(blob, dtype=VECTOR_DTYPE).astype(np.float32)
-    norm = float(np.sqrt(vector @ vector))
-    return vector / norm if norm > 0 else vector
+    return decode_vectors([blob])[0]
+
+
+def decode_vectors(blobs: Sequence[bytes]) -> np.ndarray:
+    """Stored embeddings of one dimension as a float32 matrix [n, dim] of unit rows (see :func:`decode_vector`)."""
+    if not blobs:
+        return np.empty((0, 0), np.float32)
+    matrix = np.frombuffer(b"".join(blobs), dtype=VECTOR_DTYPE).astype(np.float32).reshape(len(blobs), -1)
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+    norms[norms == 0] = 1.0
+    return matrix / norms[:, None]
 
 
 def encode_vector(vector: Any) -> bytes:

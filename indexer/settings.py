@@ -64,8 +64,9 @@ class Settings(BaseSettings):
                                           "that node when it can take the work (storage local to it)")
     ray_actors: PositiveInt | None = Field(
         None, description="model actors on the Ray cluster (default: one per GPU; without GPUs, one per 2 CPUs)")
-    vector_index: Literal["auto", "flat", "ivf"] = Field(
-        "auto", description="exact (flat) or approximate (ivf) vector search; auto: ivf from 250,000 photos")
+    vector_index: Literal["auto", "flat", "ivf", "ivfpq"] = Field(
+        "auto", description="exact (flat) or approximate (ivf; ivfpq: compressed, re-scored exactly) vector search; "
+                            "auto: ivf from 250,000 photos, ivfpq from 2,000,000")
     search_min_score: float = Field(0.2, description="relevance cutoff of free-text and similar: search terms")
     # write-metadata (indexer.metadata.write.WriteOptions checks the names; profiles: indexer.metadata.profiles)
     metadata_profile: str = Field("all", description="the photo app(s) write-metadata writes for (--for)")

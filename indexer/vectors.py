@@ -67,13 +67,29 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 """Version of the json written next to the index; a different one is stale."""
 
-KINDS = ("auto", "flat", "ivf")
+KINDS = ("auto", "flat", "ivf", "ivfpq")
 APPROXIMATE_FROM = 250_000
 """With ``kind="auto"``, libraries of this many vectors or more get the approximate IVF index
 (exact flat search costs ~10 ms per 100k vectors per query on one core); below half of it, an
 IVF index goes back to flat. In between nothing changes, so a library near the line does not
 flip back and forth."""
+COMPRESSED_FROM = 2_000_000
+"""With ``kind="auto"``, libraries of this many vectors or more get the compressed IVF-PQ index (72 bytes a
+vector where IVF keeps 2 KiB: 0.7 GB at 10M instead of 20 GB); below half of it, back to IVF."""
 IVF_NPROBE_SHARE = 0.02  # share of the inverted lists one query visits (at least 32)
+PQ_BYTES = 64  # IVF-PQ: bytes of code a vector (sub-quantizers of 8 bits; the dimension must divide by it)
+PQ_MAX_LISTS = 1024  # IVF-PQ cells: sqrt(N), at most this (assigning 10M vectors to 1,024 cells: ~3 min on 2 cores)
+PQ_NPROBE_SHARE = 0.03  # share of an IVF-PQ index's cells one query visits (at least 24)
+RERANK = 1024
+"""IVF-PQ: a query's best k + RERANK candidates by their codes are re-scored with the exact vectors (on clustered
+CLIP-like vectors, 256 more gave recall@50 0.95, 512 0.99, 1024 0.998 at 200k: bench/results/catalog.md)."""
+TRAIN_SAMPLE = 200_000
+"""A streaming build trains on a uniform sample of at most this many vectors (400 MB at 512 dimensions):
+with one pass to count and sample and one to add, it never holds more than the sample, a batch and the index."""
+
+ExactVectors = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``ids -> (ids found, their vectors [n, dim] float32)``: the exact vectors an IVF-PQ index re-scores its
+candidates with (the catalog's, :func:`indexer.index.embedding_vectors`)."""
 # An IVF index's id lookup (reconstruct and remove by id): faiss.DirectMap.Hashtable, which its stubs leave out.
 _DIRECT_MAP_HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
 
@@ -101,50 +117,132 @@ class VectorIndex:
         self._lock = threading.Lock()
         self._ivf_ids: np.ndarray | None = None  # the ids of an IVF index (it has no id map to look in)
         self._quantizer: faiss.Index | None = None  # an IVF index's cell centres (kept alive with it)
+        self.exact_vectors: ExactVectors | None = None  # an IVF-PQ index re-scores its candidates with these
 
     @property
     def kind(self) -> str:
-        """``"flat"`` (exact) or ``"ivf"`` (approximate: inverted lists over k-means cells)."""
-        return "ivf" if self._ivf_ids is not None else "flat"
+        """``"flat"`` (exact), ``"ivf"`` (approximate: inverted lists over k-means cells) or ``"ivfpq"`` (the same
+        cells holding 64-byte product-quantised codes, candidates re-scored with :attr:`exact_vectors`)."""
+        if self._ivf_ids is None:
+            return "flat"
+        return "ivfpq" if isinstance(self._index, faiss.IndexIVFPQ) else "ivf"
 
     @classmethod
     def build(cls, dim: int, ids: np.ndarray, vectors: np.ndarray, kind: str = "auto",
               current: str | None = None) -> VectorIndex:
-        """A new index over ``vectors``; ``kind="auto"`` picks IVF from ``APPROXIMATE_FROM`` vectors on.
+        """A new index over ``vectors``; ``kind="auto"`` picks IVF from ``APPROXIMATE_FROM`` vectors on and
+        IVF-PQ from ``COMPRESSED_FROM`` on (see :meth:`build_from`, which this calls with one batch).
 
-        An IVF index is trained here (k-means on a sample: about a minute per million vectors on
-        two cores); it then takes adds and removes like the flat one, assigning new vectors to
-        the trained cells.
+        When an id appears twice, its last vector wins.
+        """
+        probe = cls(dim)
+        ids, vectors = _as_ids(ids), probe._as_vectors(vectors, "vectors")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        ids, vectors = _last_of_duplicates(ids, vectors)
+        return cls.build_from(dim, lambda: [(ids, vectors)], kind, current)
+
+    @classmethod
+    def build_from(cls, dim: int, rows: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+                   kind: str = "auto", current: str | None = None) -> VectorIndex:
+        """A new index over the batches of ``rows()`` (ids unique across batches: a catalog's), built streaming.
+
+        The first pass counts the vectors and keeps a uniform sample of at most ``TRAIN_SAMPLE`` of them; an
+        IVF or IVF-PQ index is trained on it (k-means, and for IVF-PQ the product quantiser), then a second pass
+        adds the batches. Memory: the sample, one batch and the index — never every vector twice. An index of
+        no more vectors than the sample is built from the sample, in one pass.
         """
         index = cls(dim)
-        ids, vectors = _as_ids(ids), index._as_vectors(vectors, "vectors")
-        if _resolve_kind(kind, len(ids), current) == "ivf":
-            index._make_ivf(vectors)
-        index.add(ids, vectors)
+        count, sample_ids, sample = index._sample(rows())
+        chosen = _resolve_kind(kind, count, current)
+        if chosen != "flat":
+            index._make_ivf(sample, count, pq=chosen == "ivfpq")
+        if count == len(sample_ids):  # everything is in the sample: no second pass
+            order = np.argsort(sample_ids, kind="stable")
+            batches: Iterable[tuple[np.ndarray, np.ndarray]] = [(sample_ids[order], sample[order])]
+        else:
+            del sample, sample_ids
+            batches = rows()
+        added = [index._append(_as_ids(b[0]), index._as_vectors(b[1], "vectors")) for b in batches]
+        if index._ivf_ids is not None:
+            index._ivf_ids = np.sort(np.concatenate(added)) if added else np.empty(0, np.int64)
+        if len(index) != count:
+            raise ValueError(f"rows() gave {len(index)} vectors on its second pass and {count} on its first")
         return index
+
+    def _sample(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray, np.ndarray]:
+        """(count, ids, vectors): a uniform sample without replacement of at most TRAIN_SAMPLE rows, in one pass
+        (each row gets a random key; the rows of the smallest keys are kept)."""
+        rng = np.random.default_rng(0)
+        count = 0
+        keys, ids, vectors = np.empty(0), np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        for batch_ids, batch_vectors in batches:
+            batch_ids, batch_vectors = _as_ids(batch_ids), self._as_vectors(batch_vectors, "vectors")
+            if len(batch_ids) != len(batch_vectors):
+                raise ValueError(f"{len(batch_ids)} ids for {len(batch_vectors)} vectors")
+            count += len(batch_ids)
+            batch_keys = rng.random(len(batch_ids))
+            if len(keys) >= TRAIN_SAMPLE:  # full: only rows that beat the largest key kept can enter
+                enter = batch_keys < keys.max()
+                batch_keys, batch_ids, batch_vectors = batch_keys[enter], batch_ids[enter], batch_vectors[enter]
+            keys = np.concatenate([keys, batch_keys])
+            ids = np.concatenate([ids, batch_ids])
+            vectors = np.concatenate([vectors, batch_vectors])
+            if len(keys) > TRAIN_SAMPLE:
+                keep = np.argpartition(keys, TRAIN_SAMPLE)[:TRAIN_SAMPLE]
+                keys, ids, vectors = keys[keep], ids[keep], vectors[keep]
+        return count, ids, vectors
+
+    def _append(self, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Add vectors of ids not in the index yet (a build: no lookups); returns the ids."""
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(ids):
+            with self._lock:
+                self._index.add_with_ids(vectors, ids)
+        return ids
 
     def _remove_present(self, present: np.ndarray) -> int:
         """Remove ids known to be in the index (call with the lock held)."""
-        if self._ivf_ids is None:
-            return int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+        if self._ivf_ids is None or self.kind == "ivfpq":  # IVF-PQ: no direct map, the lists are scanned
+            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+            if self._ivf_ids is not None:
+                self._ivf_ids = np.setdiff1d(self._ivf_ids, present, assume_unique=True)
+            return removed
         # An IVF index with a hashtable direct map removes by an explicit id array only.
         removed = int(self._index.remove_ids(faiss.IDSelectorArray(present)))
         self._ivf_ids = np.setdiff1d(self._ivf_ids, present, assume_unique=True)
         return removed
 
-    def _make_ivf(self, train_on: np.ndarray) -> None:
-        count = len(train_on)
-        nlist = int(min(65536, max(16, 4 * np.sqrt(max(count, 1)))))
-        if count < 4 * nlist:
-            raise ValueError(f"an IVF index of {nlist} cells needs at least {4 * nlist} vectors, got {count}")
+    def _make_ivf(self, train_on: np.ndarray, count: int, pq: bool = False) -> None:
+        """Train an empty IVF (``pq``: IVF-PQ) index for ``count`` vectors on ``train_on`` (a sample of them)."""
+        if pq:
+            nlist = int(min(PQ_MAX_LISTS, max(16, np.sqrt(max(count, 1)))))
+            if self.dim % PQ_BYTES:
+                raise ValueError(f"an IVF-PQ index of {PQ_BYTES} bytes needs a dimension divisible by it, "
+                                 f"got {self.dim}")
+        else:
+            nlist = int(min(65536, max(16, 4 * np.sqrt(max(count, 1)))))
+        available = len(train_on)
+        needed = max(4 * nlist, 256) if pq else 4 * nlist  # PQ: 256 centroids per sub-quantizer
+        if available < needed:
+            kind = "IVF-PQ" if pq else "IVF"
+            raise ValueError(f"an {kind} index of {nlist} cells needs at least {needed} vectors, got {available}")
         rng = np.random.default_rng(0)
-        sample = train_on[rng.choice(count, size=min(count, 40 * nlist), replace=False)]
+        sample = train_on[rng.choice(available, size=min(available, max(40 * nlist, 65_536) if pq else 40 * nlist),
+                                     replace=False)]
         quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf: faiss.IndexIVF
+        if pq:
+            ivf = faiss.IndexIVFPQ(quantizer, self.dim, nlist, PQ_BYTES, 8, faiss.METRIC_INNER_PRODUCT)
+            ivf.nprobe = min(nlist, max(24, int(nlist * PQ_NPROBE_SHARE)))
+        else:
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.nprobe = min(nlist, max(32, int(nlist * IVF_NPROBE_SHARE)))
         ivf.cp.niter = 10
         ivf.train(sample)
-        ivf.set_direct_map_type(_DIRECT_MAP_HASHTABLE)  # reconstruct and remove by id
-        ivf.nprobe = min(nlist, max(32, int(nlist * IVF_NPROBE_SHARE)))
+        if not pq:  # reconstruct and remove by id; IVF-PQ keeps no vectors to reconstruct, and removes by a scan
+            ivf.set_direct_map_type(_DIRECT_MAP_HASHTABLE)
         self._index, self._quantizer = ivf, quantizer
         self._ivf_ids = np.empty(0, np.int64)
 
@@ -209,7 +307,17 @@ class VectorIndex:
         return self._search(queries, k, subset, exact=exact)
 
     def reconstruct(self, id_: int) -> np.ndarray:
-        """The stored vector of ``id_`` (a copy); ``KeyError`` when the id is not in the index."""
+        """The stored vector of ``id_`` (a copy); ``KeyError`` when the id is not in the index.
+
+        An IVF-PQ index keeps only codes: its vectors come from :attr:`exact_vectors` (``KeyError`` without)."""
+        if self.kind == "ivfpq":
+            with self._lock:
+                known = bool(self._contains(np.asarray([id_], np.int64))[0])
+            found, vectors = self.exact_vectors(np.asarray([id_], np.int64)) if self.exact_vectors and known \
+                else (np.empty(0, np.int64), None)
+            if not len(found) or vectors is None:
+                raise KeyError(id_)
+            return np.asarray(vectors[0], np.float32)
         with self._lock:
             try:
                 return self._index.reconstruct(int(id_))  # type: ignore[return-value]  # an array: the stubs say Tensor
@@ -256,11 +364,14 @@ class VectorIndex:
         state: str,
         rows: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
         kind: str = "auto",
+        exact_vectors: ExactVectors | None = None,
     ) -> tuple[VectorIndex, bool]:
         """Load the index saved for ``state``, or rebuild it from ``rows()`` and save it.
 
         ``rows`` returns batches of (ids [n] int64, vectors [n, dim] float32) read from the
-        catalog; it is called only on a rebuild. Returns ``(index, rebuilt)``.
+        catalog, each id once; it is called only on a rebuild, twice for an approximate index
+        (:meth:`build_from`). ``exact_vectors``: where an IVF-PQ index finds the vectors to
+        re-score its candidates with. Returns ``(index, rebuilt)``.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,11 +379,10 @@ class VectorIndex:
             previous = _saved_kind(path)
             index = _load(cls, path, dim, state)
             if index is not None and _resolve_kind(kind, len(index), index.kind) == index.kind:
+                index.exact_vectors = exact_vectors
                 return index, False
-            batches = list(rows())
-            ids = np.concatenate([b[0] for b in batches]) if batches else np.empty(0, np.int64)
-            vectors = np.concatenate([b[1] for b in batches]) if batches else np.empty((0, dim), np.float32)
-            index = cls.build(dim, ids, vectors, kind, current=previous)
+            index = cls.build_from(dim, rows, kind, current=previous)
+            index.exact_vectors = exact_vectors
             try:
                 with index._lock:
                     _save(index._index, path, state)
@@ -285,10 +395,15 @@ class VectorIndex:
     # -- plumbing --------------------------------------------------------------------------
 
     def _search(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
-                exact: bool = False, effort: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                exact: bool = False, effort: int = 1, compressed: bool = True) -> tuple[np.ndarray, np.ndarray]:
         if int(k) <= 0:
             raise ValueError(f"k must be positive, got {k}")
         queries = self._as_vectors(queries, "queries")
+        if compressed and self.kind == "ivfpq":
+            k = min(int(k), len(self), len(subset) if subset is not None else len(self))
+            if k == 0 or len(queries) == 0:
+                return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
+            return self._search_compressed(queries, k, subset, exact, effort)
         with self._lock:
             k = min(int(k), len(self))
             if subset is not None:
@@ -316,6 +431,26 @@ class VectorIndex:
                     scores, ids = self._index.search(queries, k, params=params)
         scores[ids < 0] = -np.inf
         return scores, ids
+
+    def _search_compressed(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
+                           exact: bool, effort: int) -> tuple[np.ndarray, np.ndarray]:
+        """IVF-PQ: the best ``k + RERANK`` candidates by their codes, re-scored with :attr:`exact_vectors`."""
+        wanted = min(len(self), k + RERANK)
+        if subset is not None:
+            wanted = min(wanted, len(subset))
+        scores, ids = self._search(queries, wanted, subset, exact=exact, effort=effort, compressed=False)
+        if self.exact_vectors is None:
+            return scores[:, :k], ids[:, :k]
+        out_scores = np.full((len(queries), k), -np.inf, np.float32)
+        out_ids = np.full((len(queries), k), -1, np.int64)
+        for row, (query, candidates) in enumerate(zip(queries, ids, strict=True)):
+            found, vectors = self.exact_vectors(candidates[candidates >= 0])
+            if not len(found):
+                continue
+            exact_scores = np.asarray(vectors, np.float32) @ query
+            best = np.argsort(-exact_scores, kind="stable")[:k]
+            out_scores[row, :len(best)], out_ids[row, :len(best)] = exact_scores[best], found[best]
+        return out_scores, out_ids
 
     def _contains(self, ids: np.ndarray) -> np.ndarray:
         """Which of ``ids`` are in the index (call with the lock held)."""
@@ -412,7 +547,8 @@ def _save(index: faiss.Index, path: Path, state: str) -> None:
         "state": state,
         "bytes": path.stat().st_size,
         "faiss_version": faiss.__version__,
-        "kind": "ivf" if isinstance(index, faiss.IndexIVF) else "flat",
+        "kind": ("ivfpq" if isinstance(index, faiss.IndexIVFPQ) else "ivf") if isinstance(index, faiss.IndexIVF)
+        else "flat",
         "format": FORMAT,
     })
 
@@ -458,7 +594,7 @@ def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorInd
         log.warning("vector index %s is unreadable (%s); it will be rebuilt", path, error)
         return None
     flat = isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
-    ivf = isinstance(index, faiss.IndexIVFFlat)
+    ivf = isinstance(index, faiss.IndexIVFFlat | faiss.IndexIVFPQ)
     if not ((flat or ivf)
             and index.metric_type == faiss.METRIC_INNER_PRODUCT
             and index.d == dim
@@ -467,8 +603,9 @@ def _load(cls: type[VectorIndex], path: Path, dim: int, state: str) -> VectorInd
         return None
     loaded = cls(dim)
     loaded._index = index
-    if isinstance(index, faiss.IndexIVFFlat):
-        index.set_direct_map_type(_DIRECT_MAP_HASHTABLE)
+    if isinstance(index, faiss.IndexIVFFlat | faiss.IndexIVFPQ):
+        if isinstance(index, faiss.IndexIVFFlat):
+            index.set_direct_map_type(_DIRECT_MAP_HASHTABLE)
         lists = index.invlists
         assert lists is not None, "an IVF index read from a file has its inverted lists"
         parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
@@ -491,7 +628,9 @@ def _resolve_kind(kind: str, count: int, current: str | None) -> str:
         raise ValueError(f"unknown vector index kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind != "auto":
         return kind
-    if count >= APPROXIMATE_FROM or (current == "ivf" and count >= APPROXIMATE_FROM // 2):
+    if count >= COMPRESSED_FROM or (current == "ivfpq" and count >= COMPRESSED_FROM // 2):
+        return "ivfpq"
+    if count >= APPROXIMATE_FROM or (current in ("ivf", "ivfpq") and count >= APPROXIMATE_FROM // 2):
         return "ivf"
     return "flat"
 

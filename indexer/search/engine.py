@@ -57,7 +57,7 @@ from sqlalchemy.sql.elements import ColumnElement, Grouping
 from indexer._paths import spellings, undecodable
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
-from indexer.index import GENERATION_KEY, embedding_rows, under
+from indexer.index import GENERATION_KEY, embedding_rows, embedding_vectors, under
 from indexer.schema import MISSING, REJECTED, Embedding, Photo, PhotoTag, SavedSearch, Tag
 from indexer.search import query as q
 
@@ -134,7 +134,7 @@ class Searcher:
     def __init__(self, catalog: Catalog, embedder: Any = None, *,
                  embedder_version: str | Callable[[], str | None] | None = None, vector_index: str = "auto") -> None:
         self.catalog = catalog
-        self.vector_index = vector_index  # "auto", "flat" (exact) or "ivf" (approximate): see indexer.vectors
+        self.vector_index = vector_index  # "auto", "flat" (exact), "ivf" or "ivfpq" (approximate): indexer.vectors
         self._embedder = embedder
         self._embedder_version = embedder_version
         self._vectors: Any = None
@@ -324,8 +324,11 @@ class Searcher:
             def rows() -> Any:
                 return embedding_rows(self.catalog, version, int(dim))
 
+            def exact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return embedding_vectors(self.catalog, version, ids)
+
             self._vectors, _ = VectorIndex.open(self.catalog.vectors_path, int(dim), state, rows,
-                                                kind=self.vector_index)
+                                                kind=self.vector_index, exact_vectors=exact)
             self._vectors_state = state
         return self._vectors
 
