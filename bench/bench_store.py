@@ -97,7 +97,7 @@ class InstantStage:
             yield batch, Outputs(probs, vectors, {})
 
 
-def instant_decode(job: Any, _settings: Any = None) -> Any:
+def instant_decode(job: Any, settings: Any = None) -> Any:
     from indexer.pipeline import Decoded
 
     return Decoded(job.photo_id, job.path, None, None)
