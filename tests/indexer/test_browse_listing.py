@@ -66,7 +66,8 @@ def test_count_first_page_and_ids_agree_with_the_listing(catalog, roots, sort, i
         assert browse.list_photos(catalog, sort=sort, limit=limit, **options) == listed[:limit]
 
 
-@pytest.mark.parametrize(("roots", "include_missing"), [(None, True), (["/lib"], False), (["/lib/a", "/lib/a0"], False)])
+@pytest.mark.parametrize(("roots", "include_missing"),
+                         [(None, True), (["/lib"], False), (["/lib/a", "/lib/a0"], False)])
 @pytest.mark.parametrize("sort", ["date", "path"])
 def test_keyset_pages_and_positions_agree_with_the_listing(catalog, roots, include_missing, sort) -> None:  # noqa: ANN001
     """A page read after (or, backwards, before) any photo of the listing, with any offset, is that slice of the
@@ -90,3 +91,23 @@ def test_keyset_pages_and_positions_agree_with_the_listing(catalog, roots, inclu
     with catalog.session() as session:
         others = [i for i in session.scalars(select(Photo.id)) if i not in listed_ids]
     assert all(browse.listing_position(catalog, i, **options) is None for i in others[:5])
+
+
+@pytest.mark.parametrize(("roots", "include_missing"), [(None, False), (None, True), (["/lib"], False),
+                                                        (["/lib/a", "/lib/b"], True), ([], False)])
+def test_a_far_offset_into_the_date_order_is_found_through_the_date_index(catalog, roots, include_missing,
+                                                                         monkeypatch) -> None:  # noqa: ANN001
+    """From _ANCHOR_FROM on, list_photos finds an offset's place by the dates alone (the photos newer than a date,
+    less the left-out ones), then reads on from that date: every offset gives that slice of the listing."""
+    options = {"roots": roots, "include_missing": include_missing}
+    listed = browse.list_photos(catalog, **options)
+    anchored: list[int] = []
+    anchor = browse._date_anchor  # noqa: SLF001
+    monkeypatch.setattr(browse, "_date_anchor", lambda *args: anchored.append(args[1]) or anchor(*args))
+    monkeypatch.setattr(browse, "_ANCHOR_FROM", 1)
+    for offset in range(len(listed) + 2):
+        for limit in (1, 3, None):
+            assert browse.list_photos(catalog, offset=offset, limit=limit, **options) == listed[offset:][:limit]
+        assert browse.list_photo_ids(catalog, offset=offset, limit=4, **options).tolist() == [
+            row.id for row in listed[offset:offset + 4]]
+    assert len(anchored) == (4 * (len(listed) + 1) if roots != [] else 0)  # every offset from 1: through the dates
