@@ -35,6 +35,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -285,16 +286,17 @@ def step_end_to_end(fast: Tagger, embedder, files: list[Path], batch: int, worke
                               device_jpeg=gpu_decode, device_share=share)
     stage = ModelStage(fast, embedder, settings, fast.device)
     jobs = [DecodeJob(i, str(files[i % len(files)]), True, True) for i in range(photos)]
-    with Stages(workers, settings) as stages:
+    decoding = partial(decode, settings=settings)
+    with Stages(workers) as stages:
         # Warm the workers (spawn + imports) and the models outside the timing.
-        for _batch, _outputs in stage.run(batched(stages.map(decode, jobs[:batch], lookahead=2 * batch), batch)):
+        for _batch, _outputs in stage.run(batched(stages.map(decoding, jobs[:batch], lookahead=2 * batch), batch)):
             pass
         sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         count = failed = 0
-        for batch_items, outputs in stage.run(batched(stages.map(decode, jobs, lookahead=4 * batch), batch)):
+        for batch_items, outputs in stage.run(batched(stages.map(decoding, jobs, lookahead=4 * batch), batch)):
             count += len(outputs.probs)
             failed += len(batch_items) - len(outputs.probs)
         sync(device)

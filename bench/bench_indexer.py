@@ -192,7 +192,8 @@ def timed_pass(runner: Any) -> Iterator[PassTimes]:
         stage = "?"
 
         def map(self, function: Callable[[Any], Any], items: Any, lookahead: int = 64, **options: Any) -> Iterator[Any]:
-            self.stage = function.__name__
+            name = getattr(function, "__name__", None) or function.func.__name__  # decode is a partial
+            self.stage = name
             results = super().map(function, items, lookahead, **options)
             while True:
                 start = time.perf_counter()
@@ -201,7 +202,7 @@ def timed_pass(runner: Any) -> Iterator[PassTimes]:
                 except StopIteration:
                     return
                 finally:
-                    times.add(f"wait:{function.__name__}", time.perf_counter() - start)
+                    times.add(f"wait:{name}", time.perf_counter() - start)
                 yield result
 
         def close(self) -> None:

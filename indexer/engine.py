@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer.errors import EngineError
@@ -42,9 +43,11 @@ if TYPE_CHECKING:
     from indexer.settings import Settings
 
 # Up to this many items a stage runs in this process: hashing a photo takes ~4 ms and decoding one
-# ~50-70 ms on a core (bench/results/indexer_cpu.md), while a spawn worker pool starts in ~4 s.
+# ~50-70 ms on a core (bench/results/indexer_cpu.md), while a spawn worker pool starts in ~4 s (two cores) to
+# ~13 s (15 workers: bench/results/clip_first_gpu.md).
 IDENTIFY_IN_PROCESS = 500
 DECODE_IN_PROCESS = 32
+IDENTIFY_CHUNK = 16  # paths per worker task: identifying one takes ~4.5 ms, a task's round trip costs more
 
 Results = Generator[tuple[list[Decoded | Failure], Outputs], None, None]
 Infer = Callable[[Iterable[DecodeJob], Reads], Results]
@@ -59,6 +62,9 @@ class Engine(Protocol):
     def identify(self, paths: Sequence[str], reads: Reads) -> Generator[Identified | Failure, None, None]: ...
 
     def models(self, photos: int) -> AbstractContextManager[Infer]: ...
+
+    def close(self) -> None:
+        """The end of a pass: release what its stages held (worker processes)."""
 
 
 def engine_for(settings: Settings, tagger: Any, embedder: Any) -> Engine:
@@ -97,6 +103,7 @@ class LocalEngine:
         self.device_decode = device_decode
         self.compile = compile
         self._stage: ModelStage | None = None
+        self._stages: Stages | None = None  # the pass's worker pool, once a stage needed one
         self._compiled = False  # whether the stage's models run compiled
         self._measured_batch: int | None = None  # the batch size chosen when none is given
 
@@ -105,34 +112,42 @@ class LocalEngine:
         return bool(self.tagger.device.type == "cuda")
 
     def identify(self, paths: Sequence[str], reads: Reads) -> Generator[Identified | Failure, None, None]:
-        with Stages(self._workers_for(len(paths), IDENTIFY_IN_PROCESS)) as stages:
-            yield from stages.map(identify, paths, on_read=reads.add)
+        stages = self._stages_for(len(paths), IDENTIFY_IN_PROCESS)
+        yield from stages.map(identify, paths, chunk=IDENTIFY_CHUNK, on_read=reads.add)
 
     @contextmanager
     def models(self, photos: int) -> Iterator[Infer]:
         stage = self._model_stage(photos)
-        workers = self._workers_for(photos, DECODE_IN_PROCESS)
+        stages = self._stages_for(photos, DECODE_IN_PROCESS)
         settings = stage.settings
         if settings.device_jpeg:  # the GPU and the CPU workers each decode their share of the JPEGs
             from ram_model.accel import device_share
 
-            settings = replace(settings, device_share=device_share(workers, self._compiled))
-        with Stages(workers, settings) as stages:
+            settings = replace(settings, device_share=device_share(stages.workers, self._compiled))
 
-            def infer(jobs: Iterable[DecodeJob], reads: Reads) -> Results:
-                batch_size = self._batch_size()
-                decoded = stages.map(decode, jobs, lookahead=2 * batch_size, on_read=reads.add)
-                for batch, outputs in stage.run(batched(decoded, batch_size)):
-                    reads.bytes += outputs.read  # the JPEGs the GPU decoded
-                    yield batch, outputs
+        def infer(jobs: Iterable[DecodeJob], reads: Reads) -> Results:
+            batch_size = self._batch_size()
+            decoded = stages.map(partial(decode, settings=settings), jobs, lookahead=2 * batch_size,
+                                 on_read=reads.add)
+            for batch, outputs in stage.run(batched(decoded, batch_size)):
+                reads.bytes += outputs.read  # the JPEGs the GPU decoded
+                yield batch, outputs
 
-            yield infer
+        yield infer
 
-    def _workers_for(self, items: int, in_process_up_to: int) -> int:
-        """Worker processes for a stage of ``items``: none for a handful (a pass over a few new files, as
-        ``watch`` runs), where starting spawn workers that import torch (seconds each) costs more than
-        the work."""
-        return 0 if items <= in_process_up_to else self.workers
+    def close(self) -> None:
+        if self._stages is not None:
+            self._stages.close()
+            self._stages = None
+
+    def _stages_for(self, items: int, in_process_up_to: int) -> Stages:
+        """Where a stage of ``items`` runs: the pass's worker pool, started by the first stage with more than
+        ``in_process_up_to`` items and kept for the next (identify, then decoding: one start, not two); else
+        this process, for a handful (a pass over a few new files, as ``watch`` runs), where starting spawn
+        workers that import torch (seconds each) costs more than the work."""
+        if self._stages is None and self.workers > 0 and items > in_process_up_to:
+            self._stages = Stages(self.workers)
+        return self._stages or Stages(0)
 
     def _model_stage(self, photos: int) -> ModelStage:
         """The model stage, built once per engine (a compiled model is compiled once)."""

@@ -296,6 +296,7 @@ class Indexer:
             outcome = "interrupted" if summary.interrupted else "completed"
         finally:
             failing = sys.exc_info()[1] is not None
+            self.engine.close()
             self._save_vectors(summary)
             try:
                 self._finish_run(run_id, outcome, summary)

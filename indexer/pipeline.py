@@ -16,6 +16,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -190,25 +191,17 @@ class DecodeSettings:
             raise ValueError("device_jpeg needs pixels=True: the device decoder gives uint8 pixels")
 
 
-_settings: DecodeSettings | None = None
-
-
-def _init_worker(settings: DecodeSettings | None) -> None:
+def _init_worker() -> None:
     # Ctrl-C goes to the whole process group: the parent finishes its batch, workers must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    global _settings
-    _settings = settings
 
 
-def decode(job: DecodeJob, settings: DecodeSettings | None = None) -> Decoded | Failure:
+def decode(job: DecodeJob, settings: DecodeSettings) -> Decoded | Failure:
     """Stage 2: decode one photo into model inputs (or leave a plain JPEG to the GPU's decoder)."""
+    from indexer.metadata._files import check_regular
     from ram_model.accel import device_decodable
     from ram_model.preprocess import open_image, preprocess, resized_pixels
-
-    settings = settings or _settings
-    assert settings is not None, "decode() needs settings (or a worker initialised with them)"
-    from indexer.metadata._files import check_regular
 
     try:
         check_regular(job.path)  # the decoders open it by path: a pipe swapped in would block the pass
@@ -246,45 +239,42 @@ class Stages:
     """Runs a stage function over items in order, in worker processes or in this one.
 
     ``map`` keeps up to ``lookahead`` items in flight, so decoding the next batch overlaps the
-    model's work on this one.
+    model's work on this one; it sends them ``chunk`` at a time (one task each), which pays for
+    small items such as paths to identify. The pool takes any picklable function, so one pool
+    serves every stage of a pass (a spawn pool of 15 workers takes ~13 s to start:
+    bench/results/clip_first_gpu.md).
     """
 
-    def __init__(self, workers: int, settings: DecodeSettings | None = None) -> None:
+    def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.settings = settings
         self._pool: Executor | None = None
         if workers > 0:
-            self._pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(settings,),
-            )
-        else:
-            global _settings
-            _settings = settings
+            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker)
 
-    def map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int = 64, *,
+    def map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int = 64, *, chunk: int = 1,
             on_read: Callable[[int], None] | None = None) -> Iterator[R]:
         """``function`` over ``items``, results in order; ``on_read`` is given the bytes each call read
         (:func:`counting_reads`, counted where the call runs)."""
         if on_read is None:
-            yield from self._map(function, items, lookahead)
+            yield from self._map(function, items, lookahead, chunk)
             return
-        for result, read in self._map(partial(counting_reads, function), items, lookahead):
+        for result, read in self._map(partial(counting_reads, function), items, lookahead, chunk):
             on_read(read)
             yield result
 
-    def _map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
+    def _map(self, function: Callable[[T], R], items: Iterable[T], lookahead: int, chunk: int) -> Iterator[R]:
         if self._pool is None:
             for item in items:
                 yield function(item)
             return
-        pending: list[Future[R]] = []
-        for item in items:
-            pending.append(self._pool.submit(function, item))
-            if len(pending) >= lookahead:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+        pending: deque[Future[list[R]]] = deque()
+        for group in batched(items, chunk):
+            pending.append(self._pool.submit(_each, function, group))
+            if len(pending) * chunk >= lookahead:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -296,6 +286,11 @@ class Stages:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _each(function: Callable[[T], R], items: list[T]) -> list[R]:
+    """One task of :meth:`Stages.map`: ``function`` over a chunk of items."""
+    return [function(item) for item in items]
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -135,6 +135,9 @@ class RayEngine:
     def on_gpu(self) -> bool:
         return self.gpus > 0
 
+    def close(self) -> None:
+        """Nothing to release: the cluster's workers stay for the next pass (or the next driver)."""
+
     def identify(self, paths: Sequence[str], reads: Reads) -> Generator[Identified | Failure, None, None]:
         if not paths:
             return
