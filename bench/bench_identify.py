@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_gpu import make_photos  # noqa: E402
 
+from indexer.engine import IDENTIFY_CHUNK  # noqa: E402
 from indexer.pipeline import Stages, identify  # noqa: E402
 
 
@@ -65,15 +66,15 @@ def main() -> None:
         identify(path)
     seconds = time.perf_counter() - start
     print(f"identify in this process: {seconds / 200 * 1000:.1f} ms a file", flush=True)
-    for round_ in (1, 2):
+    for chunk in (1, IDENTIFY_CHUNK):
         start = time.perf_counter()
         with Stages(args.workers) as stages:
             list(stages.map(_noop, range(args.workers)))
             started = time.perf_counter() - start
-            results = list(stages.map(identify, paths))
+            results = list(stages.map(identify, paths, chunk=chunk))
         seconds = time.perf_counter() - start
-        print(f"pool {round_}: {args.workers} workers started (first results) after {started:.1f} s; identify "
-              f"of {len(results)} files through Stages: {seconds:.1f} s in all, "
+        print(f"pool, {chunk} paths a task: {args.workers} workers started (first results) after {started:.1f} s; "
+              f"identify of {len(results)} files through Stages: {seconds:.1f} s in all, "
               f"{len(results) / (seconds - started):.0f} files/s after the start", flush=True)
 
 
