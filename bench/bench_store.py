@@ -119,11 +119,13 @@ def one_pass(tmp: Path, photos: int) -> tuple[float, float, int]:
         indexer.engine._model_stage = lambda _photos: stage  # noqa: SLF001 - the models are what is left out
         real_store = indexer._store_results  # noqa: SLF001
 
-        def timed_store(*args: Any) -> None:
+        def timed_store(*args: Any) -> list[int]:
             nonlocal stored
             start = time.perf_counter()
-            real_store(*args)
-            stored += time.perf_counter() - start
+            try:
+                return real_store(*args)  # the photos it made indexed
+            finally:
+                stored += time.perf_counter() - start
 
         indexer._store_results = timed_store  # noqa: SLF001
         saved = engine_module.decode
