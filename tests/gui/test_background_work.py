@@ -119,7 +119,7 @@ def test_the_app_indexes_with_the_gpu_settings(settings, small_folder, monkeypat
     seen = {}
 
     def run(self, roots, **_options) -> IndexSummary:  # noqa: ANN001
-        seen.update(device_decode=self.device_decode, compile=self.compile)
+        seen.update(device_decode=self.engine.device_decode, compile=self.engine.compile)
         return IndexSummary()
 
     monkeypatch.setattr(Indexer, "run", run)
