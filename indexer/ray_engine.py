@@ -149,8 +149,8 @@ class RayEngine:
     @contextmanager
     def models(self, photos: int) -> Iterator[Infer]:
         gpu = self.on_gpu
-        settings = DecodeSettings(self.tagger.image_size, getattr(self.embedder, "pixel_transform" if gpu else
-                                                                  "transform"), self.settings.draft_decode, pixels=gpu)
+        transform = getattr(self.embedder, "pixel_transform" if gpu else "transform")  # as a local pass there
+        settings = DecodeSettings(self.tagger.image_size, transform, self.settings.draft_decode, pixels=gpu)
         models = {"models": str(self.settings.models_dir), "tagger": self.settings.tagger,
                   "embedder": self.settings.embedder, "precision": self.settings.precision,
                   "chunk_size": self.settings.chunk_size, "settings": settings}
