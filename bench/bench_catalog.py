@@ -42,6 +42,7 @@ import bench_search as bs  # noqa: E402
 CACHE = HERE / ".cache"
 DUPLICATES, DUPLICATE_NOISE = 0.05, 0.1
 QUERIES = 32
+CHUNK = 100_000
 
 
 def say(*parts: object) -> None:
@@ -64,18 +65,25 @@ def peak_rss_mb() -> float:
 
 
 # --- 1M: a legacy catalog, upgraded ----------------------------------------------------------------------
-def one_million(count: int = 1_000_000) -> None:
+def one_million(count: int = 1_000_000, stage: str = "all") -> None:
+    """``stage``: "legacy" (build the 0005 catalog and measure it), "upgrade" (the rest), or "all"."""
     folder = CACHE / f"catalog-{count}"
-    out: dict = {"count": count}
-    if folder.exists():
-        shutil.rmtree(folder)
-    start = time.perf_counter()
-    built = bs.build_catalog(folder, count, legacy=True)
-    out["build_legacy_s"] = time.perf_counter() - start
-    (folder / "build.json").write_text(json.dumps(built) + "\n", encoding="utf-8")
-    say("legacy built", out["build_legacy_s"])
-    out["before"] = dbstat(folder / "catalog.db", count)
-    say("before", out["before"]["used_per_photo"])
+    if stage in ("all", "legacy"):
+        out: dict = {"count": count}
+        if folder.exists():
+            shutil.rmtree(folder)
+        start = time.perf_counter()
+        built = bs.build_catalog(folder, count, legacy=True)
+        out["build_legacy_s"] = time.perf_counter() - start
+        (folder / "build.json").write_text(json.dumps(built) + "\n", encoding="utf-8")
+        say("legacy built", out["build_legacy_s"])
+        out["before"] = dbstat(folder / "catalog.db", count)
+        say("before", out["before"]["used_per_photo"])
+        save("catalog-1m", out)
+        if stage == "legacy":
+            return
+    out = json.loads((CACHE / "catalog-1m.json").read_text(encoding="utf-8"))
+    built = json.loads((folder / "build.json").read_text(encoding="utf-8"))
     start = time.perf_counter()
     bs.create_schema(folder, "head")  # the upgrade as Catalog.open runs it, without the backup copy
     out["upgrade_s"] = time.perf_counter() - start
@@ -91,17 +99,11 @@ def one_million(count: int = 1_000_000) -> None:
         out[f"build_{mode}"] = in_process("build", {"catalog": str(folder), "mode": mode})
         say("index", mode, out[f"build_{mode}"])
         spec = {"catalog": str(folder), "mode": mode, "queries": queries if mode == "flat" else
-                {k: v for k, v in queries.items() if k != "tag"}, "repeat": 3}
+                {k: v for k, v in queries.items() if k != "tag"}, "repeat": 1}
         out[f"search_{mode}"] = in_process("search", spec)
         save("catalog-1m", out)
         (folder / "vectors.faiss").rename(folder / f"vectors-{mode}.faiss")
         (folder / "vectors.json").rename(folder / f"vectors-{mode}.json")
-    start = time.perf_counter()
-    with closing(sqlite3.connect(folder / "catalog.db")) as db:
-        db.execute("VACUUM")
-    out["vacuum_s"] = time.perf_counter() - start
-    out["after_vacuum"] = dbstat(folder / "catalog.db", count)
-    save("catalog-1m", out)
     say("done 1M")
 
 
@@ -122,11 +124,12 @@ def _build(spec: dict) -> dict:
 
     catalog = Catalog.open(spec["catalog"], create=False)
     searcher = Searcher(catalog, bs.StandInTextEmbedder(bs.EmbeddingSpace()), vector_index=spec["mode"])
+    before = _rss_mb()
     start = time.perf_counter()
     index = searcher.vectors()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "kind": index.kind, "count": len(index),
-            "file_mb": Path(spec["catalog"], "vectors.faiss").stat().st_size / 2**20}
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before, "kind": index.kind,
+            "count": len(index), "file_mb": Path(spec["catalog"], "vectors.faiss").stat().st_size / 2**20}
 
 
 def _search(spec: dict) -> dict:
@@ -138,38 +141,35 @@ def _search(spec: dict) -> dict:
 
 
 # --- 10M: embeddings only ----------------------------------------------------------------------------------
-def generate(count: int, database: Path, rng: np.random.Generator, uniform: bool = False):  # noqa: ANN201
-    """Write ``count`` embeddings into ``database`` (an ``embeddings`` table as the catalog's); yields each chunk's
-    (ids, float32 vectors as stored: float16 read back as unit vectors)."""
-    from indexer.schema import decode_vector, encode_vector
+def generate(count: int, store: Path, rng: np.random.Generator, uniform: bool = False):  # noqa: ANN201
+    """Write ``count`` embeddings as the catalog stores them (float16, ``indexer.schema.VECTOR_DTYPE``) into the
+    array file ``store`` (row i: photo id i + 1); yields each chunk's (ids, float32 vectors as read back)."""
+    from indexer.schema import VECTOR_DTYPE, decode_vectors
 
     space = bs.EmbeddingSpace()
-    with closing(sqlite3.connect(database)) as db:
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-200000"):
-            db.execute(f"PRAGMA {pragma}")
-        db.execute("CREATE TABLE IF NOT EXISTS embeddings (photo_id INTEGER NOT NULL, model_version VARCHAR(128) "
-                   "NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (photo_id))")
-        previous = None
-        for start in range(0, count, bs.CHUNK * 5):
-            ids = np.arange(start + 1, min(start + bs.CHUNK * 5, count) + 1)
-            if uniform:
-                vectors = bs._unit(rng.standard_normal((len(ids), bs.DIM), dtype=np.float32))
-            else:
-                clusters = rng.choice(bs.CLUSTERS, size=len(ids), p=space.popularity)
-                vectors = space.images(clusters, rng)
-                if previous is not None:  # near-duplicates: bursts, edits, copies of earlier photos
-                    twins = rng.random(len(ids)) < DUPLICATES
-                    of = previous[rng.integers(len(previous), size=int(twins.sum()))]
-                    noise = bs._unit(rng.standard_normal(of.shape, dtype=np.float32)) * DUPLICATE_NOISE
-                    vectors[twins] = bs._unit(of + noise)
-                previous = vectors
-            blobs = [encode_vector(v) for v in vectors]
-            with db:
-                db.executemany("INSERT INTO embeddings VALUES (?, ?, 512, ?)",
-                               zip(ids.tolist(), [bs.VERSION] * len(ids), blobs, strict=True))
-            yield ids, np.stack([decode_vector(b) for b in blobs])
-            if start % 1_000_000 == 0:
-                say("generated", start + len(ids))
+    stored = np.lib.format.open_memmap(store, mode="w+", dtype=VECTOR_DTYPE, shape=(count, bs.DIM))
+    previous = None
+    for start in range(0, count, CHUNK):
+        ids = np.arange(start + 1, min(start + CHUNK, count) + 1)
+        if uniform:
+            vectors = bs._unit(rng.standard_normal((len(ids), bs.DIM), dtype=np.float32))
+        else:
+            clusters = rng.choice(bs.CLUSTERS, size=len(ids), p=space.popularity)
+            vectors = space.images(clusters, rng)
+            if previous is not None:  # near-duplicates: bursts, edits, copies of earlier photos
+                twins = rng.random(len(ids)) < DUPLICATES
+                of = previous[rng.integers(len(previous), size=int(twins.sum()))]
+                noise = bs._unit(rng.standard_normal(of.shape, dtype=np.float32)) * DUPLICATE_NOISE
+                vectors[twins] = bs._unit(of + noise)
+            previous = vectors
+        half = vectors.astype(VECTOR_DTYPE)
+        stored[start:start + len(ids)] = half
+        raw, size = half.tobytes(), bs.DIM * 2
+        yield ids, decode_vectors([raw[i * size:(i + 1) * size] for i in range(len(ids))])
+        if start % 1_000_000 == 0:
+            say("generated", start + len(ids))
+    stored.flush()
+    del stored
 
 
 def ten_million(count: int = 10_000_000, name: str = "10m", uniform: bool = False) -> None:
@@ -177,38 +177,22 @@ def ten_million(count: int = 10_000_000, name: str = "10m", uniform: bool = Fals
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    database = folder / "catalog.db"
+    database = folder / "embeddings.npy"
     rng = np.random.default_rng([bs.SEED, 17])
     space = bs.EmbeddingSpace()
-    query_ids = np.sort(rng.choice(count, QUERIES, replace=False) + 1)
     texts = np.stack([space.text(p) for p in bs.PHRASES[:QUERIES]])
-    similar = np.zeros((len(query_ids), bs.DIM), np.float32)
     best = {kind: (np.full((QUERIES, 50), -np.inf, np.float32), np.full((QUERIES, 50), -1, np.int64))
             for kind in ("similar", "text")}
+    similar = None
     start = time.perf_counter()
     for ids, vectors in generate(count, database, rng, uniform):
-        here = np.isin(query_ids, ids)
-        similar[here] = vectors[query_ids[here] - ids[0]]
-        for kind, queries in (("text", texts),):
-            _merge(best[kind], queries @ vectors.T, ids)
+        if similar is None:  # photos of the first chunk (ids drawn like any): their exact neighbours, in one pass
+            similar = vectors[np.sort(rng.choice(len(ids), QUERIES, replace=False))]
+        _merge(best["text"], texts @ vectors.T, ids)
+        _merge(best["similar"], similar @ vectors.T, ids)
     out: dict = {"count": count, "uniform": uniform, "generate_s": time.perf_counter() - start,
                  "file_bytes": database.stat().st_size}
     say("generated", out)
-    # similar: the exact answers, in a second pass (the query vectors are known only now)
-    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        from indexer.schema import decode_vector
-
-        last = 0
-        while True:
-            rows = db.execute("SELECT photo_id, vector FROM embeddings WHERE photo_id > ? ORDER BY photo_id "
-                              "LIMIT 100000", (last,)).fetchall()
-            if not rows:
-                break
-            ids = np.asarray([r[0] for r in rows])
-            vectors = np.stack([decode_vector(r[1]) for r in rows])
-            _merge(best["similar"], similar @ vectors.T, ids)
-            last = int(ids[-1])
-    out["exact_s"] = time.perf_counter() - start
     np.savez(folder / "truth.npz", similar=similar, texts=texts, similar_ids=best["similar"][1],
              text_ids=best["text"][1])
     save(f"catalog-{name}", out)
@@ -237,61 +221,87 @@ def _merge(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, ids: np.ndar
     top_ids[:] = np.take_along_axis(joined_ids, keep, axis=1)
 
 
-def _catalog_like(folder: Path):  # noqa: ANN202
-    """An object with what indexer.index.embedding_rows/embedding_vectors use of a Catalog: its sessions."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
+def _stored(folder: Path) -> np.ndarray:
+    return np.load(folder / "embeddings.npy", mmap_mode="r")
 
-    engine = create_engine(f"sqlite:///{folder / 'catalog.db'}")
 
-    class Embeddings:
-        session = sessionmaker(engine)
+def _rows(stored: np.ndarray, chunk: int = 50_000):  # noqa: ANN202
+    """What ``indexer.index.embedding_rows`` yields from a catalog: (ids, unit float32 vectors) in batches."""
+    from indexer.schema import decode_vectors
 
-    return Embeddings()
+    def rows():  # noqa: ANN202
+        for start in range(0, len(stored), chunk):
+            half = np.ascontiguousarray(stored[start:start + chunk])
+            size = bs.DIM * 2
+            raw = half.tobytes()
+            yield (np.arange(start + 1, start + len(half) + 1),
+                   decode_vectors([raw[i * size:(i + 1) * size] for i in range(len(half))]))
+    return rows
+
+
+def _exact(stored: np.ndarray):  # noqa: ANN202
+    """What ``indexer.index.embedding_vectors`` gives from a catalog, read from the array file."""
+    from indexer.schema import decode_vectors
+
+    def exact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(ids, np.int64)
+        half = stored[ids - 1]
+        size = bs.DIM * 2
+        raw = half.tobytes()
+        return ids, decode_vectors([raw[i * size:(i + 1) * size] for i in range(len(ids))])
+    return exact
 
 
 def _build_vectors(spec: dict) -> dict:
-    from indexer.index import embedding_rows
     from indexer.vectors import VectorIndex
 
     folder = Path(spec["folder"])
-    catalog = _catalog_like(folder)
+    stored = _stored(folder)
+    before = _rss_mb()
     start = time.perf_counter()
-    index = VectorIndex.build_from(bs.DIM, lambda: embedding_rows(catalog, bs.VERSION, bs.DIM, chunk=50_000),
-                                   spec["kind"])
+    index = VectorIndex.build_from(bs.DIM, _rows(stored), spec["kind"])
     seconds = time.perf_counter() - start
     index.save(folder / "vectors.faiss", "bench")
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "kind": index.kind, "count": len(index),
-            "file_mb": (folder / "vectors.faiss").stat().st_size / 2**20}
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": before, "kind": index.kind,
+            "count": len(index), "file_mb": (folder / "vectors.faiss").stat().st_size / 2**20}
 
 
 def _search_vectors(spec: dict) -> dict:
-    from indexer.index import embedding_vectors
     from indexer.vectors import VectorIndex
 
     folder = Path(spec["folder"])
-    catalog = _catalog_like(folder)
-    with closing(sqlite3.connect(folder / "catalog.db")) as db:  # warm the page cache as bench_search does
-        db.execute("SELECT count(*) FROM embeddings").fetchone()
-    before = peak_rss_mb()
+    stored = _stored(folder)
+    before = _rss_mb()
     start = time.perf_counter()
     index = VectorIndex.load(folder / "vectors.faiss", bs.DIM, "bench")
     assert index is not None
     load_s = time.perf_counter() - start
     after = _rss_mb()
-    index.exact_vectors = lambda ids: embedding_vectors(catalog, bs.VERSION, ids)
+    index.exact_vectors = _exact(stored)
     truth = np.load(folder / "truth.npz")
     out = {"load_s": load_s, "rss_before_mb": before, "rss_after_load_mb": after, "kind": index.kind}
     for kind, queries, want in (("similar", truth["similar"], truth["similar_ids"]),
                                 ("text", truth["texts"], truth["text_ids"])):
         index.search(queries[:1], 50)  # warm-up
-        times, recalls = [], []
-        for query, exact in zip(queries, want, strict=True):
+        times, recalls, fetch = [], [], []
+        exact = index.exact_vectors
+
+        def timed_exact(ids: np.ndarray, exact=exact, fetch=fetch) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+            begin = time.perf_counter()
+            try:
+                return exact(ids)
+            finally:
+                fetch.append(time.perf_counter() - begin)
+
+        index.exact_vectors = timed_exact
+        for query, wanted in zip(queries, want, strict=True):
             begin = time.perf_counter()
             _scores, ids = index.search(query[None, :], 50)
             times.append(time.perf_counter() - begin)
-            recalls.append(len(set(ids[0].tolist()) & set(exact.tolist())) / 50)
+            recalls.append(len(set(ids[0].tolist()) & set(wanted.tolist())) / 50)
+        index.exact_vectors = exact
         out[kind] = {"p50_ms": float(np.percentile(times, 50) * 1000), "p95_ms": float(np.percentile(times, 95) * 1000),
+                     "fetch_p50_ms": float(np.percentile(fetch, 50) * 1000),
                      "recall_mean": float(np.mean(recalls)), "recall_min": float(np.min(recalls)),
                      "queries": len(times)}
     out["rss_end_mb"] = _rss_mb()
@@ -303,6 +313,77 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def report() -> str:
+    """bench/results/catalog.md's tables from the JSON results (the prose around them is written by hand)."""
+    import statistics
+
+    lines: list[str] = []
+    million = _load("catalog-1m")
+    if million:
+        count = million["count"]
+        before, after = million["before"]["tables"], million.get("after", {}).get("tables", {})
+        lines += [f"### Bytes per photo by table, {count:,} photos (SQLite dbstat: pages of each table and index)", "",
+                  "| table or index | before (0005) B/photo | page fill | after (0006) B/photo | page fill |",
+                  "|---|---:|---:|---:|---:|"]
+        for name in sorted(set(before) | set(after), key=lambda n: -before.get(n, after.get(n, {})).get("bytes", 0)):
+            b, a = before.get(name), after.get(name)
+            lines.append(f"| {name} | {_num(b, 'per_photo')} | {_num(b, 'fill', 2)} | {_num(a, 'per_photo')} | "
+                         f"{_num(a, 'fill', 2)} |")
+        lines.append(f"| **all pages in use** | **{million['before']['used_per_photo']:,.0f}** | | "
+                     f"**{million['after']['used_per_photo']:,.0f}** | |")
+        lines += ["", f"Legacy build {million['build_legacy_s']:.0f} s; upgrade 0005 -> 0006 "
+                  f"{million.get('upgrade_s', 0):.0f} s; file {million['before']['file_bytes'] / 2**30:.2f} GiB "
+                  f"before, {million['after']['file_bytes'] / 2**30:.2f} GiB after the upgrade "
+                  f"({million['after']['free_bytes'] / 2**30:.2f} GiB of it free pages until VACUUM).", ""]
+        lines += ["### Vector index and search at 1M (the search engine end to end; recall@50 against the flat "
+                  "index's results)", "",
+                  "| index | build s | build peak RSS MiB | file MiB | kind of query | queries | p50 ms | p95 ms | "
+                  "recall@50 mean / min |", "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+        flat = million.get("search_flat", {}).get("queries", {})
+        for mode in ("flat", "ivfpq"):
+            build = million.get(f"build_{mode}")
+            searched = million.get(f"search_{mode}", {}).get("queries", {})
+            for kind, measured in searched.items():
+                times = [m["ms"] for m in measured]
+                recall = ""
+                if mode != "flat" and kind in flat:
+                    values = [len(set(m["paths"]) & set(f["paths"])) / max(1, len(f["paths"]))
+                              for m, f in zip(measured, flat[kind], strict=True)]
+                    recall = f"{statistics.mean(values):.3f} / {min(values):.2f}"
+                lines.append(f"| {mode} ({build['kind']}) | {build['seconds']:.0f} | {build['peak_rss_mb']:,.0f} | "
+                             f"{build['file_mb']:,.0f} | {kind} | {len(times)} | {np.percentile(times, 50):.1f} | "
+                             f"{np.percentile(times, 95):.1f} | {recall} |")
+        lines.append("")
+    for name, title in (("catalog-10m", "10M clustered CLIP-like embeddings"),
+                        ("catalog-uniform", "uniform random embeddings (the worst case, a bound)")):
+        data = _load(name)
+        if not data or "search" not in data:
+            continue
+        build, search = data["build"], data["search"]
+        lines += [f"### IVF-PQ at {data['count']:,} vectors: {title}", "",
+                  f"Embeddings table {data['file_bytes'] / 2**30:.1f} GiB (float16), generated in "
+                  f"{data['generate_s']:.0f} s. Build (two streaming passes over the table, training, adding): "
+                  f"{build['seconds']:.0f} s, peak RSS {build['peak_rss_mb']:,.0f} MiB; index file "
+                  f"{build['file_mb']:,.0f} MiB; loaded in {search['load_s']:.1f} s, RSS after load "
+                  f"{search['rss_after_load_mb']:,.0f} MiB.", "",
+                  "| kind of query | queries | p50 ms | p95 ms | recall@50 mean / min |", "|---|---:|---:|---:|---|"]
+        for kind in ("similar", "text"):
+            m = search[kind]
+            lines.append(f"| {kind} | {m['queries']} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
+                         f"{m['recall_mean']:.3f} / {m['recall_min']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _load(name: str) -> dict | None:
+    path = CACHE / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _num(entry: dict | None, key: str, digits: int = 0) -> str:
+    return "" if entry is None else f"{entry[key]:,.{digits}f}"
 
 
 def save(name: str, data: dict) -> None:
@@ -317,10 +398,12 @@ def main() -> None:
         print(json.dumps(handler(json.loads(sys.argv[2])), default=float))
         return
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    if what == "one-million":
-        one_million(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000)
+    if what == "one-million":  # [COUNT [STAGE]]
+        one_million(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, sys.argv[3] if len(sys.argv) > 3 else "all")
     elif what == "ten-million":
         ten_million(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000)
+    elif what == "report":
+        print(report())
     elif what == "generate":
         os.environ["BENCH_GENERATE_ONLY"] = "1"
         ten_million(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000)
