@@ -315,6 +315,30 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def precision(count: int = 200_000) -> dict:
+    """float16 against float32 storage: recall@50 and top-1 agreement of exact search, similar and free text."""
+    from indexer.schema import VECTOR_DTYPE, decode_vectors
+
+    rng = np.random.default_rng([bs.SEED, 23])
+    space = bs.EmbeddingSpace()
+    full = space.images(rng.choice(bs.CLUSTERS, size=count, p=space.popularity), rng)
+    half = full.astype(VECTOR_DTYPE)
+    raw, size = half.tobytes(), bs.DIM * 2
+    stored = decode_vectors([raw[i * size:(i + 1) * size] for i in range(count)])
+    queries = {"similar": full[rng.choice(count, QUERIES, replace=False)],
+               "text": np.stack([space.text(p) for p in bs.PHRASES[:QUERIES]])}
+    out: dict = {"count": count}
+    for kind, q in queries.items():
+        want = np.argsort(-(q @ full.T), axis=1)[:, :50]
+        got = np.argsort(-(q @ stored.T), axis=1)[:, :50]
+        overlap = [len(set(a) & set(b)) / 50 for a, b in zip(got, want, strict=True)]
+        out[kind] = {"recall_at_50": float(np.mean(overlap)),
+                     "top1_agreement": float(np.mean(got[:, 0] == want[:, 0])),
+                     "max_score_change": float(np.abs(q @ full.T - q @ stored.T).max())}
+    save("catalog-precision", out)
+    return out
+
+
 def report() -> str:
     """bench/results/catalog.md's tables from the JSON results (the prose around them is written by hand)."""
     import statistics
@@ -402,6 +426,8 @@ def main() -> None:
         one_million(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, sys.argv[3] if len(sys.argv) > 3 else "all")
     elif what == "ten-million":
         ten_million(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000)
+    elif what == "precision":
+        print(precision())
     elif what == "report":
         print(report())
     elif what == "generate":
