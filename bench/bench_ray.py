@@ -1,0 +1,175 @@
+"""The Ray engine on this machine: photos/s against the local engine, what the driver can store, bytes read.
+
+    .venv/bin/python bench/bench_ray.py [--photos 40] [--repeat 2] [--store-photos 5000]
+
+engines  a first pass over ``--photos`` camera-like 12 MP JPEGs (bench_indexer's, ~3.5 MB each) with the tiny
+         random RAM++ and CLIP bundles, batches of 8, as a user runs it: ``phototag index --json`` in a fresh
+         process, timed from start to exit, and a pass over two of them for the fixed costs (starting processes,
+         Ray's job and actors, loading models), so the rate once running shows apart. The local engine decoding
+         in its own process and in 1 worker process; the Ray engine joining
+         a local Ray instance started once per row by this script (as ``ray start --head --num-cpus N`` would),
+         with 1 and 2 model actors and one CPU more for identify and decode tasks. Each Ray pass pays what a pass
+         on a cluster pays: its job's worker processes, and a model actor started per round (on a CPU: embeddings,
+         then tags). The summary's bytes per photo and read rates come with each row.
+driver   what the driver can store, whatever the cluster computes: bench_store's pass with instant stand-ins for
+         decoding and the models (its ``one_pass``), ``_store_results`` alone and the whole pass, in photos/s.
+raw      bytes one photo costs each stage (``indexer.pipeline.counting_reads``): a DNG with a 160x120 preview and
+         24 MB of sensor data (tests/indexer/test_reads.py's), and a 12 MP JPEG.
+
+Random weights: the speeds are real, the tags meaningless. Results: bench/results/ray.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+from _machine import cpu_name  # noqa: E402
+from bench_indexer import CACHE, TINY_EMBEDDER, TINY_TAGGER, bench_home, ensure_models, twelve_mp_photos  # noqa: E402
+
+OUT = HERE / "results" / "ray.md"
+BATCH = 8
+
+
+def cli_pass(home: Path, folder: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    """``phototag index FOLDER ARGS --json`` in a fresh process: (wall seconds, its summary)."""
+    env = os.environ | {"PHOTOTAG_HOME": str(home), "PHOTOTAG_DEVICE": "cpu", "PHOTOTAG_AUTO_DOWNLOAD": "false",
+                        "PHOTOTAG_TAGGER": TINY_TAGGER, "PHOTOTAG_EMBEDDER": TINY_EMBEDDER}
+    command = [sys.executable, str(REPO / "main.py"), "index", str(folder), "--batch-size", str(BATCH), *args, "--json"]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return seconds, json.loads(done.stdout)
+
+
+def timed_passes(photos: list[Path], repeat: int, *args: str) -> list[tuple[float, dict[str, Any]]]:
+    """``repeat`` first passes over hard links to ``photos`` (a fresh catalog each)."""
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="phototag-ray-", dir=CACHE) as name:
+            folder = Path(name) / "photos"
+            folder.mkdir()
+            for photo in photos:
+                os.link(photo, folder / photo.name)
+            seconds, summary = cli_pass(bench_home(Path(name)), folder, *args)
+        if summary["tagged"] != len(photos):
+            raise RuntimeError(f"expected {len(photos)} photos tagged: {summary}")
+        runs.append((seconds, summary))
+        print(f"  {' '.join(args) or 'local'}: {len(photos) / seconds:.2f} photos/s ({seconds:.1f} s)", flush=True)
+    return runs
+
+
+def row(label: str, photos: list[Path], repeat: int, *args: str) -> str:
+    """A table row: ``repeat`` passes over ``photos``, and one over two of them, whose time is the pass's fixed
+    cost (process, Ray job and actor starts, model loads): the difference gives the rate once running."""
+    runs = timed_passes(photos, repeat, *args)
+    fixed, _ = timed_passes(photos[:2], 1, *args)[0]
+    seconds = statistics.median(seconds for seconds, _ in runs)
+    rates = [len(photos) / seconds for seconds, _ in runs]
+    identify, decode = runs[0][1]["read"]["identify"], runs[0][1]["read"]["decode"]
+    return (f"| {label} | {statistics.median(rates):.2f} | {max(rates):.2f} | {seconds:.1f} | {fixed:.1f} | "
+            f"{(len(photos) - 2) / (seconds - fixed):.2f} | "
+            f"{identify['bytes_per_photo'] / 1e6:.2f} MB, {identify['mb_per_s']:.1f} MB/s | "
+            f"{decode['bytes_per_photo'] / 1e6:.2f} MB, {decode['mb_per_s']:.1f} MB/s |")
+
+
+def bench_engines(photos: list[Path], repeat: int) -> list[str]:
+    import ray
+
+    rows = []
+    for workers in (0, 1):
+        print(f"local engine, {workers} decode worker processes", flush=True)
+        label = "local, decoding in its own process" if workers == 0 else "local, 1 decode worker process"
+        rows.append(row(label, photos, repeat, "--workers", str(workers)))
+    for actors in (1, 2):
+        print(f"Ray engine, {actors} model actors, {actors + 1} CPUs", flush=True)
+        ray.init(address="local", num_cpus=actors + 1, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            address = ray.get_runtime_context().gcs_address
+            os.environ["PHOTOTAG_RAY_ACTORS"] = str(actors)
+            label = f"Ray, {actors} model actor{'s' if actors > 1 else ''} + 1 CPU for tasks ({actors + 1} CPUs)"
+            rows.append(row(label, photos, repeat, "--engine", "ray", "--ray-address", address))
+        finally:
+            os.environ.pop("PHOTOTAG_RAY_ACTORS", None)
+            ray.shutdown()
+    return ["| engine | photos/s (median) | best | pass s (median) | 2-photo pass s | photos/s once running | "
+            "identify: read/photo, rate | decode: read/photo, rate |", "|---|---|---|---|---|---|---|---|", *rows]
+
+
+def bench_driver(photos: int) -> list[str]:
+    from bench_store import one_pass
+
+    with tempfile.TemporaryDirectory(prefix="phototag-store-") as name:
+        seconds, stored, count = one_pass(Path(name), photos)
+    return ["| photos | whole pass, photos/s | `_store_results` alone, photos/s (ms/photo) |", "|---|---|---|",
+            f"| {count:,} | {count / seconds:.0f} | {count / stored:.0f} ({stored / count * 1e3:.2f}) |"]
+
+
+def bench_raw(jpeg: Path) -> list[str]:
+    from indexer.pipeline import DecodeJob, DecodeSettings, counting_reads, decode, identify
+    from tests.indexer.test_reads import preview_dng
+
+    settings = DecodeSettings(384, None)
+    lines = ["| file | size | identify reads | decode reads (tagger input) |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="phototag-raw-") as name:
+        warm = preview_dng(Path(name) / "warm.NEF")  # the stages' modules are read once per process: not counted
+        identify(str(warm))
+        decode(DecodeJob(0, str(warm), True, False), settings)
+        raw = preview_dng(Path(name) / "IMG_0001.NEF", seed=1)
+        for label, path in (("DNG: 160x120 preview, 4000x3000 16-bit sensor data", raw), ("12 MP JPEG", jpeg)):
+            _, identified = counting_reads(identify, str(path))
+            _, decoded = counting_reads(lambda job: decode(job, settings), DecodeJob(1, str(path), True, False))
+            lines.append(f"| {label} | {path.stat().st_size / 1e6:.2f} MB | {identified / 1e6:.2f} MB | "
+                         f"{decoded / 1e6:.3f} MB |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=40,
+                        help="12 MP JPEGs per pass (above 32, a local pass decodes in its worker processes)")
+    parser.add_argument("--repeat", type=int, default=2, help="passes per row (median and best reported)")
+    parser.add_argument("--store-photos", type=int, default=5000, help="photos of the driver's store pass")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    ensure_models(("ram_plus_tiny", TINY_TAGGER), ("clip_tiny", TINY_EMBEDDER))
+    photos = twelve_mp_photos(args.photos)
+    engines = bench_engines(photos, args.repeat)
+    driver = bench_driver(args.store_photos)
+    raw = bench_raw(photos[0])
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+    command = (f"`.venv/bin/python bench/bench_ray.py --photos {args.photos} --repeat {args.repeat} "
+               f"--store-photos {args.store_photos}`")
+    text = "\n".join([
+        "# The Ray engine on one machine", "",
+        f"Written by `bench/bench_ray.py` (what each table measures: its docstring). Machine: {cpu_name()}, "
+        f"{os.cpu_count()} cores; {date.today().isoformat()}. Command: {command}; load average at the end {load} "
+        "(1/5/15 min: other work shared the machine).", "",
+        f"## Photos/s: first passes over {args.photos} 12 MP JPEGs, tiny random models, `phototag index` end to end",
+        "", *engines, "",
+        "## The driver's ceiling: storing results, nothing computed", "", *driver, "",
+        "## Bytes one photo costs", "", *raw, ""])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
