@@ -453,10 +453,11 @@ def report(size: str, count: int, built: dict, results: dict, args: argparse.Nam
               "order need every one), then puts the first page's ties in date order — the photos sharing the top "
               "score (user and file tags score 1: ~2% of a tag's matches), read from the photos table: a few ms "
               "when those pages are cached, more when they come from disk (compare a search's first run with its "
-              "run again). The whole library's pages come down the date index: the first with the count, any other "
-              "from the nearest photo already read or from either end (keyset paging, `browse.list_photos(after=…)`"
-              "): the next screenful costs its own rows, a jump the rows it skips from the nearest known photo; "
-              "before, the first look past the first page read the library's whole order (see the last section). "
+              "run again). The whole library's pages come down the date index: the first with the count, one near a "
+              "page read (or an end) from that page's photo on (keyset paging, `browse.list_photos(after=…)`), one "
+              "farther by its offset, found through the date index alone (the date at that raw position, the photos "
+              "newer than it counted there); before, the first look past the first page read the library's whole "
+              "order (see the last section). "
               "QListView lays out the rows in batches of 5,000 (the scrollbar grows meanwhile), each batch well "
               "under the stall aim."]
     lines += ["", "## Every step", "",
