@@ -129,7 +129,7 @@ def build(catalog: Catalog, name: str, descriptions: Sequence[str] = (), example
             vectors = np.asarray(text_embedder.embed_texts(texts), dtype=np.float32)
             parts.append(_unit((vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).mean(axis=0)))
         if examples:
-            rows = dict(session.execute(select(Embedding.photo_id, Embedding.vector).where(
+            rows: dict[int, np.ndarray] = dict(session.execute(select(Embedding.photo_id, Embedding.vector).where(
                 Embedding.photo_id.in_(examples), Embedding.model_version == version)).all())
             lacking = [photo_id for photo_id in examples if photo_id not in rows]
             if lacking:
