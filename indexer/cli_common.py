@@ -45,9 +45,9 @@ def print_json(data: object, **options: Any) -> None:
 # --- settings and stopping ------------------------------------------------------------------------
 def settings_for(args: argparse.Namespace) -> Settings:
     """The settings: these flags (those the command has), then PHOTOTAG_* variables, then defaults."""
-    from indexer.settings import Settings
+    from indexer.settings import load_settings
 
-    return Settings().with_overrides(
+    return load_settings(
         home=args.home, device=args.device, precision=args.precision,
         tagger=getattr(args, "tagger", None), batch_size=getattr(args, "batch_size", None),
         chunk_size=getattr(args, "chunk_size", None), embedder=getattr(args, "embedder", None),

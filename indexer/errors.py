@@ -10,6 +10,10 @@ class IndexerError(PhototagError):
     """Base of every error the indexer (catalog, scan, watch, pipeline, search) reports."""
 
 
+class SettingsError(IndexerError):
+    """A setting has a value it cannot take (a ``PHOTOTAG_…`` variable, a flag, the app's stored choice)."""
+
+
 class ScanError(IndexerError):
     """A library root cannot be scanned at all (missing, not a folder where one is needed)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -97,3 +97,23 @@ class Settings(BaseSettings):
         stays chosen, and only that (:meth:`chosen`)."""
         given = {key: value for key, value in overrides.items() if value is not None}
         return Settings(**{**self.model_dump(include=self.model_fields_set), **given})
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from ``PHOTOTAG_…`` variables and defaults, with ``overrides`` (flags; None: not given).
+
+    Raises:
+        SettingsError: a value the setting cannot take, named with its variable and what it accepts.
+    """
+    from indexer.errors import SettingsError
+
+    try:
+        return Settings().with_overrides(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"PHOTOTAG_{name.upper()}={error.get('input')!r} (or its flag): {error['msg']}")
+        raise SettingsError("a setting has a value it cannot take: " + "; ".join(problems)
+                            + ". Correct or unset it; `phototag --help` and the README's Settings table list "
+                            "what each accepts") from None

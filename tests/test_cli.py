@@ -150,3 +150,11 @@ def test_help_runs_as_a_real_process() -> None:
     done = subprocess.run([sys.executable, str(REPO / "main.py"), "models", "import", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--arch" in done.stdout and "offline" in done.stdout
+
+
+def test_a_bad_setting_in_the_environment_is_a_message_not_a_traceback(home, capsys, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("PHOTOTAG_METADATA_MODE", "bogus")
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert "PHOTOTAG_METADATA_MODE='bogus'" in err and "'sidecar', 'embed' or 'both'" in err
+    assert "Traceback" not in err
