@@ -181,7 +181,7 @@ def test_worker_processes_give_the_same_results_as_in_process(home, tmp_path, mo
         with Catalog.open(tmp_path / f"catalog{workers}") as catalog, catalog.session() as session:
             rows = session.execute(select(Photo.path, Embedding.vector).join(Embedding)).all()
         results.append(dict(rows))
-    assert started == [2, 2]  # identify and decode in worker processes
+    assert started == [2]  # identify and decode in worker processes: one pool for the pass (~13 s a start)
     assert results[0].keys() == results[1].keys()
     assert all(np.allclose(results[0][k], results[1][k], atol=1e-5) for k in results[0])
 
