@@ -90,8 +90,11 @@ PQ_BYTES = 64  # IVF-PQ: bytes of code a vector (sub-quantizers of 8 bits; the d
 PQ_MAX_LISTS = 1024  # IVF-PQ cells: sqrt(N), at most this (assigning 10M vectors to 1,024 cells: ~3 min on 2 cores)
 PQ_NPROBE_SHARE = 0.03  # share of an IVF-PQ index's cells one query visits (at least 24)
 RERANK = 1024
-"""IVF-PQ: a query's best k + RERANK candidates by their codes are re-scored with the exact vectors (on clustered
-CLIP-like vectors, 256 more gave recall@50 0.95, 512 0.99, 1024 0.998 at 200k: bench/results/catalog.md)."""
+RERANK_MAX = 4096
+"""IVF-PQ: a query's best k + R candidates by their codes are re-scored with the exact vectors, R = one per 2,500
+vectors, at least RERANK and at most RERANK_MAX. On clustered CLIP-like vectors: at 200k, 256 more gave recall@50
+0.95, 512 0.99, 1024 0.998; at 10M (denser clusters) 1024 gave 0.81 (similar) and 4096 0.98
+(bench/results/catalog.md)."""
 TRAIN_SAMPLE = 200_000
 """A streaming build trains on a uniform sample of at most this many vectors (400 MB at 512 dimensions):
 with one pass to count and sample and one to add, it never holds more than the sample, a batch and the index."""
@@ -443,9 +446,11 @@ class VectorIndex:
 
     def _search_compressed(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
                            exact: bool, effort: int) -> tuple[np.ndarray, np.ndarray]:
-        """IVF-PQ: the best ``k + effort * RERANK`` candidates by their codes, re-scored with :attr:`exact_vectors`
-        (a caller that filters the matches afterwards keeps answers from deep in the list: it looks harder)."""
-        wanted = min(len(self), k + max(1, effort) * RERANK)
+        """IVF-PQ: the best ``k + effort * R`` candidates (R: see ``RERANK``) by their codes, re-scored with
+        :attr:`exact_vectors` (a caller that filters the matches afterwards keeps answers from deep in the list:
+        it looks harder)."""
+        extra = min(RERANK_MAX, max(RERANK, len(self) // 2500))
+        wanted = min(len(self), k + max(1, effort) * extra)
         if subset is not None:
             wanted = min(wanted, len(subset))
         scores, ids = self._search(queries, wanted, subset, exact=exact, effort=effort, compressed=False)
