@@ -34,8 +34,8 @@ photos: results are exact, adds and removes are immediate and nothing is trained
   top candidates exactly with the catalog's vectors.
 
 ``kind="ivfpq"`` (what ``auto`` picks from ``COMPRESSED_FROM`` = 2M vectors) is that IVF-PQ index: sqrt(N)
-cells (at most 1,024), 64-byte codes plus an 8-byte id a vector, and the best ``k + 1024`` candidates by their
-codes re-scored exactly with the catalog's float16 vectors (``exact_vectors``, one SQLite read of ~1,000 rows).
+cells (at most 1,024), 64-byte codes plus an 8-byte id a vector, and the best ``k + R`` candidates by their
+codes (``RERANK``) re-scored exactly with the catalog's float16 vectors (``exact_vectors``, one SQLite read).
 Its memory is bounded: ~0.7 GB at 10M where IVF or flat keep 20 GB.
 
 Every kind is built streaming (:meth:`VectorIndex.build_from`): one pass over the catalog's batches counts
