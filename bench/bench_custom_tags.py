@@ -42,7 +42,7 @@ def main() -> None:
                 {"id": i + 1, "path": f"/lib/{i}.jpg", "size": 1, "mtime_ns": 1, "status": "indexed", "attempts": 0,
                  "first_seen": stamp, "last_seen": stamp} for i in range(args.photos)])
             session.execute(Embedding.__table__.insert(), [
-                {"photo_id": i + 1, "model_version": VERSION, "dim": DIM, "vector": vectors[i].tobytes()}
+                {"photo_id": i + 1, "model_version": VERSION, "dim": DIM, "vector": vectors[i]}
                 for i in range(args.photos)])
         tag = custom_tags.build(catalog, "bench", examples=list(range(1, 51)), threshold=threshold)
         custom_tags.save(catalog, tag)

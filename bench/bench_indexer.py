@@ -516,11 +516,17 @@ def _photo_row(path: str, size: int, mtime_ns: int, number: int, rng: random.Ran
 
 def add_model_results(library: BigLibrary) -> None:
     """What the models would have left: TAGS_PER_PHOTO model tags and one unit embedding per photo."""
+    from datetime import datetime
+
     import numpy as np
 
     from indexer.index import GENERATION_KEY
     from indexer.pipeline import batched
+    from indexer.schema import SOURCE_MODEL, SUGGESTED, TAG_SOURCES, TAG_STATES, Microseconds, encode_vector
 
+    # As the catalog stores them since migration 0006: codes for source and state, microseconds, float16.
+    model, suggested = TAG_SOURCES.index(SOURCE_MODEL), TAG_STATES.index(SUGGESTED)
+    stamp = Microseconds().process_bind_param(datetime.fromisoformat(STAMP), None)
     start = time.perf_counter()
     rng = random.Random(1)
     vector_rng = np.random.default_rng(1)
@@ -533,11 +539,11 @@ def add_model_results(library: BigLibrary) -> None:
             # Photo by photo, tags in vocabulary order, as Indexer._store_results writes them.
             db.executemany(
                 "INSERT INTO photo_tags (photo_id, tag_id, score, source, state, model_version, updated_at) "
-                "VALUES (?, ?, ?, 'model', 'suggested', ?, ?)",
-                [(photo_id, tag_id, rng.uniform(0.65, 1.0), library.tagger_version, STAMP)
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(photo_id, tag_id, rng.uniform(0.65, 1.0), model, suggested, library.tagger_version, stamp)
                  for photo_id in chunk for tag_id in sorted(rng.sample(tag_ids, TAGS_PER_PHOTO))])
             db.executemany("INSERT INTO embeddings (photo_id, model_version, dim, vector) VALUES (?, ?, ?, ?)",
-                           [(photo_id, library.embedder_version, EMBED_DIM, vector.tobytes())
+                           [(photo_id, library.embedder_version, EMBED_DIM, encode_vector(vector))
                             for photo_id, vector in zip(chunk, vectors, strict=True)])
         # New embeddings make the FAISS file stale, as Indexer._bump_generation records.
         generation = int((db.execute("SELECT value FROM catalog_meta WHERE key = ?", (GENERATION_KEY,)).fetchone()
