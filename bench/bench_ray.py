@@ -141,6 +141,9 @@ def bench_raw(jpeg: Path) -> list[str]:
     return lines
 
 
+NOTES = "<!-- written by hand from here on: bench_ray.py keeps it when it rewrites the tables above -->"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40,
@@ -167,7 +170,8 @@ def main() -> None:
         "## The driver's ceiling: storing results, nothing computed", "", *driver, "",
         "## Bytes one photo costs", "", *raw, ""])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    kept = args.out.read_text(encoding="utf-8").partition(NOTES)[2] if args.out.exists() else ""
+    args.out.write_text(text + (NOTES + kept if kept else ""), encoding="utf-8")
     print(text)
 
 
