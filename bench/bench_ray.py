@@ -124,15 +124,15 @@ def bench_driver(photos: int) -> list[str]:
 
 def bench_raw(jpeg: Path) -> list[str]:
     from indexer.pipeline import DecodeJob, DecodeSettings, counting_reads, decode, identify
-    from tests.indexer.test_reads import preview_dng
+    from tests.conftest import write_dng
 
     settings = DecodeSettings(384, None)
     lines = ["| file | size | identify reads | decode reads (tagger input) |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="phototag-raw-") as name:
-        warm = preview_dng(Path(name) / "warm.NEF")  # the stages' modules are read once per process: not counted
+        warm = write_dng(Path(name) / "warm.NEF")  # the stages' modules are read once per process: not counted
         identify(str(warm))
         decode(DecodeJob(0, str(warm), True, False), settings)
-        raw = preview_dng(Path(name) / "IMG_0001.NEF", seed=1)
+        raw = write_dng(Path(name) / "IMG_0001.NEF", seed=1)
         for label, path in (("DNG: 160x120 preview, 4000x3000 16-bit sensor data", raw), ("12 MP JPEG", jpeg)):
             _, identified = counting_reads(identify, str(path))
             _, decoded = counting_reads(lambda job: decode(job, settings), DecodeJob(1, str(path), True, False))

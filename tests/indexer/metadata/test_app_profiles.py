@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import struct
 import subprocess
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -29,6 +28,7 @@ from indexer.catalog import Catalog
 from indexer.metadata.embed import pixel_digest
 from indexer.metadata.read import read_photo_info
 from indexer.schema import ACCEPTED, CUSTOM, SOURCE_USER, Photo, PhotoTag, Tag
+from tests.conftest import write_dng
 from tests.indexer.metadata.helpers import copy_indexed, exiftool, exiv2, index_once, run, tags
 
 EXIFTOOL = shutil.which("exiftool")
@@ -67,51 +67,9 @@ def noise(path: Path, seed: int, *exif: str) -> Path:
     return path
 
 
-def tiny_raw(path: Path, seed: int, width: int = 64, height: int = 48) -> Path:
-    """A minimal DNG (any RAW extension: LibRaw goes by content): IFD0 an 8-bit RGB preview (the RAW's
-    embedded preview, which the indexer tags), its SubIFD a 16-bit RGGB Bayer image."""
-    rng = np.random.default_rng(seed)
-    preview = rng.integers(0, 255, (height, width, 3), dtype=np.uint8).tobytes()
-    raw = rng.integers(0, 4095, (height, width), dtype=np.uint16).astype("<u2").tobytes()
-    byte, ascii_, short, long_ = 1, 2, 3, 4
-    formats = {byte: "B", ascii_: "B", short: "H", long_: "I"}
-
-    def ifd(entries: list[tuple[int, int, list[int] | str]], at: int) -> bytes:
-        head, extra = struct.pack("<H", len(entries)), b""
-        extra_at = at + 2 + 12 * len(entries) + 4
-        for number, kind, values in sorted(entries):
-            items = list(values.encode() + b"\0") if isinstance(values, str) else values
-            payload = struct.pack("<" + formats[kind] * len(items), *items)
-            if len(payload) <= 4:
-                head += struct.pack("<HHI", number, kind, len(items)) + payload.ljust(4, b"\0")
-            else:
-                extra += b"\0" * (len(extra) % 2)
-                head += struct.pack("<HHII", number, kind, len(items), extra_at + len(extra))
-                extra += payload
-        return head + struct.pack("<I", 0) + extra
-
-    preview_at = 8
-    raw_at = preview_at + len(preview)
-    first_at = raw_at + len(raw)
-
-    def first(sub_at: int) -> bytes:
-        return ifd([(254, long_, [1]), (256, long_, [width]), (257, long_, [height]), (258, short, [8, 8, 8]),
-                    (259, short, [1]), (262, short, [2]), (271, ascii_, "Phototag"), (272, ascii_, "Test DNG"),
-                    (273, long_, [preview_at]), (277, short, [3]), (278, long_, [height]),
-                    (279, long_, [len(preview)]), (284, short, [1]), (330, long_, [sub_at]),
-                    (50706, byte, [1, 4, 0, 0]), (50707, byte, [1, 1, 0, 0]), (50708, ascii_, "Phototag Test DNG")],
-                   first_at)
-
-    sub_at = first_at + len(first(0))
-    sub_at += sub_at % 2
-    sub = ifd([(254, long_, [0]), (256, long_, [width]), (257, long_, [height]), (258, short, [16]),
-               (259, short, [1]), (262, short, [32803]), (273, long_, [raw_at]), (277, short, [1]),
-               (278, long_, [height]), (279, long_, [len(raw)]), (284, short, [1]), (33421, short, [2, 2]),
-               (33422, byte, [0, 1, 1, 2])], sub_at)
-    data = (b"II*\0" + struct.pack("<I", first_at) + preview + raw + first(sub_at)).ljust(sub_at, b"\0") + sub
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+def tiny_raw(path: Path, seed: int) -> Path:
+    """A minimal 64x48 DNG (any RAW extension: LibRaw goes by content) whose embedded preview the indexer tags."""
+    return write_dng(path, seed, preview=(64, 48), sensor=(64, 48))
 
 
 CAMERA = ("-EXIF:Make=Canon", "-EXIF:Model=Canon EOS R6", "-EXIF:DateTimeOriginal=2024:05:01 10:00:00")
