@@ -188,7 +188,9 @@ class RayEngine:
         for node, group in groups.items():
             rows = ray.data.from_items([{"item": pickle.dumps(item)} for item in group],
                                        override_num_blocks=math.ceil(len(group) / rows_per_task))
-            placed = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True)} if node else {}
+            placed: dict[str, Any] = {}  # the storage's node, when the path has one
+            if node:
+                placed["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
             parts.append(rows.map(function, num_cpus=1, max_retries=RETRIES, **placed, **map_args))
         return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
