@@ -164,7 +164,7 @@ def main() -> None:
         "# The Ray engine on one machine", "",
         f"Written by `bench/bench_ray.py` (what each table measures: its docstring). Machine: {cpu_name()}, "
         f"{os.cpu_count()} cores; {date.today().isoformat()}. Command: {command}; load average at the end {load} "
-        "(1/5/15 min: other work shared the machine).", "",
+        "(1/5/15 min).", "",
         f"## Photos/s: first passes over {args.photos} 12 MP JPEGs, tiny random models, `phototag index` end to end",
         "", *engines, "",
         "## The driver's ceiling: storing results, nothing computed", "", *driver, "",
