@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, PositiveInt, ValidationError
+from pydantic import Field, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     tag_language: Literal["en", "zh"] = Field("en", description="tag names the app shows: en or zh")
     threshold_offset: float = Field(
         0.0, ge=0, le=1, description="the app hides model suggestions scoring below their tag's threshold plus this")
+
+    @field_validator("metadata_profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        from indexer.metadata.profiles import PROFILES  # data only: no heavy import
+
+        if value not in PROFILES:
+            raise ValueError(f"unknown profile; use one of {', '.join(PROFILES)}")
+        return value
 
     @property
     def models_dir(self) -> Path:

@@ -62,7 +62,7 @@ def test_files_of_earlier_versions_keep_working(tmp_path, monkeypatch) -> None: 
 def test_a_value_settings_rejects_falls_back_with_a_warning(tmp_path, monkeypatch, caplog) -> None:  # noqa: ANN001
     monkeypatch.setenv("PHOTOTAG_BATCH_SIZE", "32")
     store(tmp_path, {"tag_language": "fr", "threshold_offset": 3, "batch_size": -1, "metadata_mode": "sidecar",
-                     "home": "/elsewhere", "no_such_setting": 1})
+                     "metadata_profile": "picasa", "home": "/elsewhere", "no_such_setting": 1})
     with caplog.at_level(logging.WARNING, logger="gui.preferences"):
         preferences = Preferences.load(Settings(home=tmp_path))
     settings = preferences.settings
@@ -70,7 +70,9 @@ def test_a_value_settings_rejects_falls_back_with_a_warning(tmp_path, monkeypatc
             settings.home) == ("en", 0.0, 32, "sidecar", tmp_path)  # defaults, the environment's, the valid one
     assert preferences.chosen == {"metadata_mode": "sidecar"}
     warned = " ".join(record.getMessage() for record in caplog.records)
-    assert all(f"{name} = " in warned for name in ("tag_language", "threshold_offset", "batch_size"))
+    rejected = ("tag_language", "threshold_offset", "batch_size", "metadata_profile")
+    assert all(f"{name} = " in warned for name in rejected)
+    assert settings.metadata_profile == "all"
 
 
 @pytest.mark.parametrize("content", [None, "{not json", "[1, 2]", "\udcff"])
