@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 from bench_clip_first import one_pass  # noqa: E402
-from bench_gpu import build_models, make_photos  # noqa: E402
+from bench_gpu import build_models, distinct_copies, make_photos  # noqa: E402
 
 
 def main() -> None:
@@ -51,14 +50,7 @@ def main() -> None:
     tagger.bundle = SimpleNamespace(version="bench_ram_plus@random")
     embedder.bundle = SimpleNamespace(version="bench_clip@random")
     files = make_photos(args.sources, args.work / "sources", args.files, min(16, args.workers + 1))
-    copies = args.work / "copies"
-    shutil.rmtree(copies, ignore_errors=True)
-    copies.mkdir(parents=True)
-    photos = []
-    for i in range(args.photos):
-        photo = copies / f"copy_{i:05d}.jpg"
-        photo.write_bytes(files[i % len(files)].read_bytes() + i.to_bytes(4, "big"))
-        photos.append(photo)
+    photos = distinct_copies(files, args.work / "copies", args.photos)
     batch = None if device.type == "cuda" else 8
     one_pass(photos[:64], tagger, embedder, True, workers=args.workers, batch=batch, work=args.work)  # warm-up
     runs: dict[bool, list[dict[str, float]]] = {True: [], False: []}

@@ -173,6 +173,21 @@ def make_photos(sources: Path, folder: Path, count: int, workers: int) -> list[P
     return [Path(job[1]) for job in jobs]
 
 
+def distinct_copies(files: list[Path], folder: Path, count: int) -> list[Path]:
+    """``count`` copies of ``files`` in turn in a new ``folder``, each with a few bytes after its end-of-image
+    marker: they decode alike, but no two share a content hash (identical files would be computed once)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    copies = []
+    for i in range(count):
+        copy = folder / f"copy_{i:05d}.jpg"
+        copy.write_bytes(files[i % len(files)].read_bytes() + i.to_bytes(4, "big"))
+        copies.append(copy)
+    return copies
+
+
 # --- steps ------------------------------------------------------------------------------------------
 def step_correctness(reference: Tagger, fast: Tagger, photos: list[Path], device: torch.device) -> None:
     """fp16 (the product's GPU precision) and bf16 on ``device`` against fp32 on the CPU."""
@@ -324,12 +339,8 @@ def step_indexer(fast: Tagger, embedder, files: list[Path], photos: int, batch: 
     from indexer.index import Indexer
 
     folder = work / "indexer_photos"
-    shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(work / "indexer_catalog", ignore_errors=True)
-    folder.mkdir(parents=True)
-    for i in range(photos):
-        source = files[i % len(files)]
-        (folder / f"copy_{i:05d}.jpg").write_bytes(source.read_bytes() + i.to_bytes(4, "big"))
+    distinct_copies(files, folder, photos)
     fast.bundle = SimpleNamespace(version="bench_ram_plus@random")
     embedder.bundle = SimpleNamespace(version="bench_clip@random")
     with Catalog.open(work / "indexer_catalog") as catalog:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_gpu import make_photos  # noqa: E402
+from bench_gpu import distinct_copies, make_photos  # noqa: E402
 
 from indexer.engine import IDENTIFY_CHUNK  # noqa: E402
 from indexer.pipeline import Stages, identify  # noqa: E402
@@ -42,14 +41,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     args = parser.parse_args()
     files = make_photos(args.sources, args.work / "sources", args.files, min(16, args.workers + 1))
-    copies = args.work / "copies"
-    shutil.rmtree(copies, ignore_errors=True)
-    copies.mkdir(parents=True)
-    paths = []
-    for i in range(args.photos):
-        path = copies / f"copy_{i:05d}.jpg"
-        path.write_bytes(files[i % len(files)].read_bytes() + i.to_bytes(4, "big"))
-        paths.append(str(path))
+    paths = [str(path) for path in distinct_copies(files, args.work / "copies", args.photos)]
     total = sum(os.path.getsize(p) for p in paths)
     print(f"{len(paths)} files, {total / 1e9:.2f} GB", flush=True)
     for label in ("read every file (page cache as left by writing them)", "read every file again"):
