@@ -4,6 +4,7 @@ time, the vector index's streaming build (time, peak memory), and search latency
     .venv/bin/python bench/bench_catalog.py one-million      # 1M: legacy catalog, dbstat, upgrade, dbstat, searches
     .venv/bin/python bench/bench_catalog.py ten-million      # 10M simulated embeddings: IVF-PQ build and search
     .venv/bin/python bench/bench_catalog.py uniform          # the bound: 1M uniform random vectors, IVF-PQ recall
+    .venv/bin/python bench/bench_catalog.py tags [COUNT]     # tag search at 10M photos (COUNT 200000: a check)
 
 Data     1M: bench_search.py's synthetic catalog (20 tags a photo, 512-d CLIP-like clustered embeddings: 2000
          clusters in 100 topics, cosine ~0.45 between unrelated photos and ~0.75 within a cluster), built at
@@ -12,13 +13,17 @@ Data     1M: bench_search.py's synthetic catalog (20 tags a photo, 512-d CLIP-li
          near-duplicates of another: the same vector plus noise of norm 0.1, cosine ~0.995). A 10M catalog with
          its tag rows (200M rows, ~38 GB) does not fit this machine's disk: its size is the 1M one's times ten
          (every table grows by rows per photo).
+         tags: a COUNT-photo bench_search catalog (10M by default): every photo row, but of the photo_tags rows
+         only those of the tags that bench_search's 40 tag queries name (see tag_search); no embeddings.
 Queries  similar: a stored photo's embedding; free text: bench_search's stand-in text vectors (one per phrase).
+         tags: bench_search's 40 tag queries (make_tag_queries), ``Searcher.search(query, limit=50)``.
          recall@50: share of the exact top 50 (float16 catalog vectors, brute force) found.
 Results  bench/.cache/catalog-*.json; bench/results/catalog.md is written from them by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -315,6 +320,116 @@ def _rss_mb() -> float:
     return 0.0
 
 
+# --- tag search at 10M: the photos and the queried tags' rows ---------------------------------------------
+def tag_search(count: int = 10_000_000, repeat: int = 3, search_only: bool = False) -> None:
+    """bench_search's tag queries on a catalog of ``count`` photos, each ``Searcher.search(query, limit=50)``.
+
+    The catalog (bench_search.build_catalog, schema at the code's head revision) holds every photo row of a
+    ``count``-photo bench_search catalog but, of its photo_tags rows (20 a photo: 200M at 10M, ~38 GB with the
+    rest, more than this machine's disk), only those of the tags the queries name: a tag query reads its tags'
+    ranges of the tag index, the photo rows and the missing photos, and the other tags' rows take no part in it.
+    Phototag never runs ANALYZE (no sqlite_stat1), so SQLite's plans do not depend on the table's size either.
+    No embeddings: tag queries do not read them. ``search_only``: measure the catalog built before.
+    Results: bench/.cache/catalog-tags-NAME.json, NAME "10m" or the count."""
+    name = "10m" if count == 10_000_000 else str(count)
+    folder = CACHE / f"catalog-tags-{name}"
+    queries = bs.make_tag_queries(*ranked_tag_names())
+    if search_only:
+        out = json.loads((CACHE / f"catalog-tags-{name}.json").read_text(encoding="utf-8"))
+        if out["schema_revision"] != _head_revision():
+            raise SystemExit(f"{folder} was built at schema revision {out['schema_revision']}, the code is at "
+                             f"{_head_revision()}: build it again (without --search-only)")
+    else:
+        out = build_tag_catalog(folder, count, queried_tags(queries)) | {"name": f"tags-{name}"}
+        save(f"catalog-tags-{name}", out)
+        say("built", {k: v for k, v in out.items() if k != "tags_kept"})
+    bs.into_page_cache(folder / "catalog.db")
+    out["search"] = in_process("search_tags", {"catalog": str(folder), "queries": queries, "repeat": repeat})
+    out["commit"] = bs.source_state()
+    save(f"catalog-tags-{name}", out)
+    say("searched: p50", out["search"]["p50_ms"], "ms, p95", out["search"]["p95_ms"], "ms")
+
+
+def build_tag_catalog(folder: Path, count: int, kept: set[int]) -> dict:
+    """The catalog of :func:`tag_search`, with only the ``kept`` tags' rows (vocabulary indices); what it holds."""
+    from ram_model.vocab import builtin_vocabulary
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    out: dict = {"count": count, "load_before_build": os.getloadavg()}
+    start = time.perf_counter()
+    built = bs.build_catalog(folder, count, only_tags=kept, embeddings=False)
+    out["build_s"] = time.perf_counter() - start
+    out["load_after_build"] = os.getloadavg()
+    database = folder / "catalog.db"
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        out["schema_revision"] = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        out["photo_rows"] = db.execute("SELECT count(*) FROM photos").fetchone()[0]
+        out["tag_rows_kept"] = db.execute("SELECT count(*) FROM photo_tags").fetchone()[0]
+    assert out["tag_rows_kept"] == built["tag_rows"]["written"]
+    names = builtin_vocabulary().names
+    return out | {"tag_rows_full_catalog": built["tag_rows"]["drawn"], "file_bytes": database.stat().st_size,
+                  "tags_kept": sorted(names[i] for i in kept),
+                  "why_only_these_tags": "a tag query reads its tags' index ranges, the photo rows and the missing "
+                                         "photos; the other tags' rows take no part in it"}
+
+
+def ranked_tag_names() -> tuple[list[str], list[str]]:
+    """The built-in tags' English and Chinese names by popularity rank: build_catalog's tags_by_rank and
+    tags_zh_by_rank, without a catalog."""
+    from ram_model.vocab import builtin_vocabulary
+
+    vocabulary = builtin_vocabulary()
+    by_rank, _probability = bs.tag_popularity(vocabulary.names)
+    return [vocabulary.names[i] for i in by_rank], [vocabulary.names_zh[i] for i in by_rank]
+
+
+def queried_tags(queries: list[tuple[str, str]]) -> set[int]:
+    """Vocabulary indices of the tags the queries name, matched as the engine's ``_resolve_tag`` matches a
+    name: the English name in any case, or the Chinese name (which several tags may share)."""
+    from indexer.search import query as q
+    from ram_model.vocab import builtin_vocabulary
+
+    vocabulary = builtin_vocabulary()
+    wanted = {node.name.strip() for _shape, text in queries for node in q.walk(q.parse(text))
+              if isinstance(node, q.Tag)}
+    lowered = {name.lower() for name in wanted}
+    return {i for i, (name, name_zh) in enumerate(zip(vocabulary.names, vocabulary.names_zh, strict=True))
+            if name.lower() in lowered or name_zh in wanted}
+
+
+def _head_revision() -> str:
+    from indexer.catalog import head_revision
+
+    return head_revision()
+
+
+def _search_tags(spec: dict) -> dict:
+    """Time each tag query (``spec["repeat"]`` runs, their median) after one warm-up run of the whole list."""
+    from indexer.catalog import Catalog
+    from indexer.search.engine import Searcher
+
+    catalog = Catalog.open(spec["catalog"], create=False)
+    searcher = Searcher(catalog)
+    out: dict = {"repeat": spec["repeat"], "sqlite": sqlite3.sqlite_version, "load_before": os.getloadavg()}
+    for _shape, text in spec["queries"]:
+        searcher.search(text, limit=50)
+    measured = []
+    for shape, text in spec["queries"]:
+        runs = []
+        for _ in range(spec["repeat"]):
+            begin = time.perf_counter()
+            found = searcher.search(text, limit=50)
+            runs.append((time.perf_counter() - begin) * 1000)
+        measured.append({"shape": shape, "query": text, "ms": float(np.median(runs)), "runs_ms": runs,
+                         "total": found.total, "total_is_lower_bound": found.total_is_lower_bound,
+                         "ids": [r.photo_id for r in found.results]})
+    catalog.close()
+    times = [m["ms"] for m in measured]
+    return out | {"load_after": os.getloadavg(), "p50_ms": float(np.percentile(times, 50)),
+                  "p95_ms": float(np.percentile(times, 95)), "peak_rss_mb": peak_rss_mb(), "queries": measured}
+
+
 def precision(count: int = 200_000) -> dict:
     """float16 against float32 storage: recall@50 and top-1 agreement of exact search, similar and free text."""
     from indexer.schema import VECTOR_DTYPE, decode_vectors
@@ -398,7 +513,40 @@ def report() -> str:
             lines.append(f"| {kind} | {m['queries']} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
                          f"{m['recall_mean']:.3f} / {m['recall_min']:.2f} |")
         lines.append("")
+    lines += tag_search_report()
     return "\n".join(lines)
+
+
+def tag_search_report() -> list[str]:
+    """The "Tag search at 10M photos" tables (and those of smaller checks, if measured) from tag_search's JSON."""
+    import statistics
+
+    lines: list[str] = []
+    measured = [data for path in CACHE.glob("catalog-tags-*.json")
+                if "search" in (data := json.loads(path.read_text(encoding="utf-8")))]
+    for data in sorted(measured, key=lambda d: -d["count"]):
+        search, count = data["search"], data["count"]
+        title = "10M photos" if count == 10_000_000 else f"{count:,} photos (a check at a smaller size)"
+        load = f"{search['load_before'][0]:.1f} / {search['load_after'][0]:.1f}"
+        lines += [f"### Tag search at {title}", "",
+                  f"{data['photo_rows']:,} photo rows and {data['tag_rows_kept']:,} of the full catalog's "
+                  f"{data['tag_rows_full_catalog']:,} tag rows: those of the {len(data['tags_kept'])} tags the "
+                  f"queries name ({data['why_only_these_tags']}). Built in {data['build_s']:.0f} s, catalog.db "
+                  f"{data['file_bytes'] / 2**30:.2f} GiB, schema {data['schema_revision']}, code {data['commit']}, "
+                  f"SQLite {search['sqlite']}. `Searcher.search(query, limit=50)`, each query run "
+                  f"{search['repeat']} times after a warm-up of the list, its median counted; catalog.db in the "
+                  f"page cache; load average {load} before / after.", "",
+                  "| shape | example | p50 ms | matches (median) | \"at least\" share |", "|---|---|---:|---:|---:|"]
+        queries = search["queries"]
+        for shape in dict.fromkeys(m["shape"] for m in queries):
+            mine = [m for m in queries if m["shape"] == shape]
+            lower = sum(m["total_is_lower_bound"] for m in mine) / len(mine)
+            lines.append(f"| {shape} | `{mine[0]['query']}` | {statistics.median(m['ms'] for m in mine):.1f} | "
+                         f"{statistics.median(m['total'] for m in mine):,.0f} | {lower:.0%} |")
+        aim = bs.AIMS["tag"][0]
+        lines += ["", f"All {len(queries)} queries: p50 {search['p50_ms']:.1f} ms, p95 {search['p95_ms']:.1f} ms; "
+                  f"aim p50 ≤ {aim:.0f} ms: {'met' if search['p50_ms'] <= aim else '**missed**'}.", ""]
+    return lines
 
 
 def _load(name: str) -> dict | None:
@@ -418,7 +566,7 @@ def main() -> None:
     what = sys.argv[1]
     if what.startswith("_"):
         handler = {"_build": _build, "_search": _search, "_build_vectors": _build_vectors,
-                   "_search_vectors": _search_vectors}[what]
+                   "_search_vectors": _search_vectors, "_search_tags": _search_tags}[what]
         print(json.dumps(handler(json.loads(sys.argv[2])), default=float))
         return
     os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -437,6 +585,13 @@ def main() -> None:
         index_vectors(sys.argv[2] if len(sys.argv) > 2 else "10m")
     elif what == "uniform":
         ten_million(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000, name="uniform", uniform=True)
+    elif what == "tags":
+        parser = argparse.ArgumentParser(prog="bench_catalog.py tags", description=tag_search.__doc__)
+        parser.add_argument("count", nargs="?", type=int, default=10_000_000, help="photos (default 10M)")
+        parser.add_argument("--repeat", type=int, default=3, help="runs of each query (their median counts)")
+        parser.add_argument("--search-only", action="store_true", help="measure the catalog built before")
+        args = parser.parse_args(sys.argv[2:])
+        tag_search(args.count, args.repeat, args.search_only)
     else:
         raise SystemExit(__doc__)
 

@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import closing
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -85,7 +85,6 @@ TAGS_PER_PHOTO, SIGNATURE_TAGS = 20, 8
 ROOT = "/home/bench/Pictures"
 STAMP = "2024-05-01 03:00:00.000000"  # SQLAlchemy's DATETIME text format on SQLite
 CHUNK = 20_000
-TAG_INDEX = "ix_photo_tags_tag_state_photo"  # the tag index of indexer/schema.py (migration 0005)
 
 # Aims from the issue, at 1M photos: p50 ms (exact, approximate) and the approximate recall@50.
 AIMS = {"tag": (50.0, 50.0), "semantic": (150.0, 20.0), "mixed": (150.0, 20.0)}
@@ -239,23 +238,21 @@ def upgrade(folder: Path) -> None:
         backup.unlink()
 
 
-def build_catalog(folder: Path, count: int, legacy: bool = False) -> dict:
+def build_catalog(folder: Path, count: int, legacy: bool = False, only_tags: Collection[int] | None = None,
+                  embeddings: bool = True) -> dict:
     """``legacy``: a catalog at schema revision 0005, as Phototag wrote it before migration 0006 (float32
-    embeddings, photo tags' source, state and time as text), for bench_catalog.py to measure and upgrade."""
+    embeddings, photo tags' source, state and time as text), for bench_catalog.py to measure and upgrade.
+    ``only_tags`` (vocabulary indices): write only these tags' photo_tags rows; ``embeddings``: False writes
+    none. Both draw everything as a full build does, so the rows written are the full catalog's rows."""
     from indexer.catalog import Catalog
     from indexer.index import GENERATION_KEY
-    from indexer.schema import TAG_SOURCES, TAG_STATES, encode_vector
+    from indexer.schema import encode_vector
     from ram_model.vocab import builtin_vocabulary
 
     if legacy:
         create_schema(folder, "0005")
     else:
         Catalog.open(folder).close()  # the schema, through Alembic
-    sources, states = {w: i for i, w in enumerate(TAG_SOURCES)}, {w: i for i, w in enumerate(TAG_STATES)}
-    stamp = int((datetime.fromisoformat(STAMP) - datetime(1970, 1, 1)) / timedelta(microseconds=1))
-
-    def stored(row: tuple) -> tuple:  # a tag row as schema 0006 stores it (indexer.schema.Code, Microseconds)
-        return (*row[:3], sources[row[3]], states[row[4]], row[5], stamp)
     vocabulary = builtin_vocabulary()
     by_rank, probability = tag_popularity(vocabulary.names)
     space = EmbeddingSpace()
@@ -264,12 +261,17 @@ def build_catalog(folder: Path, count: int, legacy: bool = False) -> dict:
                            for _ in range(CLUSTERS)])
     thresholds = np.asarray(vocabulary.thresholds)
     photos, clusters = photo_rows(count, space, rng)
+    keep = None if only_tags is None else np.isin(np.arange(len(probability)), list(only_tags))
     tag_counts = np.zeros(len(probability), np.int64)
     with closing(sqlite3.connect(folder / "catalog.db")) as db:
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-1000000", "temp_store=MEMORY"):
             db.execute(f"PRAGMA {pragma}")
-        index_sql = db.execute(f"SELECT sql FROM sqlite_master WHERE name = '{TAG_INDEX}'").fetchone()[0]
-        db.execute(f"DROP INDEX {TAG_INDEX}")  # made again after the inserts: sorting is faster
+        # The indexes of photos and photo_tags, made again after the inserts from their stored SQL: sorting once
+        # is faster than inserting into them row by row (a primary key's or UNIQUE's own index has no SQL: kept).
+        indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                             "AND tbl_name IN ('photos', 'photo_tags') ORDER BY name").fetchall()
+        for name, _sql in indexes:
+            db.execute(f'DROP INDEX "{name}"')
         with db:
             db.executemany("INSERT INTO tags (name, name_zh, kind, threshold) VALUES (?, ?, 'builtin', ?)",
                            zip(vocabulary.names, [zh or None for zh in vocabulary.names_zh], vocabulary.thresholds,
@@ -282,22 +284,27 @@ def build_catalog(folder: Path, count: int, legacy: bool = False) -> dict:
             tags = draw_tags(rng, probability, signatures[chunk_clusters])
             tag_counts += np.bincount(tags.ravel(), minlength=len(probability))
             with db:
-                rows = tag_rows(ids, tags, thresholds, rng)
+                rows = tag_rows(ids, tags, thresholds, rng, keep)
                 db.executemany(
                     "INSERT INTO photo_tags (photo_id, tag_id, score, source, state, model_version, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", rows if legacy else map(stored, rows))
-                vectors = space.images(chunk_clusters, rng)
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", rows if legacy else stored_tag_rows(rows))
+                vectors = space.images(chunk_clusters, rng)  # drawn even when not written: the next chunk's tags
                 encode = np.ndarray.tobytes if legacy else encode_vector
-                db.executemany("INSERT INTO embeddings (photo_id, model_version, dim, vector) VALUES (?, ?, ?, ?)",
-                               ((int(i), VERSION, DIM, encode(v)) for i, v in zip(ids, vectors, strict=True)))
-            print(f"  {start + len(ids):,} / {count:,} photos: tags and embeddings", file=sys.stderr)
+                if embeddings:
+                    db.executemany("INSERT INTO embeddings (photo_id, model_version, dim, vector) VALUES (?, ?, ?, ?)",
+                                   ((int(i), VERSION, DIM, encode(v)) for i, v in zip(ids, vectors, strict=True)))
+            if (start // CHUNK) % 10 == 9 or start + len(ids) == count:
+                print(f"  {start + len(ids):,} / {count:,} photos: tags and embeddings", file=sys.stderr)
         with db:
-            db.execute(index_sql)
+            for _name, sql in indexes:
+                db.execute(sql)
             db.execute("INSERT INTO catalog_meta (key, value) VALUES (?, '1') "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (GENERATION_KEY,))
         db.execute("PRAGMA journal_mode=WAL")
     coverage = tag_counts / count
-    return {"spec": build_spec(count), "tags_by_rank": [vocabulary.names[i] for i in by_rank],
+    written = int(tag_counts.sum() if keep is None else tag_counts[keep].sum())
+    return {"spec": build_spec(count), "tag_rows": {"written": written, "drawn": int(tag_counts.sum())},
+            "tags_by_rank": [vocabulary.names[i] for i in by_rank],
             "tags_zh_by_rank": [vocabulary.names_zh[i] for i in by_rank],
             "coverage_by_rank": [round(float(coverage[i]), 6) for i in by_rank],
             "cluster_photos": np.bincount(clusters, minlength=CLUSTERS).tolist(),
@@ -327,9 +334,11 @@ PHOTO_COLUMNS = ("path", "size", "mtime_ns", "content_hash", "format", "width", 
 FORMATS = (("jpeg", "jpg", 0.85), ("heif", "HEIC", 0.12), ("png", "png", 0.03))
 
 
-def photo_rows(count: int, space: EmbeddingSpace, rng: np.random.Generator) -> tuple[list[tuple], np.ndarray]:
+def photo_rows(count: int, space: EmbeddingSpace, rng: np.random.Generator) -> tuple[Iterator[tuple], np.ndarray]:
     """Rows of ``count`` photos in event folders, in path order (as a first scan inserts them), and the
-    embedding cluster of each (every event draws from three clusters)."""
+    embedding cluster of each (every event draws from three clusters). The clusters are drawn now, from
+    ``rng``; the rows are made as they are read (at 10M, a list of them would take many GB), from a
+    generator of their own."""
     py = random.Random(SEED)
     first_day, days = datetime(2010, 1, 1), (datetime(2025, 1, 1) - datetime(2010, 1, 1)).days
     events = []
@@ -340,16 +349,22 @@ def photo_rows(count: int, space: EmbeddingSpace, rng: np.random.Generator) -> t
         events.append((start, py.choice(EVENTS), size))
         total += size
     events.sort()
+    clusters = []
+    for *_event, size in events:
+        own = rng.choice(CLUSTERS, size=3, p=space.popularity)
+        clusters.append(rng.choice(own, size=size))
+    return _event_photos(events, py), np.concatenate(clusters)
+
+
+def _event_photos(events: list[tuple[datetime, str, int]], py: random.Random) -> Iterator[tuple]:
+    """photo_rows' rows, event by event; ``py`` draws only these (the clusters come from the other generator)."""
     makes = [c[:2] for c in CAMERAS]
     camera_weights = [c[2] for c in CAMERAS]
-    rows, clusters = [], []
     number = 0
     for start, name, size in events:
         folder = f"{ROOT}/{start.year}/{start:%Y-%m-%d} {name}"
         camera = py.choices(makes, camera_weights)[0]
         hours = py.choice((2, 6, 12, 48, 96))
-        own = rng.choice(CLUSTERS, size=3, p=space.popularity)
-        clusters.append(rng.choice(own, size=size))
         for offset in sorted(py.uniform(0, hours * 3600) for _ in range(size)):
             number += 1
             fmt, ext = py.choices([f[:2] for f in FORMATS], [f[2] for f in FORMATS])[0]
@@ -357,28 +372,41 @@ def photo_rows(count: int, space: EmbeddingSpace, rng: np.random.Generator) -> t
             taken = None if py.random() < 0.01 else (start + timedelta(seconds=offset)).strftime("%Y-%m-%d %H:%M:%S.%f")
             gps = (py.uniform(-60, 70), py.uniform(-180, 180)) if py.random() < 1 / 3 else (None, None)
             missing = py.random() < 0.001
-            rows.append((f"{folder}/IMG_{number:07d}.{ext}", py.randrange(1_500_000, 6_000_000),
-                         1_700_000_000_000_000_000 + number, py.randbytes(32).hex(), fmt, 4000, 3000, 1, taken,
-                         make, model, *gps, "missing" if missing else "indexed", 0, TAGGER_VERSION, VERSION,
-                         STAMP, STAMP, STAMP, STAMP if missing else None))
-    return rows, np.concatenate(clusters)
+            yield (f"{folder}/IMG_{number:07d}.{ext}", py.randrange(1_500_000, 6_000_000),
+                   1_700_000_000_000_000_000 + number, py.randbytes(32).hex(), fmt, 4000, 3000, 1, taken,
+                   make, model, *gps, "missing" if missing else "indexed", 0, TAGGER_VERSION, VERSION,
+                   STAMP, STAMP, STAMP, STAMP if missing else None)
 
 
-def tag_rows(ids: np.ndarray, tags: np.ndarray, thresholds: np.ndarray, rng: np.random.Generator) -> Iterator[tuple]:
-    """photo_tags rows: photo by photo, tags in id order (as Indexer._store_results writes them)."""
+def tag_rows(ids: np.ndarray, tags: np.ndarray, thresholds: np.ndarray, rng: np.random.Generator,
+             keep: np.ndarray | None = None) -> Iterator[tuple]:
+    """photo_tags rows: photo by photo, tags in id order (as Indexer._store_results writes them). ``keep``
+    (a boolean per vocabulary index): only those tags' rows, drawn as all rows are."""
     shape = tags.shape
     floor = thresholds[tags]
-    scores = (floor + (1 - floor) * rng.random(shape) ** 2).round(4).tolist()
+    scores = (floor + (1 - floor) * rng.random(shape) ** 2).round(4)
     who, verdict = rng.random(shape), rng.random(shape)
     sources = np.where(who < 0.01, "user", np.where(who < 0.02, "file", "model"))
     states = np.where(who < 0.02, "accepted", np.where(verdict < 0.03, "accepted",
                                                        np.where(verdict < 0.035, "rejected", "suggested")))
-    photo_ids = np.repeat(ids, shape[1]).tolist()
-    tag_ids = (tags + 1).ravel().tolist()  # tag rows were inserted in vocabulary order: id = index + 1
-    for photo_id, tag_id, score, source, state in zip(photo_ids, tag_ids, [s for row in scores for s in row],
-                                                      sources.ravel().tolist(), states.ravel().tolist(), strict=True):
+    wanted = np.ones(shape, bool) if keep is None else keep[tags]
+    photo_ids = np.repeat(ids, shape[1]).reshape(shape)[wanted].tolist()
+    tag_ids = (tags + 1)[wanted].tolist()  # tag rows were inserted in vocabulary order: id = index + 1
+    for photo_id, tag_id, score, source, state in zip(photo_ids, tag_ids, scores[wanted].tolist(),
+                                                      sources[wanted].tolist(), states[wanted].tolist(), strict=True):
         model = source == "model"
         yield (photo_id, tag_id, score if model else None, source, state, TAGGER_VERSION if model else None, STAMP)
+
+
+def stored_tag_rows(rows: Iterable[tuple]) -> Iterator[tuple]:
+    """tag_rows' rows as schema 0006 stores them: source and state as codes (indexer.schema.Code), the time as
+    integer microseconds (indexer.schema.Microseconds)."""
+    from indexer.schema import TAG_SOURCES, TAG_STATES
+
+    sources, states = {w: i for i, w in enumerate(TAG_SOURCES)}, {w: i for i, w in enumerate(TAG_STATES)}
+    stamp = int((datetime.fromisoformat(STAMP) - datetime(1970, 1, 1)) / timedelta(microseconds=1))
+    for row in rows:
+        yield (*row[:3], sources[row[3]], states[row[4]], row[5], stamp)
 
 
 # --- queries -----------------------------------------------------------------------------------------
@@ -396,7 +424,28 @@ TAG_SHAPES = ("tag:common", "tag:mid", "tag:rare", "tag:common tag:common", "tag
 def make_queries(built: dict, count: int, folder: Path) -> dict[str, list[tuple[str, str]]]:
     """(shape, query) pairs per kind; the same tags and phrases at every size."""
     rng = random.Random(SEED)
-    names, names_zh = built["tags_by_rank"], built["tags_zh_by_rank"]
+    names = built["tags_by_rank"]
+    tag_queries = make_tag_queries(names, built["tags_zh_by_rank"], rng)
+    space = EmbeddingSpace()
+    semantic = [("words", phrase) for phrase in PHRASES]
+    mixed = []
+    for number, phrase in enumerate(PHRASES):
+        signature = built["signatures"][space.phrase_cluster(phrase)]
+        name = rng.choice(signature) if number % 3 else names[rng.randrange(0, 30)]
+        mixed.append(("words tag:X date:2015..2020", f"{phrase} tag:{quote(name)} date:2015..2020"))
+    with closing(sqlite3.connect(folder / "catalog.db")) as db:
+        picks = random.Random(SEED + count).sample(range(1, count + 1), 60)
+        paths = [row[0] for row in db.execute(
+            f"SELECT path FROM photos WHERE status = 'indexed' AND id IN ({','.join(map(str, picks))}) ORDER BY id")]
+    similar = [("similar:PATH", f"similar:{quote(path)}") for path in paths[:len(PHRASES)]]
+    return {"tag": tag_queries, "semantic": semantic, "mixed": mixed, "similar": similar}
+
+
+def make_tag_queries(names: list[str], names_zh: list[str], rng: random.Random | None = None) -> list[tuple[str, str]]:
+    """make_queries' (shape, query) pairs of kind "tag", 4 of each shape in TAG_SHAPES: from the tags' names
+    by popularity rank (build_catalog's ``tags_by_rank``, ``tags_zh_by_rank``), no catalog needed. ``rng``:
+    make_queries' generator, which goes on to the mixed queries (default: a new one, as make_queries starts)."""
+    rng = random.Random(SEED) if rng is None else rng
 
     def tag(band: str) -> str:
         low, high = {"common": (0, 30), "mid": (100, 1000), "rare": (3000, len(names))}[band]
@@ -415,20 +464,7 @@ def make_queries(built: dict, count: int, folder: Path) -> dict[str, list[tuple[
         "tag:中文 (common)": lambda: "tag:" + quote(names_zh[rng.randrange(0, 30)]),
     }
     assert tuple(shapes) == TAG_SHAPES
-    tag_queries = [(shape, make()) for _ in range(4) for shape, make in shapes.items()]
-    space = EmbeddingSpace()
-    semantic = [("words", phrase) for phrase in PHRASES]
-    mixed = []
-    for number, phrase in enumerate(PHRASES):
-        signature = built["signatures"][space.phrase_cluster(phrase)]
-        name = rng.choice(signature) if number % 3 else names[rng.randrange(0, 30)]
-        mixed.append(("words tag:X date:2015..2020", f"{phrase} tag:{quote(name)} date:2015..2020"))
-    with closing(sqlite3.connect(folder / "catalog.db")) as db:
-        picks = random.Random(SEED + count).sample(range(1, count + 1), 60)
-        paths = [row[0] for row in db.execute(
-            f"SELECT path FROM photos WHERE status = 'indexed' AND id IN ({','.join(map(str, picks))}) ORDER BY id")]
-    similar = [("similar:PATH", f"similar:{quote(path)}") for path in paths[:len(PHRASES)]]
-    return {"tag": tag_queries, "semantic": semantic, "mixed": mixed, "similar": similar}
+    return [(shape, make()) for _ in range(4) for shape, make in shapes.items()]
 
 
 # --- measuring, in a fresh process per (size, index) -------------------------------------------------
