@@ -283,10 +283,10 @@ class PhotoTag(Base):
     photo: Mapped[Photo] = relationship(back_populates="tags")
     tag: Mapped[Tag] = relationship()
 
-    # Covering index for tag search (migration 0005): a tag's photos counted and ranked from the index alone.
-    # WITHOUT ROWID (migration 0006): the rows live in the primary key's B-tree, so (photo_id, tag_id) is not
-    # kept a second time in an index of its own.
-    __table_args__ = (Index("ix_photo_tags_tag_state_photo", "tag_id", "state", "photo_id", "score"),
+    # Covering index for tag search (migration 0005): a tag's photos counted and ranked from the index alone, in
+    # score order (0007: a tag's best photos are its range read backwards). WITHOUT ROWID (migration 0006): the
+    # rows live in the primary key's B-tree, so (photo_id, tag_id) is not kept a second time in an index of its own.
+    __table_args__ = (Index("ix_photo_tags_tag_state_score", "tag_id", "state", "score", "photo_id"),
                       {"sqlite_with_rowid": False})
 
 

@@ -50,6 +50,7 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, Grouping
@@ -58,7 +59,7 @@ from indexer._paths import spellings, undecodable
 from indexer.catalog import Catalog
 from indexer.errors import IndexerError
 from indexer.index import GENERATION_KEY, embedding_rows, embedding_vectors, under
-from indexer.schema import MISSING, REJECTED, Embedding, Photo, PhotoTag, SavedSearch, Tag
+from indexer.schema import ACCEPTED, MISSING, REJECTED, SUGGESTED, Embedding, Photo, PhotoTag, SavedSearch, Tag
 from indexer.search import query as q
 
 DEFAULT_MIN_SCORE = 0.2
@@ -70,6 +71,7 @@ CANDIDATES_PER_RESULT = 40
 FILTERED_EFFORT = 2  # an approximate index visits 2x the cells for a semantic term with other terms (4x widened)
 PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many rows scores just their photos
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
+COUNT_CAP = 10_000  # a first page from score order (see _Compiler._first_page) counts its matches up to this
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
 SQL_CHAIN = 64  # conditions one AND or OR joins flat in SQL; longer lists are joined in parenthesised groups
@@ -163,7 +165,7 @@ class Searcher:
                     compiler.drop_tables()
             if not compiler.truncated or (limit is not None and len(rows) >= limit):
                 break
-        results = SearchResults(text_query, total, total_is_lower_bound=compiler.truncated)
+        results = SearchResults(text_query, total, total_is_lower_bound=compiler.truncated or compiler.capped)
         for photo_id, path, taken_at, score in rows:
             results.results.append(SearchResult(photo_id, path, float(score), tags.get(photo_id, []), taken_at))
         return results
@@ -360,6 +362,7 @@ class _Compiler:
                  candidates: int = SEMANTIC_CANDIDATES) -> None:
         self.candidates = candidates
         self.truncated = False  # a semantic term filled all its candidates: more photos may pass the cutoff
+        self.capped = False  # the matches were counted up to COUNT_CAP: there are at least that many
         self.searcher = searcher
         self.session = session
         self.query = text_query
@@ -371,16 +374,83 @@ class _Compiler:
         self.subject: Any = Photo.id  # the photo id the conditions test: photos.id, or a tag row's photo_id
         self.restrict: np.ndarray | None = None  # semantic terms score only these photo ids (see prefilter)
         self.candidate_rows = 0  # tag rows the tag-row way starts from (counted up to DRIVER_COUNT_CAP)
+        self.driver: list[int] = []  # the tag ids whose rows the tag-row way starts from,
+        self.driver_item: q.Node | None = None  # the term they are (None: every queried tag's rows),
+        self.driver_items: tuple[q.Node, ...] = ()  # among these, AND-ed
         self.alone = False  # the query is one semantic term: its candidates are the answer, unfiltered
         self._resolved: dict[str, list[int]] = {}  # tag name -> ids, shared with the prefilter's compiler
 
     # --- running a query -------------------------------------------------------------------------
     def run(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """(matches, rows of (id, path, taken_at, score)) for ``tree``, the best ``limit`` in ``sort`` order."""
+        if limit and sort == "relevance" and _score_ordered(tree):
+            statement = self._by_tag_rows(tree)
+            if self.candidate_rows >= DRIVER_COUNT_CAP:  # every term's tags have many photos
+                return self._first_page(tree, limit)
+            ids, scores = self._fetch_pairs(statement)
+            keep = self._not_missing(ids)
+            return self._top(ids[keep], scores[keep], limit)
         scored = self._scored(tree, sort)
         if scored is None:
             return self._run_general(tree, limit, sort)
         return self._top(*scored, limit)
+
+    def _first_page(self, tree: q.Node, limit: int) -> tuple[int, list[tuple]]:
+        """The best ``limit`` matches of a tag query whose candidate tags are all common, without reading every
+        match (a common tag is on millions of photos at 10M): each queried tag's rows in score order from the tag
+        index ``(tag_id, state, score, photo_id)``, checked against the whole query row by row until ``limit``
+        match, merged by photo (its best queried tag's score, as :meth:`_by_tag_rows` scores it); equal scores
+        at the cut read whole. The matches are counted up to ``COUNT_CAP`` (``capped``: at least that many).
+
+        A photo's score is the best of its queried tags' rows, so the best ``limit`` photos each have their best
+        row among the first ``limit`` rows of that tag's order (the rows above it are other photos, scoring at
+        least as much): reading that many rows of each tag, state by state, finds them. Rows without a score (a
+        person's or a file's tag) score 1: they come first, newest first among them."""
+        scan = PhotoTag.__table__.alias("scan")
+        self.subject = scan.c.photo_id
+        self.candidate_rows = COUNT_CAP // 4  # each row checks the other terms by a seek; sets only when small
+        del self.tag_ids[:]
+        missing = scan.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))
+        condition = and_(self.compile(tree), missing)
+        tags = list(dict.fromkeys(self.tag_ids))
+        ranges = [(tag, state) for tag in tags for state in (SUGGESTED, ACCEPTED)]  # every state but REJECTED
+
+        def rows(tag: int, state: str, *where: Any) -> Any:
+            return select(scan.c.photo_id, func.coalesce(scan.c.score, 1.0)).where(
+                scan.c.tag_id == tag, scan.c.state == state, condition, *where)
+
+        # Score 1 (no score, or a certain one): ties, newest first, read whole only as far as the page goes.
+        top = union_all(*(rows(tag, state, part) for tag, state in ranges
+                          for part in (scan.c.score.is_(None), scan.c.score >= 1.0))).subquery()
+        taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
+        first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)))
+                                     .order_by(taken.desc(), Photo.id).limit(limit)).all()
+        best = dict.fromkeys(first, 1.0)
+        if len(best) < limit:
+            found: dict[int, float] = {}
+            for tag, state in ranges:
+                for photo_id, score in self._raw_rows(rows(tag, state, scan.c.score < 1.0)
+                                                      .order_by(scan.c.score.desc()).limit(limit)):
+                    if photo_id not in best and score > found.get(photo_id, -1.0):
+                        found[photo_id] = score
+            if len(found) > limit - len(best):  # the cut's score: every photo scoring it, read whole
+                cut = sorted(found.values(), reverse=True)[limit - len(best) - 1]
+                found = {i: s for i, s in found.items() if s > cut}
+                for tag, state in ranges:
+                    for photo_id in self.session.scalars(select(scan.c.photo_id).where(
+                            scan.c.tag_id == tag, scan.c.state == state, scan.c.score == cut, condition)):
+                        found.setdefault(photo_id, cut)  # a photo above the cut keeps its best score
+            best.update((i, s) for i, s in found.items() if i not in best)
+        # The count: the driver's rows (the rarest plain term's tags, as _by_tag_rows chose) against the other terms.
+        driver, rest = self.driver, [item for item in self.driver_items if item is not self.driver_item]
+        others = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)) if rest else None
+        matches = select(scan.c.photo_id).where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED, missing,
+                                                *([others] if others is not None else []))
+        if len(driver) > 1:
+            matches = matches.distinct()
+        total = self._count(matches, COUNT_CAP + 1)
+        self.capped = total > COUNT_CAP
+        return min(total, COUNT_CAP), self._rank(best.items(), limit)
 
     def ranking(self, tree: q.Node, sort: str) -> tuple[np.ndarray, np.ndarray, bool]:
         """(ids, scores, settled) of every match: from a short way by score then id (ties left to
@@ -507,6 +577,7 @@ class _Compiler:
             self.candidate_rows = self._count(self._rows_of(driver), cap)
         if at_most is not None and self.candidate_rows >= cap:
             return None  # counted up to the cap: that many or more
+        self.driver, self.driver_item, self.driver_items = driver, driver_item, items
         self.tag_ids.extend(driver)
         conditions = [self.compile(item) for item in items if item is not driver_item]
         others = sorted(set(self.tag_ids) - set(driver))
@@ -838,6 +909,14 @@ def _one_semantic_and_filters(node: q.Node) -> TypeGuard[q.And]:
         return False
     semantic = [item for item in node.items if isinstance(item, q.Semantic | q.Similar)]
     return len(semantic) == 1 and not any(_has_semantic(item) for item in node.items if item is not semantic[0])
+
+
+def _score_ordered(node: q.Node) -> bool:
+    """Whether the best matches of ``node`` can be read in the tag index's score order: a tag query (every match
+    carries a queried tag, no free text) without ``state:``/``source:`` (which choose other rows than the
+    scored ones)."""
+    return _every_match_has_a_tag(node) and not any(isinstance(n, q.Semantic | q.Similar | q.State | q.Source)
+                                                    for n in q.walk(node))
 
 
 def _has_qualifiers(node: q.And) -> bool:

@@ -86,7 +86,7 @@ def expected_tag_rows(rows: list[tuple]) -> set[tuple]:
 def test_a_0005_catalog_is_upgraded_on_open_and_reads_back_the_same(legacy) -> None:  # noqa: ANN001
     folder, vectors, rows = legacy
     with Catalog.open(folder) as catalog:
-        assert catalog.upgraded_from == "0005" and catalog.revision() == head_revision() == "0006"
+        assert catalog.upgraded_from == "0005" and catalog.revision() == head_revision() == "0007"
         assert catalog.backup_path is not None and catalog.backup_path.exists()
         with catalog.session() as session:
             stored = {(r.photo_id, r.tag_id, r.score, r.source, r.state, r.model_version, r.updated_at)
@@ -101,8 +101,9 @@ def test_a_0005_catalog_is_upgraded_on_open_and_reads_back_the_same(legacy) -> N
     with closing(sqlite3.connect(folder / "catalog.db")) as db:
         table = db.execute("SELECT sql FROM sqlite_master WHERE name = 'photo_tags'").fetchone()[0]
         assert "WITHOUT ROWID" in table
-        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'ix_photo_tags_tag_state_photo'"
-                          ).fetchone()[0] == 1
+        index = db.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'photo_tags' AND type = 'index'"
+                           ).fetchall()
+        assert index == [("CREATE INDEX ix_photo_tags_tag_state_score ON photo_tags (tag_id, state, score, photo_id)",)]
         kinds = set(db.execute("SELECT typeof(source), typeof(state), typeof(updated_at) FROM photo_tags"))
         assert kinds == {("integer", "integer", "integer")}
         assert set(db.execute("SELECT length(vector) FROM embeddings")) == {(DIM * 2,)}

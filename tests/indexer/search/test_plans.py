@@ -96,20 +96,46 @@ def answers(searcher: Searcher, query: str, limit: int | None, min_score: float 
 
 
 @pytest.mark.parametrize(("limit", "way"), [(1, "chosen"), (3, "chosen"), (10, "sets"), (10, "checks"), (50, "chosen"),
-                                           (None, "chosen")])
+                                           (None, "chosen"), (1, "first page"), (3, "first page"), (10, "first page"),
+                                           (50, "first page")])
 def test_tag_rows_give_what_the_general_query_gives(catalog, monkeypatch, limit, way) -> None:  # noqa: ANN001
-    if way != "chosen":  # every term as a set probed, or as a check on each candidate, instead of by their sizes
+    if way in ("sets", "checks"):  # every term as a set probed, or as a check on each candidate, instead of by sizes
         monkeypatch.setattr(engine._Compiler, "_set", lambda self, ids, check: self.subject.in_(ids)
                             if way == "sets" else check)
-    used = []
-    monkeypatch.setattr(engine._Compiler, "_run_tags", lambda self, *a, _run=engine._Compiler._run_tags:
-                        used.append(1) or _run(self, *a))
+    if way == "first page":  # every tag common: the first page from the tag index's score order, all matches counted
+        monkeypatch.setattr(engine, "DRIVER_COUNT_CAP", 1)
+    reads, pages = [], []
+    monkeypatch.setattr(engine._Compiler, "_fetch_pairs", lambda self, *a, _run=engine._Compiler._fetch_pairs:
+                        reads.append(1) or _run(self, *a))
+    monkeypatch.setattr(engine._Compiler, "_first_page", lambda self, *a, _run=engine._Compiler._first_page:
+                        pages.append(1) or _run(self, *a))
+    monkeypatch.setattr(engine._Compiler, "_run_general", lambda *a: pytest.fail("took the general way"))
     short = {query: answers(Searcher(catalog), query, limit) for query in TAG_QUERIES}
-    assert len(used) == len(TAG_QUERIES)  # every one of them took the short way
+    qualified = [query for query in TAG_QUERIES if "state:" in query or "source:" in query]
+    if way == "first page":  # every match read only where state: or source: choose the rows
+        assert (len(pages), len(reads)) == (len(TAG_QUERIES) - len(qualified), len(qualified))
+    else:
+        assert (len(pages), len(reads)) == (0, len(TAG_QUERIES))
+    monkeypatch.undo()
     general(monkeypatch)
     for query in TAG_QUERIES:
         assert short[query] == answers(Searcher(catalog), query, limit), query
     assert short["tag:dog"][0] > 2 * (limit or 0)  # more matches than the limit: the tie branch ran
+
+
+def test_a_first_page_counts_its_matches_up_to_the_cap(catalog, monkeypatch) -> None:  # noqa: ANN001
+    exact = {query: Searcher(catalog).search(query, limit=5) for query in ("tag:dog", "tag:dog OR tag:cat -tag:beach",
+                                                                           "tag:rare tag:dog")}
+    monkeypatch.setattr(engine, "DRIVER_COUNT_CAP", 1)
+    monkeypatch.setattr(engine, "COUNT_CAP", 12)
+    for query, expected in exact.items():
+        found = Searcher(catalog).search(query, limit=5)
+        assert found.results == expected.results, query
+        if expected.total > 12:
+            assert (found.total, found.total_is_lower_bound) == (12, True), query
+        else:
+            assert (found.total, found.total_is_lower_bound) == (expected.total, False), query
+    assert exact["tag:dog"].total > 12 >= exact["tag:rare tag:dog"].total
 
 
 @pytest.mark.parametrize("limit", [1, 3, 10, 50, None])
