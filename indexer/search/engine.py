@@ -71,7 +71,7 @@ CANDIDATES_PER_RESULT = 40
 FILTERED_EFFORT = 2  # an approximate index visits 2x the cells for a semantic term with other terms (4x widened)
 PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many rows scores just their photos
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
-COUNT_CAP = 10_000  # a first page from score order (see _Compiler._first_page) counts its matches up to this
+COUNT_CAP = 10_000  # a first page in score order (_Compiler._first_page) counts matches among this many tag rows
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
 SQL_CHAIN = 64  # conditions one AND or OR joins flat in SQL; longer lists are joined in parenthesised groups
@@ -362,7 +362,7 @@ class _Compiler:
                  candidates: int = SEMANTIC_CANDIDATES) -> None:
         self.candidates = candidates
         self.truncated = False  # a semantic term filled all its candidates: more photos may pass the cutoff
-        self.capped = False  # the matches were counted up to COUNT_CAP: there are at least that many
+        self.capped = False  # the matches were counted among COUNT_CAP tag rows: there are at least that many
         self.searcher = searcher
         self.session = session
         self.query = text_query
@@ -400,7 +400,8 @@ class _Compiler:
         match (a common tag is on millions of photos at 10M): each queried tag's rows in score order from the tag
         index ``(tag_id, state, score, photo_id)``, checked against the whole query row by row until ``limit``
         match, merged by photo (its best queried tag's score, as :meth:`_by_tag_rows` scores it); equal scores
-        at the cut read whole. The matches are counted up to ``COUNT_CAP`` (``capped``: at least that many).
+        at the cut read whole. The matches are counted among the first ``COUNT_CAP`` rows of the rarest term's tags
+        (``capped`` when it has more: a lower bound, each row checked against the other terms costing ~1-3 µs).
 
         A photo's score is the best of its queried tags' rows, so the best ``limit`` photos each have their best
         row among the first ``limit`` rows of that tag's order (the rows above it are other photos, scoring at
@@ -441,16 +442,22 @@ class _Compiler:
                             scan.c.tag_id == tag, scan.c.state == state, scan.c.score == cut, condition)):
                         found.setdefault(photo_id, cut)  # a photo above the cut keeps its best score
             best.update((i, s) for i, s in found.items() if i not in best)
-        # The count: the driver's rows (the rarest plain term's tags, as _by_tag_rows chose) against the other terms.
+        # The count: the driver's rows (the rarest plain term's tags, as _by_tag_rows chose), the first COUNT_CAP of
+        # them, checked against the other terms; with more rows than that, what they give is a lower bound.
         driver, rest = self.driver, [item for item in self.driver_items if item is not self.driver_item]
-        others = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)) if rest else None
-        matches = select(scan.c.photo_id).where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED, missing,
-                                                *([others] if others is not None else []))
-        if len(driver) > 1:
-            matches = matches.distinct()
-        total = self._count(matches, COUNT_CAP + 1)
-        self.capped = total > COUNT_CAP
-        return min(total, COUNT_CAP), self._rank(best.items(), limit)
+        rows_of_driver = select(scan.c.photo_id).where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED)
+        examined = rows_of_driver.limit(COUNT_CAP).subquery()
+        self.subject = examined.c.photo_id
+        conditions = [examined.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))]
+        if rest:
+            conditions.append(self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)))
+        matches = select(examined.c.photo_id).where(*conditions)
+        total = self._count(matches.distinct() if len(driver) > 1 else matches, COUNT_CAP)
+        page = self._rank(best.items(), limit)
+        if len(page) < limit:  # every match is on the page
+            return len(page), page
+        self.capped = self._count(rows_of_driver, COUNT_CAP + 1) > COUNT_CAP
+        return max(total, len(page)), page
 
     def ranking(self, tree: q.Node, sort: str) -> tuple[np.ndarray, np.ndarray, bool]:
         """(ids, scores, settled) of every match: from a short way by score then id (ties left to
