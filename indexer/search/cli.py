@@ -28,7 +28,8 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401
     p.add_argument("query", nargs="*", metavar="QUERY",
                    help='e.g. tag:dog beach, "a dog on the beach", similar:IMG.jpg, date:2023 camera:sony, @saved')
     catalog_option(p)
-    p.add_argument("--limit", type=int, default=50, help="at most this many results (default 50)")
+    p.add_argument("--limit", type=_limit, default=50,
+                   help="at most this many results (default 50; 0: every match, counted exactly)")
     p.add_argument("--min-score", type=float, metavar="S",
                    help="relevance cutoff for free-text and similar: terms (CLIP cosine; default 0.2)")
     p.add_argument("--sort", choices=("relevance", "date"), default="relevance")
@@ -38,6 +39,13 @@ def add_commands(commands: Any) -> None:  # noqa: ANN401
     p.add_argument("--delete", metavar="NAME", help="delete the saved search @NAME")
     p.add_argument("--embedder", help="embedder bundle for text and image queries (default: clip_vit_b16)")
     p.epilog = "Query language: see 'Search' in the README. Exit status 0, or 2 for a malformed query."
+
+
+def _limit(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"give a number of results, or 0 for all of them, not {text}")
+    return value
 
 
 def searcher_for(settings: Settings, catalog: Catalog) -> Searcher:
@@ -81,7 +89,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             say(f"saved as @{args.save}: {text}")
             return EXIT_OK
         min_score = settings.search_min_score if args.min_score is None else args.min_score
-        found = searcher.search(text, limit=args.limit, min_score=min_score, sort=args.sort)
+        found = searcher.search(text, limit=args.limit or None, min_score=min_score, sort=args.sort)
     for result in found.results:
         if args.json:
             print_json({"path": result.path, "score": round(result.score, 4), "tags": result.tags,
