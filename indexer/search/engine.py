@@ -71,7 +71,8 @@ CANDIDATES_PER_RESULT = 40
 FILTERED_EFFORT = 2  # an approximate index visits 2x the cells for a semantic term with other terms (4x widened)
 PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many rows scores just their photos
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
-COUNT_CAP = 10_000  # a first page in score order (_Compiler._first_page) counts matches among this many tag rows
+COUNT_CAP = 200_000  # a first page in score order (_Compiler._first_page) counts matches among this many tag rows,
+CHECKED_COUNT_CAP = 2_000  # or this many where each row is checked against other terms (a seek of ~1-4 µs each)
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
 SQL_CHAIN = 64  # conditions one AND or OR joins flat in SQL; longer lists are joined in parenthesised groups
@@ -400,8 +401,8 @@ class _Compiler:
         match (a common tag is on millions of photos at 10M): each queried tag's rows in score order from the tag
         index ``(tag_id, state, score, photo_id)``, checked against the whole query row by row until ``limit``
         match, merged by photo (its best queried tag's score, as :meth:`_by_tag_rows` scores it); equal scores
-        at the cut read whole. The matches are counted among the first ``COUNT_CAP`` rows of the rarest term's tags
-        (``capped`` when it has more: a lower bound, each row checked against the other terms costing ~1-3 µs).
+        at the cut read whole. The matches are counted among the first ``COUNT_CAP`` rows of the rarest term's tags,
+        ``CHECKED_COUNT_CAP`` where other terms check each row (``capped`` when it has more: a lower bound).
 
         A photo's score is the best of its queried tags' rows, so the best ``limit`` photos each have their best
         row among the first ``limit`` rows of that tag's order (the rows above it are other photos, scoring at
@@ -409,16 +410,21 @@ class _Compiler:
         person's or a file's tag) score 1: they come first, newest first among them."""
         scan = PhotoTag.__table__.alias("scan")
         self.subject = scan.c.photo_id
-        self.candidate_rows = COUNT_CAP // 4  # each row checks the other terms by a seek; sets only when small
-        del self.tag_ids[:]
-        missing = scan.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))
-        condition = and_(self.compile(tree), missing)
-        tags = list(dict.fromkeys(self.tag_ids))
+        self.candidate_rows = CHECKED_COUNT_CAP // 4  # each row checks the other terms by a seek; sets when small
+        tags = list(dict.fromkeys(self.tag_ids))  # every positive tag term's (_by_tag_rows compiled them all)
         ranges = [(tag, state) for tag in tags for state in (SUGGESTED, ACCEPTED)]  # every state but REJECTED
+        missing = scan.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))
+        items = self.driver_items
+        known = len(self.tag_ids)
+        # A tag's rows are checked against the query less its plain terms naming that tag (its rows satisfy them).
+        condition = {tag: _joined(and_, [missing, *(self.compile(item) for item in items
+                                                    if not (_plain_tags(item) and tag in self._plain_tag_ids(item)))])
+                     for tag in tags}
+        del self.tag_ids[known:]  # compiled again: no new tags
 
         def rows(tag: int, state: str, *where: Any) -> Any:
             return select(scan.c.photo_id, func.coalesce(scan.c.score, 1.0)).where(
-                scan.c.tag_id == tag, scan.c.state == state, condition, *where)
+                scan.c.tag_id == tag, scan.c.state == state, condition[tag], *where)
 
         # Score 1 (no score, or a certain one): ties, newest first, read whole only as far as the page goes.
         top = union_all(*(rows(tag, state, part) for tag, state in ranges
@@ -439,25 +445,39 @@ class _Compiler:
                 found = {i: s for i, s in found.items() if s > cut}
                 for tag, state in ranges:
                     for photo_id in self.session.scalars(select(scan.c.photo_id).where(
-                            scan.c.tag_id == tag, scan.c.state == state, scan.c.score == cut, condition)):
+                            scan.c.tag_id == tag, scan.c.state == state, scan.c.score == cut, condition[tag])):
                         found.setdefault(photo_id, cut)  # a photo above the cut keeps its best score
             best.update((i, s) for i, s in found.items() if i not in best)
-        # The count: the driver's rows (the rarest plain term's tags, as _by_tag_rows chose), the first COUNT_CAP of
-        # them, checked against the other terms; with more rows than that, what they give is a lower bound.
+        page = self._rank(best.items(), limit)
+        if len(page) < limit:  # every match is on the page
+            return len(page), page
+        total = self._count_first_rows(tree)
+        return max(total, len(page)), page
+
+    def _count_first_rows(self, tree: q.Node) -> int:
+        """The matches among the first ``COUNT_CAP`` rows of the driver's tags (the rarest plain term's, as
+        :meth:`_by_tag_rows` chose them) — ``CHECKED_COUNT_CAP`` when other terms check each row; ``capped`` when
+        the tags have more rows (the count is then a lower bound). One tag alone: its rows less those of missing
+        photos, counted from the index without looking at each row's photo."""
+        scan = PhotoTag.__table__.alias("scan")
         driver, rest = self.driver, [item for item in self.driver_items if item is not self.driver_item]
         rows_of_driver = select(scan.c.photo_id).where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED)
-        examined = rows_of_driver.limit(COUNT_CAP).subquery()
+        cap = CHECKED_COUNT_CAP if rest else COUNT_CAP
+        rows = self._count(rows_of_driver, cap + 1)
+        self.capped = rows > cap
+        if not rest and len(driver) == 1:
+            # From the missing photos (a few) to their rows by the primary key: ``tag_id + 0`` is no index term.
+            of_missing = select(func.count()).select_from(Photo).join(PhotoTag, PhotoTag.photo_id == Photo.id)
+            gone = self.session.scalar(of_missing.where(Photo.status == MISSING, (PhotoTag.tag_id + 0).in_(driver),
+                                                        PhotoTag.state != REJECTED)) or 0
+            return max(0, min(rows, cap) - gone)
+        examined = rows_of_driver.limit(cap).subquery()
         self.subject = examined.c.photo_id
         conditions = [examined.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))]
         if rest:
             conditions.append(self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)))
         matches = select(examined.c.photo_id).where(*conditions)
-        total = self._count(matches.distinct() if len(driver) > 1 else matches, COUNT_CAP)
-        page = self._rank(best.items(), limit)
-        if len(page) < limit:  # every match is on the page
-            return len(page), page
-        self.capped = self._count(rows_of_driver, COUNT_CAP + 1) > COUNT_CAP
-        return max(total, len(page)), page
+        return self._count(matches.distinct() if len(driver) > 1 else matches, cap)
 
     def ranking(self, tree: q.Node, sort: str) -> tuple[np.ndarray, np.ndarray, bool]:
         """(ids, scores, settled) of every match: from a short way by score then id (ties left to
