@@ -5,6 +5,8 @@ time, the vector index's streaming build (time, peak memory), and search latency
     .venv/bin/python bench/bench_catalog.py ten-million      # 10M simulated embeddings: IVF-PQ build and search
     .venv/bin/python bench/bench_catalog.py uniform          # the bound: 1M uniform random vectors, IVF-PQ recall
     .venv/bin/python bench/bench_catalog.py tags [COUNT]     # tag search at 10M photos (COUNT 200000: a check)
+    .venv/bin/python bench/bench_catalog.py tags [COUNT] --embeddings [--index auto,ivfpq]
+                                                             # and every embedding: all kinds of query, Searcher
 
 Data     1M: bench_search.py's synthetic catalog (20 tags a photo, 512-d CLIP-like clustered embeddings: 2000
          clusters in 100 topics, cosine ~0.45 between unrelated photos and ~0.75 within a cluster), built at
@@ -350,15 +352,16 @@ def tag_search(count: int = 10_000_000, repeat: int = 3, search_only: bool = Fal
     say("searched: p50", out["search"]["p50_ms"], "ms, p95", out["search"]["p95_ms"], "ms")
 
 
-def build_tag_catalog(folder: Path, count: int, kept: set[int]) -> dict:
-    """The catalog of :func:`tag_search`, with only the ``kept`` tags' rows (vocabulary indices); what it holds."""
+def build_tag_catalog(folder: Path, count: int, kept: set[int], embeddings: bool = False) -> dict:
+    """The catalog of :func:`tag_search`, with only the ``kept`` tags' rows (vocabulary indices) and, with
+    ``embeddings``, every photo's embedding (:func:`full_search`); what it holds."""
     from ram_model.vocab import builtin_vocabulary
 
     if folder.exists():
         shutil.rmtree(folder)
     out: dict = {"count": count, "load_before_build": os.getloadavg()}
     start = time.perf_counter()
-    built = bs.build_catalog(folder, count, only_tags=kept, embeddings=False)
+    built = bs.build_catalog(folder, count, only_tags=kept, embeddings=embeddings)
     out["build_s"] = time.perf_counter() - start
     out["load_after_build"] = os.getloadavg()
     database = folder / "catalog.db"
@@ -366,7 +369,10 @@ def build_tag_catalog(folder: Path, count: int, kept: set[int]) -> dict:
         out["schema_revision"] = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
         out["photo_rows"] = db.execute("SELECT count(*) FROM photos").fetchone()[0]
         out["tag_rows_kept"] = db.execute("SELECT count(*) FROM photo_tags").fetchone()[0]
+        if embeddings:  # ids 1..count, one row each (max, not count(*): that would read every page of the table)
+            out["last_embedding_id"] = db.execute("SELECT max(photo_id) FROM embeddings").fetchone()[0]
     assert out["tag_rows_kept"] == built["tag_rows"]["written"]
+    assert not embeddings or out["last_embedding_id"] == count
     names = builtin_vocabulary().names
     return out | {"tag_rows_full_catalog": built["tag_rows"]["drawn"], "file_bytes": database.stat().st_size,
                   "tags_kept": sorted(names[i] for i in kept),
@@ -428,6 +434,213 @@ def _search_tags(spec: dict) -> dict:
     times = [m["ms"] for m in measured]
     return out | {"load_after": os.getloadavg(), "p50_ms": float(np.percentile(times, 50)),
                   "p95_ms": float(np.percentile(times, 95)), "peak_rss_mb": peak_rss_mb(), "queries": measured}
+
+
+# --- search at 10M with the embeddings in the catalog -----------------------------------------------------
+VECTOR_KINDS = ("semantic", "mixed", "similar")  # the kinds of query the vector index answers
+
+
+def full_search(count: int = 10_000_000, repeat: int = 3, search_only: bool = False,
+                modes: tuple[str, ...] = ("auto",)) -> None:
+    """bench_search's 40 tag, 32 semantic, 32 mixed and 32 similar queries through ``Searcher`` on a catalog of
+    ``count`` photos WITH every photo's embedding (float16, in the catalog's ``embeddings`` table).
+
+    The catalog is :func:`tag_search`'s (every photo row, the photo_tags rows of the tags the queries name: here
+    the tag queries' and the mixed queries' tags) plus every embedding. For each vector index mode (``auto``:
+    IVF-PQ from 2M photos, IVF from 250k; ``ivfpq`` forces the 10M index at a smaller size) the index is built as
+    Phototag builds it (``Searcher.vectors()``: ``VectorIndex.build_from`` streaming ``embedding_rows`` from the
+    catalog) in a process of its own, then the queries run in a fresh process (bench_search's ``worker``), each
+    ``repeat`` times (median), with catalog.db read into the page cache as far as it fits. recall@50 against
+    exact search (:func:`_full_truth`): every stored vector for semantic and similar queries, the photos that
+    pass the tag and date terms for mixed ones. ``search_only``: reuse the catalog, its truth and built indexes.
+    Results: bench/.cache/catalog-full-NAME.json, NAME "10m" or the count."""
+    name = "10m" if count == 10_000_000 else str(count)
+    folder = CACHE / f"catalog-full-{name}"
+    texts = bs.text_queries(planned_build())
+    if search_only:
+        out = json.loads((CACHE / f"catalog-full-{name}.json").read_text(encoding="utf-8"))
+        if out["schema_revision"] != _head_revision():
+            raise SystemExit(f"{folder} was built at schema revision {out['schema_revision']}, the code is at "
+                             f"{_head_revision()}: build it again (without --search-only)")
+    else:
+        kept = queried_tags(texts["tag"] + texts["mixed"])
+        out = build_tag_catalog(folder, count, kept, embeddings=True) | {"name": f"full-{name}"}
+        out["bytes_per_photo"] = out["file_bytes"] / count
+        save(f"catalog-full-{name}", out)
+        say("built", {k: v for k, v in out.items() if k != "tags_kept"})
+    queries = texts | {"similar": bs.similar_queries(count, folder)}
+    if "truth" not in out:
+        out["truth"] = in_process("full_truth", {"catalog": str(folder),
+                                                 "queries": {kind: queries[kind] for kind in VECTOR_KINDS}})
+        save(f"catalog-full-{name}", out)
+        say("exact search done in", out["truth"]["seconds"], "s")
+    for mode in modes:
+        live, kept_files = bs.use_kept_vectors(folder, mode)
+        try:
+            measured = out.setdefault("modes", {}).setdefault(mode, {})
+            if not live[0].exists():
+                measured["build"] = in_process("build", {"catalog": str(folder), "mode": mode})
+                say("index", mode, measured["build"])
+                save(f"catalog-full-{name}", out)
+            measured["memory_before"] = subprocess.run(["free", "-g"], capture_output=True, text=True,
+                                                       check=False).stdout
+            begin = time.perf_counter()
+            bs.into_page_cache(folder / "catalog.db")
+            measured["page_cache_read_s"] = time.perf_counter() - begin
+            measured["page_cache"] = page_cache(folder / "catalog.db")
+            say("catalog.db in the page cache:", measured["page_cache"])
+            measured["search"] = in_process("search", {"catalog": str(folder), "mode": mode, "queries": queries,
+                                                       "repeat": repeat})
+            measured["load_average"] = os.getloadavg()
+            measured["page_cache_after"] = page_cache(folder / "catalog.db")
+            out["commit"] = bs.source_state()
+            save(f"catalog-full-{name}", out)
+            for kind, found in measured["search"]["queries"].items():
+                say(mode, kind, "p50", f"{np.percentile([m['ms'] for m in found], 50):.1f} ms", "recall",
+                    _recall(out["truth"], kind, found))
+        finally:
+            if live[0].exists() and live[1].exists():
+                for source, target in zip(live, kept_files, strict=True):
+                    source.rename(target)
+
+
+def planned_build() -> dict:
+    """What bench_search.text_queries needs of build_catalog's result, before the catalog is built."""
+    from ram_model.vocab import builtin_vocabulary
+
+    vocabulary = builtin_vocabulary()
+    by_rank, probability = bs.tag_popularity(vocabulary.names)
+    signatures = bs.tag_signatures(np.random.default_rng([bs.SEED, 3]), probability)
+    return {"tags_by_rank": [vocabulary.names[i] for i in by_rank],
+            "tags_zh_by_rank": [vocabulary.names_zh[i] for i in by_rank],
+            "signatures": [[vocabulary.names[i] for i in row] for row in signatures]}
+
+
+def page_cache(path: Path) -> dict:
+    """How much of ``path`` the OS page cache holds (util-linux ``fincore``), and the machine's memory."""
+    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)], capture_output=True,
+                          text=True, check=False)
+    resident = int(done.stdout.split()[0]) if done.returncode == 0 and done.stdout.strip() else None
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"file_bytes": path.stat().st_size, "resident_bytes": resident, "memory_bytes": memory}
+
+
+def _recall(truth: dict, kind: str, found: list[dict]) -> tuple[float, float] | None:
+    """recall@50 of the search's results against the exact ones (bench_search.recall: paths compared)."""
+    if kind not in truth:
+        return None
+    return bs.recall([{"paths": t["paths"]} for t in truth[kind]], found)
+
+
+def _full_truth(spec: dict) -> dict:
+    """Exact answers of the semantic, similar and mixed queries over every stored vector (float16, decoded as the
+    catalog decodes them), in one pass over the ``embeddings`` table in chunks (a flat FAISS index of 10M vectors
+    would take 20 GB). Semantic and similar: the 50 best non-missing photos scoring at least the cutoff; mixed:
+    the same among the photos that pass the query's tag and date terms (found with SQL). Also every query's count
+    of matches (photos at or above the cutoff)."""
+    from indexer.schema import MISSING, REJECTED, TAG_STATES, decode_vectors
+    from indexer.search import query as q
+    from indexer.search.engine import DEFAULT_MIN_SCORE
+
+    begin = time.perf_counter()
+    queries = spec["queries"]
+    space = bs.EmbeddingSpace()
+    database = Path(spec["catalog"]) / "catalog.db"
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        missing = np.asarray([r[0] for r in db.execute("SELECT id FROM photos WHERE status = ? ORDER BY id",
+                                                       (MISSING,))], np.int64)
+        similar = []
+        for _shape, text in queries["similar"]:
+            (node,) = [n for n in q.walk(q.parse(text)) if isinstance(n, q.Similar)]
+            blob = db.execute("SELECT e.vector FROM photos AS p JOIN embeddings AS e ON e.photo_id = p.id "
+                              "WHERE p.path = ?", (node.path,)).fetchone()[0]
+            similar.append(decode_vectors([blob])[0])
+        passing, mixed = [], []
+        for _shape, text in queries["mixed"]:
+            passing.append(_passing(db, q.parse(text), TAG_STATES.index(REJECTED), MISSING))
+            (phrase,) = [n for n in q.walk(q.parse(text)) if isinstance(n, q.Semantic)]
+            mixed.append(space.text(phrase.text))
+        plain = np.stack([space.text(text) for _shape, text in queries["semantic"]] + similar)
+        texts = np.stack(mixed)
+        best = (np.full((len(plain), 50), -np.inf, np.float32), np.full((len(plain), 50), -1, np.int64))
+        best_mixed = [(np.full((1, 50), -np.inf, np.float32), np.full((1, 50), -1, np.int64)) for _ in mixed]
+        matches = np.zeros(len(plain), np.int64)
+        matches_mixed = np.zeros(len(mixed), np.int64)
+        last = 0
+        while True:
+            rows = db.execute("SELECT photo_id, vector FROM embeddings WHERE photo_id > ? ORDER BY photo_id LIMIT ?",
+                              (last, CHUNK)).fetchall()
+            if not rows:
+                break
+            ids = np.asarray([r[0] for r in rows], np.int64)
+            vectors = decode_vectors([r[1] for r in rows])
+            last = int(ids[-1])
+            scores = plain @ vectors.T
+            scores[:, np.isin(ids, missing)] = -np.inf
+            matches += (scores >= DEFAULT_MIN_SCORE).sum(axis=1)
+            _merge_top(best, scores, ids)
+            for n, (photos, text) in enumerate(zip(passing, texts, strict=True)):
+                inside = photos[np.searchsorted(photos, ids[0]):np.searchsorted(photos, last, side="right")]
+                at = np.searchsorted(ids, inside)
+                at = at[ids[np.minimum(at, len(ids) - 1)] == inside]  # photos without an embedding: none here
+                chosen = vectors[at] @ text
+                matches_mixed[n] += int((chosen >= DEFAULT_MIN_SCORE).sum())
+                _merge_top(best_mixed[n], chosen[None, :], ids[at])
+            if last % 1_000_000 < CHUNK:
+                say("exact search:", last, "photos")
+        exact = {"semantic": (best[0][:len(queries["semantic"])], best[1][:len(queries["semantic"])],
+                              matches[:len(queries["semantic"])]),
+                 "similar": (best[0][len(queries["semantic"]):], best[1][len(queries["semantic"]):],
+                             matches[len(queries["semantic"]):]),
+                 "mixed": (np.concatenate([b[0] for b in best_mixed]), np.concatenate([b[1] for b in best_mixed]),
+                           matches_mixed)}
+        out: dict = {"cutoff": DEFAULT_MIN_SCORE, "chunk": CHUNK}
+        for kind, (scores, ids, counts) in exact.items():
+            out[kind] = []
+            for (_shape, text), row_scores, row_ids, matched, n in zip(queries[kind], scores, ids, counts,
+                                                                       range(len(counts)), strict=True):
+                keep = row_ids[(row_ids >= 0) & (row_scores >= DEFAULT_MIN_SCORE)].tolist()
+                path = dict(db.execute(f"SELECT id, path FROM photos WHERE id IN ({','.join(map(str, keep))})")) \
+                    if keep else {}
+                entry = {"query": text, "ids": keep, "paths": [path[i] for i in keep], "matches": int(matched)}
+                if kind == "mixed":
+                    entry["passing_filters"] = len(passing[n])
+                out[kind].append(entry)
+    return out | {"seconds": time.perf_counter() - begin, "peak_rss_mb": peak_rss_mb()}
+
+
+def _passing(db: sqlite3.Connection, tree: object, rejected: int, missing: str) -> np.ndarray:
+    """Sorted ids of the non-missing photos that pass a mixed query's tag and date terms (``words tag:X
+    date:A..B``): a row of tag X not rejected, taken in [A, B) (the engine's meaning of the terms)."""
+    from indexer.search import query as q
+
+    assert isinstance(tree, q.And), tree
+    (tag,) = [n for n in tree.items if isinstance(n, q.Tag)]
+    (dates,) = [n for n in tree.items if isinstance(n, q.DateRange)]
+    assert len(tree.items) == 3 and dates.start is not None and dates.end is not None, tree
+    tag_ids = [r[0] for r in db.execute("SELECT id FROM tags WHERE lower(name) = lower(?) OR name_zh = ?",
+                                        (tag.name.strip(), tag.name.strip()))]
+    assert tag_ids, tag
+    rows = db.execute(
+        f"SELECT DISTINCT t.photo_id FROM photo_tags AS t JOIN photos AS p ON p.id = t.photo_id "
+        f"WHERE t.tag_id IN ({','.join(map(str, tag_ids))}) AND t.state != ? AND p.status != ? "
+        f"AND p.taken_at >= ? AND p.taken_at < ? ORDER BY t.photo_id",
+        (rejected, missing, dates.start.isoformat(), dates.end.isoformat()))
+    return np.asarray([r[0] for r in rows], np.int64)
+
+
+def _merge_top(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, ids: np.ndarray) -> None:
+    """:func:`_merge` of a chunk's scores [q, n], its best 50 of each row picked first (a full sort of 100k
+    scores per query per chunk would be most of the pass)."""
+    if scores.shape[1] > 50:
+        keep = np.argpartition(-scores, 49, axis=1)[:, :50]
+        scores, ids = np.take_along_axis(scores, keep, axis=1), ids[keep]
+    top_scores, top_ids = best
+    joined = np.concatenate([top_scores, scores], axis=1)
+    joined_ids = np.concatenate([top_ids, np.broadcast_to(ids, scores.shape)], axis=1)
+    order = np.argsort(-joined, axis=1, kind="stable")[:, :50]
+    top_scores[:] = np.take_along_axis(joined, order, axis=1)
+    top_ids[:] = np.take_along_axis(joined_ids, order, axis=1)
 
 
 def precision(count: int = 200_000) -> dict:
@@ -514,6 +727,7 @@ def report() -> str:
                          f"{m['recall_mean']:.3f} / {m['recall_min']:.2f} |")
         lines.append("")
     lines += tag_search_report()
+    lines += full_search_report()
     return "\n".join(lines)
 
 
@@ -549,6 +763,64 @@ def tag_search_report() -> list[str]:
     return lines
 
 
+def full_search_report() -> list[str]:
+    """The "Search at 10M photos, embeddings in the catalog" tables (and those of smaller checks) from
+    full_search's JSON."""
+    import statistics
+
+    lines: list[str] = []
+    measured = [data for path in CACHE.glob("catalog-full-*.json")
+                if "modes" in (data := json.loads(path.read_text(encoding="utf-8")))]
+    for data in sorted(measured, key=lambda d: -d["count"]):
+        count, truth = data["count"], data["truth"]
+        title = "10M photos" if count == 10_000_000 else f"{count:,} photos (a check at a smaller size)"
+        lines += [f"### Search at {title}, embeddings in the catalog", "",
+                  f"{data['photo_rows']:,} photo rows, every photo's embedding (float16) and {data['tag_rows_kept']:,} "
+                  f"of the full catalog's {data['tag_rows_full_catalog']:,} tag rows (those of the "
+                  f"{len(data['tags_kept'])} tags the tag and mixed queries name). Built in {data['build_s']:.0f} s; "
+                  f"catalog.db {data['file_bytes'] / 2**30:.2f} GiB ({data['bytes_per_photo']:,.0f} B a photo with "
+                  f"the kept tag rows), schema {data['schema_revision']}, code {data.get('commit', '?')}. Exact "
+                  f"answers (recall's reference): one pass over every stored vector in {truth['seconds']:.1f} s.", "",
+                  "| index | kind | build s | build peak RSS MiB | file MiB | load s | RSS after load MiB | "
+                  "catalog.db in page cache |", "|---|---|---:|---:|---:|---:|---:|---|"]
+        for mode, result in data["modes"].items():
+            build, search, cache = result.get("build", {}), result["search"], result["page_cache"]
+            resident = "" if cache["resident_bytes"] is None else \
+                f"{cache['resident_bytes'] / 2**30:.1f} of {cache['file_bytes'] / 2**30:.1f} GiB " \
+                f"(RAM {cache['memory_bytes'] / 2**30:.0f} GiB)"
+            lines.append(f"| {mode} | {search['kind']} | {_num(build, 'seconds')} | {_num(build, 'peak_rss_mb')} | "
+                         f"{_num(build, 'file_mb')} | {search['load_s']:.1f} | {search['rss_after']:,.0f} | "
+                         f"{resident} |")
+        for mode, result in data["modes"].items():
+            memory = next((line.split()[1:] for line in result["memory_before"].splitlines()
+                           if line.startswith("Mem:")), None)
+            if memory:
+                lines.append(f"\n`free -g` before reading catalog.db for {mode}: total {memory[0]}, used {memory[1]}, "
+                             f"free {memory[2]}, buff/cache {memory[4]}, available {memory[5]} GiB; catalog.db then "
+                             f"read once ({result['page_cache_read_s']:.0f} s), load average "
+                             f"{result['load_average'][0]:.1f} after the queries{_resident(result)}.")
+        lines += ["", "| index | kind of query | queries | p50 ms | p95 ms | FAISS p50 ms | of it, exact vectors "
+                  "read p50 ms | matches (median) | exact matches (median) | recall@50 mean / min |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for mode, result in data["modes"].items():
+            for kind, found in result["search"]["queries"].items():
+                times, faiss_ms = [m["ms"] for m in found], statistics.median(m["faiss_ms"] for m in found)
+                share = _recall(truth, kind, found)
+                exact = f"{statistics.median(t['matches'] for t in truth[kind]):,.0f}" if kind in truth else ""
+                lines.append(f"| {mode} | {kind} | {len(found)} | {np.percentile(times, 50):.1f} | "
+                             f"{np.percentile(times, 95):.1f} | {faiss_ms:.1f} | "
+                             f"{statistics.median(m.get('fetch_ms', 0.0) for m in found):.1f} | "
+                             f"{statistics.median(m['total'] for m in found):,.0f} | {exact} | "
+                             f"{f'{share[0]:.3f} / {share[1]:.2f}' if share else ''} |")
+        lines.append("")
+    return lines
+
+
+def _resident(result: dict) -> str:
+    after = result.get("page_cache_after", {}).get("resident_bytes")
+    return "" if after is None else f", {after / 2**30:.1f} GiB of catalog.db in the page cache after them"
+
+
 def _load(name: str) -> dict | None:
     path = CACHE / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
@@ -566,7 +838,7 @@ def main() -> None:
     what = sys.argv[1]
     if what.startswith("_"):
         handler = {"_build": _build, "_search": _search, "_build_vectors": _build_vectors,
-                   "_search_vectors": _search_vectors, "_search_tags": _search_tags}[what]
+                   "_search_vectors": _search_vectors, "_search_tags": _search_tags, "_full_truth": _full_truth}[what]
         print(json.dumps(handler(json.loads(sys.argv[2])), default=float))
         return
     os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -590,8 +862,16 @@ def main() -> None:
         parser.add_argument("count", nargs="?", type=int, default=10_000_000, help="photos (default 10M)")
         parser.add_argument("--repeat", type=int, default=3, help="runs of each query (their median counts)")
         parser.add_argument("--search-only", action="store_true", help="measure the catalog built before")
+        parser.add_argument("--embeddings", action="store_true",
+                            help="also every photo's embedding, and the semantic, mixed and similar queries through "
+                                 "the vector index (full_search; data name full-COUNT)")
+        parser.add_argument("--index", default="auto",
+                            help="with --embeddings: comma-separated vector_index modes to build and measure")
         args = parser.parse_args(sys.argv[2:])
-        tag_search(args.count, args.repeat, args.search_only)
+        if args.embeddings:
+            full_search(args.count, args.repeat, args.search_only, tuple(m.strip() for m in args.index.split(",")))
+        else:
+            tag_search(args.count, args.repeat, args.search_only)
     else:
         raise SystemExit(__doc__)
 

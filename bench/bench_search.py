@@ -177,6 +177,13 @@ def tag_popularity(names: tuple[str, ...], seed: int = SEED) -> tuple[np.ndarray
     return by_rank, probability
 
 
+def tag_signatures(rng: np.random.Generator, probability: np.ndarray) -> np.ndarray:
+    """Each embedding cluster's SIGNATURE_TAGS typical tags (vocabulary indices): build_catalog's first draws from
+    its generator ``np.random.default_rng([SEED, 3])``."""
+    return np.stack([rng.choice(len(probability), SIGNATURE_TAGS, replace=False, p=probability)
+                     for _ in range(CLUSTERS)])
+
+
 def draw_tags(rng: np.random.Generator, probability: np.ndarray, signatures: np.ndarray) -> np.ndarray:
     """TAGS_PER_PHOTO distinct vocabulary indices per photo, sorted: the first distinct ones of iid draws
     (= sampling without replacement), half of the first SIGNATURE_TAGS draws being the cluster's own."""
@@ -257,8 +264,7 @@ def build_catalog(folder: Path, count: int, legacy: bool = False, only_tags: Col
     by_rank, probability = tag_popularity(vocabulary.names)
     space = EmbeddingSpace()
     rng = np.random.default_rng([SEED, 3])
-    signatures = np.stack([rng.choice(len(probability), SIGNATURE_TAGS, replace=False, p=probability)
-                           for _ in range(CLUSTERS)])
+    signatures = tag_signatures(rng, probability)
     thresholds = np.asarray(vocabulary.thresholds)
     photos, clusters = photo_rows(count, space, rng)
     keep = None if only_tags is None else np.isin(np.arange(len(probability)), list(only_tags))
@@ -423,6 +429,12 @@ TAG_SHAPES = ("tag:common", "tag:mid", "tag:rare", "tag:common tag:common", "tag
 
 def make_queries(built: dict, count: int, folder: Path) -> dict[str, list[tuple[str, str]]]:
     """(shape, query) pairs per kind; the same tags and phrases at every size."""
+    return text_queries(built) | {"similar": similar_queries(count, folder)}
+
+
+def text_queries(built: dict) -> dict[str, list[tuple[str, str]]]:
+    """make_queries' tag, semantic and mixed queries: from build_catalog's ``tags_by_rank``, ``tags_zh_by_rank``
+    and ``signatures``, no catalog needed."""
     rng = random.Random(SEED)
     names = built["tags_by_rank"]
     tag_queries = make_tag_queries(names, built["tags_zh_by_rank"], rng)
@@ -433,12 +445,16 @@ def make_queries(built: dict, count: int, folder: Path) -> dict[str, list[tuple[
         signature = built["signatures"][space.phrase_cluster(phrase)]
         name = rng.choice(signature) if number % 3 else names[rng.randrange(0, 30)]
         mixed.append(("words tag:X date:2015..2020", f"{phrase} tag:{quote(name)} date:2015..2020"))
+    return {"tag": tag_queries, "semantic": semantic, "mixed": mixed}
+
+
+def similar_queries(count: int, folder: Path) -> list[tuple[str, str]]:
+    """make_queries' ``similar:PATH`` queries: indexed photos of the catalog in ``folder`` (``count`` photos)."""
     with closing(sqlite3.connect(folder / "catalog.db")) as db:
         picks = random.Random(SEED + count).sample(range(1, count + 1), 60)
         paths = [row[0] for row in db.execute(
             f"SELECT path FROM photos WHERE status = 'indexed' AND id IN ({','.join(map(str, picks))}) ORDER BY id")]
-    similar = [("similar:PATH", f"similar:{quote(path)}") for path in paths[:len(PHRASES)]]
-    return {"tag": tag_queries, "semantic": semantic, "mixed": mixed, "similar": similar}
+    return [("similar:PATH", f"similar:{quote(path)}") for path in paths[:len(PHRASES)]]
 
 
 def make_tag_queries(names: list[str], names_zh: list[str], rng: random.Random | None = None) -> list[tuple[str, str]]:
@@ -496,20 +512,23 @@ def worker(spec: dict) -> dict:
     if spec.get("prepare"):
         return result
     faiss_seconds: list[float] = []
+    fetch_seconds: list[float] = []  # of faiss_seconds, an IVF-PQ index's reads of its candidates' exact vectors
 
-    def timed(method: Any) -> Any:
+    def timed(method: Any, into: list[float] = faiss_seconds) -> Any:
         def timed_method(*args: Any, **kwargs: Any) -> Any:
             begin = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                faiss_seconds.append(time.perf_counter() - begin)
+                into.append(time.perf_counter() - begin)
         return timed_method
 
     # The engine calls searcher.vectors().search (and search_ids for a filter's photos): this same object.
     index.search = timed(index.search)
     if hasattr(index, "search_ids"):
         index.search_ids = timed(index.search_ids)
+    if getattr(index, "exact_vectors", None) is not None:
+        index.exact_vectors = timed(index.exact_vectors, fetch_seconds)
     plans = explain_hook(catalog) if spec.get("explain") else None
     result["queries"] = {}
     for kind, queries in spec["queries"].items():
@@ -519,13 +538,15 @@ def worker(spec: dict) -> dict:
             runs = []
             for _ in range(spec["repeat"]):
                 faiss_seconds.clear()
+                fetch_seconds.clear()
                 if plans is not None:
                     plans.clear()
                 begin = time.perf_counter()
                 found = searcher.search(text, limit=50)
-                runs.append((time.perf_counter() - begin, sum(faiss_seconds)))
-            seconds, in_faiss = sorted(runs)[(len(runs) - 1) // 2]
+                runs.append((time.perf_counter() - begin, sum(faiss_seconds), sum(fetch_seconds)))
+            seconds, in_faiss, fetching = sorted(runs)[(len(runs) - 1) // 2]
             measured.append({"shape": shape, "query": text, "ms": seconds * 1000, "faiss_ms": in_faiss * 1000,
+                             "fetch_ms": fetching * 1000,
                              "total": found.total, "paths": [r.path for r in found.results],
                              "plan": list(plans) if plans is not None else None})
         result["queries"][kind] = measured
