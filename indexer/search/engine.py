@@ -398,11 +398,11 @@ class _Compiler:
 
     def _first_page(self, tree: q.Node, limit: int) -> tuple[int, list[tuple]]:
         """The best ``limit`` matches of a tag query whose candidate tags are all common, without reading every
-        match (a common tag is on millions of photos at 10M): each queried tag's rows in score order from the tag
-        index ``(tag_id, state, score, photo_id)``, checked against the whole query row by row until ``limit``
-        match, merged by photo (its best queried tag's score, as :meth:`_by_tag_rows` scores it); equal scores
-        at the cut read whole. The matches are counted among the first ``COUNT_CAP`` rows of the rarest term's tags,
-        ``CHECKED_COUNT_CAP`` where other terms check each row (``capped`` when it has more: a lower bound).
+        match (a common tag is on millions of photos at 10M): each queried tag's rows in score order from the
+        tag index ``(tag_id, state, score, photo_id)``, checked against the query (less the plain terms naming
+        that tag) row by row until ``limit`` match, merged by photo (its best queried tag's score, as
+        :meth:`_by_tag_rows` scores it); equal scores at the cut read whole. The matches are then counted by
+        :meth:`_count_first_rows` (a lower bound past its caps).
 
         A photo's score is the best of its queried tags' rows, so the best ``limit`` photos each have their best
         row among the first ``limit`` rows of that tag's order (the rows above it are other photos, scoring at
