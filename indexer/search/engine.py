@@ -413,24 +413,29 @@ class _Compiler:
         self.candidate_rows = CHECKED_COUNT_CAP // 4  # each row checks the other terms by a seek; sets when small
         tags = list(dict.fromkeys(self.tag_ids))  # every positive tag term's (_by_tag_rows compiled them all)
         ranges = [(tag, state) for tag in tags for state in (SUGGESTED, ACCEPTED)]  # every state but REJECTED
-        missing = scan.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))
+        # Missing photos: a seek per row read (a few hundred), not a set of every missing photo built per statement.
+        missing = ~exists().where(Photo.id == scan.c.photo_id, Photo.status == MISSING)
         items = self.driver_items
         known = len(self.tag_ids)
         # A tag's rows are checked against the query less its plain terms naming that tag (its rows satisfy them).
-        condition = {tag: _joined(and_, [missing, *(self.compile(item) for item in items
-                                                    if not (_plain_tags(item) and tag in self._plain_tag_ids(item)))])
-                     for tag in tags}
+        unmissing = {tag: [self.compile(item) for item in items
+                           if not (_plain_tags(item) and tag in self._plain_tag_ids(item))] for tag in tags}
+        condition = {tag: _joined(and_, [missing, *checks]) for tag, checks in unmissing.items()}
         del self.tag_ids[known:]  # compiled again: no new tags
 
         def rows(tag: int, state: str, *where: Any) -> Any:
             return select(scan.c.photo_id, func.coalesce(scan.c.score, 1.0)).where(
                 scan.c.tag_id == tag, scan.c.state == state, condition[tag], *where)
 
-        # Score 1 (no score, or a certain one): ties, newest first, read whole only as far as the page goes.
-        top = union_all(*(rows(tag, state, part) for tag, state in ranges
+        # Score 1 (no score, or a certain one): ties, newest first, read whole — the cost of a query's first page
+        # grows with its tags' rows of a person or a file. Their photo rows are read for the date anyway: missing
+        # photos are left out there.
+        top = union_all(*(select(scan.c.photo_id).where(scan.c.tag_id == tag, scan.c.state == state, part,
+                                                         *unmissing[tag]) for tag, state in ranges
                           for part in (scan.c.score.is_(None), scan.c.score >= 1.0))).subquery()
         taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
-        first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)))
+        first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)),
+                                                            Photo.status != MISSING)
                                      .order_by(taken.desc(), Photo.id).limit(limit)).all()
         best = dict.fromkeys(first, 1.0)
         if len(best) < limit:
@@ -465,15 +470,14 @@ class _Compiler:
         cap = CHECKED_COUNT_CAP if rest else COUNT_CAP
         rows = self._count(rows_of_driver, cap + 1)
         self.capped = rows > cap
-        if not rest and len(driver) == 1:
-            # From the missing photos (a few) to their rows by the primary key: ``tag_id + 0`` is no index term.
-            of_missing = select(func.count()).select_from(Photo).join(PhotoTag, PhotoTag.photo_id == Photo.id)
-            gone = self.session.scalar(of_missing.where(Photo.status == MISSING, (PhotoTag.tag_id + 0).in_(driver),
-                                                        PhotoTag.state != REJECTED)) or 0
-            return max(0, min(rows, cap) - gone)
+        if not rest and len(driver) == 1:  # from the index alone: each row a photo of the tag, unless missing
+            missing = select(Photo.id).where(Photo.status == MISSING)
+            if self.capped:  # at least the rows counted less every missing photo
+                return max(0, cap - self._count(missing, cap))
+            return self._count(rows_of_driver.where(scan.c.photo_id.not_in(missing)), cap)
         examined = rows_of_driver.limit(cap).subquery()
         self.subject = examined.c.photo_id
-        conditions = [examined.c.photo_id.not_in(select(Photo.id).where(Photo.status == MISSING))]
+        conditions = [~exists().where(Photo.id == examined.c.photo_id, Photo.status == MISSING)]
         if rest:
             conditions.append(self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)))
         matches = select(examined.c.photo_id).where(*conditions)
