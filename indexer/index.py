@@ -922,13 +922,15 @@ def embedding_vectors(catalog: Catalog, model_version: str, ids: np.ndarray) -> 
     wanted = np.asarray(ids, dtype=np.int64)
     # One statement, the ids as one JSON parameter, joined: SQLite seeks each id (~2 us), where ``IN (SELECT value
     # FROM json_each(?))`` was planned as a scan of the whole table (3,000 ids of 50k photos: 7 ms against 75 ms).
+    # The ids in ascending order: the seeks then walk the table's pages forward (3,024 ids of 300k photos, a
+    # cache shared with other work: 15 ms, against 230 ms in the order a vector index ranks them).
     # The driver's cursor: SQLAlchemy's result rows cost as much again as the query, on every search.
     with catalog.session() as session:
         driver = session.connection().connection.driver_connection
         assert driver is not None, "a session's connection is open"
         rows = driver.execute(
             "SELECT e.photo_id, e.vector FROM json_each(?) AS j JOIN embeddings AS e ON e.photo_id = j.value "
-            "WHERE e.model_version = ?", (json.dumps(wanted.tolist()), model_version)).fetchall()
+            "WHERE e.model_version = ?", (json.dumps(np.unique(wanted).tolist()), model_version)).fetchall()
     if not rows:
         return np.empty(0, np.int64), np.empty((0, 0), np.float32)
     found = np.asarray([r[0] for r in rows], np.int64)

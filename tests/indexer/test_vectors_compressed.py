@@ -180,3 +180,28 @@ def test_streaming_build_needs_the_same_rows_twice(monkeypatch) -> None:  # noqa
 
     with pytest.raises(ValueError, match="second pass"):
         VectorIndex.build_from(32, rows, "flat")
+
+
+def test_the_catalog_gives_the_exact_vectors_in_the_order_asked(tmp_path: Path) -> None:
+    """``embedding_vectors`` (what the Searcher re-scores with) reads the ids in ascending order, for speed, and
+    answers in the order asked: ids of other models or of no photo left out, repeated ids repeated."""
+    from datetime import datetime
+
+    from indexer.catalog import Catalog
+    from indexer.index import embedding_vectors
+    from indexer.schema import Embedding, Photo
+
+    vectors = clustered(40, seed=3)
+    stamp = datetime(2024, 1, 1)
+    with Catalog.open(tmp_path / "catalog") as catalog:
+        with catalog.session() as session, session.begin():
+            session.add_all(Photo(id=n + 1, path=f"/p/{n}.jpg", size=1, mtime_ns=1, status="indexed", attempts=0,
+                                  first_seen=stamp, last_seen=stamp) for n in range(40))
+            session.flush()
+            for n in range(40):
+                session.add(Embedding(photo_id=n + 1, model_version="other@v1" if n == 7 else "clip@v1", dim=DIM,
+                                      vector=vectors[n]))
+        asked = np.asarray([30, 2, 8, 99, 17, 2, 40, 1], np.int64)  # 8: another model's; 99: no photo
+        found, exact = embedding_vectors(catalog, "clip@v1", asked)
+    assert found.tolist() == [30, 2, 17, 2, 40, 1]
+    np.testing.assert_allclose(exact, vectors[found - 1], atol=2e-3)  # float16 on disk
