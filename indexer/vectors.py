@@ -294,8 +294,7 @@ class VectorIndex:
                 return 0
             return self._remove_present(present)
 
-    def search(self, queries: np.ndarray, k: int, *, effort: int = 1,
-               exact_top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *, effort: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best matches of each query: scores [n, k'] float32 and ids [n, k'] int64.
 
         ``queries`` is [n, dim] (or one [dim] vector). ``k' = min(k, len(self))``; rows are sorted
@@ -303,11 +302,8 @@ class VectorIndex:
         share of cells — for callers that keep only a few of the matches (a filter applied after),
         whose answers come from deep in the list where a visit of 2 % of the cells misses more; the
         time grows about in proportion. The flat index is exact whatever the effort.
-        ``exact_top``: the caller shows only this many of the best (and counts the rest): an IVF-PQ index
-        then re-scores ``exact_top`` + R candidates with their exact vectors instead of ``k`` + R, and the
-        matches past them keep the scores of their codes (never above a re-scored one's).
         """
-        return self._search(queries, k, None, effort=effort, exact_top=exact_top)
+        return self._search(queries, k, None, effort=effort)
 
     def search_ids(
         self, queries: np.ndarray, k: int, ids_subset: np.ndarray, *, exact: bool = False
@@ -410,8 +406,8 @@ class VectorIndex:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _search(self, queries: np.ndarray, k: int, subset: np.ndarray | None, exact: bool = False, effort: int = 1,
-                compressed: bool = True, exact_top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
+                exact: bool = False, effort: int = 1, compressed: bool = True) -> tuple[np.ndarray, np.ndarray]:
         if int(k) <= 0:
             raise ValueError(f"k must be positive, got {k}")
         queries = self._as_vectors(queries, "queries")
@@ -419,7 +415,7 @@ class VectorIndex:
             k = min(int(k), len(self), len(subset) if subset is not None else len(self))
             if k == 0 or len(queries) == 0:
                 return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
-            return self._search_compressed(queries, k, subset, exact, effort, exact_top)
+            return self._search_compressed(queries, k, subset, exact, effort)
         with self._lock:
             k = min(int(k), len(self))
             if subset is not None:
@@ -448,13 +444,11 @@ class VectorIndex:
         scores[ids < 0] = -np.inf
         return scores, ids
 
-    def _search_compressed(self, queries: np.ndarray, k: int, subset: np.ndarray | None, exact: bool, effort: int,
-                           exact_top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """IVF-PQ: the best ``k + effort * R`` candidates (R: see ``RERANK``) by their codes, the first
-        ``min(k, exact_top) + effort * R`` of them re-scored with :attr:`exact_vectors` (a caller that filters the
-        matches afterwards keeps answers from deep in the list: it looks harder). Reading the exact vectors is
-        most of a query's time at 10M photos (~4 µs a vector from the catalog); candidates past the re-scored
-        ones keep their codes' scores, capped at the lowest re-scored score, so that they rank after those."""
+    def _search_compressed(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
+                           exact: bool, effort: int) -> tuple[np.ndarray, np.ndarray]:
+        """IVF-PQ: the best ``k + effort * R`` candidates (R: see ``RERANK``) by their codes, re-scored with
+        :attr:`exact_vectors` (a caller that filters the matches afterwards keeps answers from deep in the list:
+        it looks harder)."""
         extra = min(RERANK_MAX, max(RERANK, len(self) // 2500))
         wanted = min(len(self), k + max(1, effort) * extra)
         if subset is not None:
@@ -462,20 +456,15 @@ class VectorIndex:
         scores, ids = self._search(queries, wanted, subset, exact=exact, effort=effort, compressed=False)
         if self.exact_vectors is None:
             return scores[:, :k], ids[:, :k]
-        rescored = min(k, exact_top or k) + max(1, effort) * extra
         out_scores = np.full((len(queries), k), -np.inf, np.float32)
         out_ids = np.full((len(queries), k), -1, np.int64)
-        for row, (query, candidates, coded) in enumerate(zip(queries, ids, scores, strict=True)):
-            valid = candidates >= 0
-            head, rest = candidates[valid][:rescored], candidates[valid][rescored:]
-            found, vectors = self.exact_vectors(head)
+        for row, (query, candidates) in enumerate(zip(queries, ids, strict=True)):
+            found, vectors = self.exact_vectors(candidates[candidates >= 0])
             if not len(found):
                 continue
             exact_scores = np.asarray(vectors, np.float32) @ query
-            rest_scores = np.minimum(coded[valid][rescored:], exact_scores.min())
-            merged_ids, merged = np.concatenate([found, rest]), np.concatenate([exact_scores, rest_scores])
-            best = np.argsort(-merged, kind="stable")[:k]
-            out_scores[row, :len(best)], out_ids[row, :len(best)] = merged[best], merged_ids[best]
+            best = np.argsort(-exact_scores, kind="stable")[:k]
+            out_scores[row, :len(best)], out_ids[row, :len(best)] = exact_scores[best], found[best]
         return out_scores, out_ids
 
     def _contains(self, ids: np.ndarray) -> np.ndarray:

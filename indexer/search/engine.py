@@ -158,7 +158,7 @@ class Searcher:
             min(SEMANTIC_CANDIDATES, max(FIRST_CANDIDATES, CANDIDATES_PER_RESULT * limit))
         for candidates in dict.fromkeys((first, SEMANTIC_CANDIDATES)):
             with self.catalog.session() as session:
-                compiler = _Compiler(self, session, text_query, cutoff, candidates, shown=limit)
+                compiler = _Compiler(self, session, text_query, cutoff, candidates)
                 try:
                     total, rows = compiler.run(tree, limit, sort)
                     tags = compiler.matched_tags([row[0] for row in rows])
@@ -360,9 +360,8 @@ class _Compiler:
     """Turns an AST into one SQL condition, collecting what the score and the tag list need."""
 
     def __init__(self, searcher: Searcher, session: Session, text_query: str, cutoff: float,
-                 candidates: int = SEMANTIC_CANDIDATES, shown: int | None = None) -> None:
+                 candidates: int = SEMANTIC_CANDIDATES) -> None:
         self.candidates = candidates
-        self.shown = shown  # the results a search shows (None: every match, ranked)
         self.truncated = False  # a semantic term filled all its candidates: more photos may pass the cutoff
         self.capped = False  # the matches were counted among COUNT_CAP tag rows: there are at least that many
         self.searcher = searcher
@@ -830,10 +829,7 @@ class _Compiler:
             # Candidates that other terms will filter: the answers lie deeper in the list, where an approximate
             # index misses more, so it looks harder (measured: recall@50 of mixed queries at 1M photos).
             effort = 1 if self.alone else FILTERED_EFFORT * (2 if self.candidates > FIRST_CANDIDATES else 1)
-            # A lone term shows its best few and counts the rest: only those need exact scores (an IVF-PQ index
-            # reads fewer exact vectors); a filtered one ranks whichever candidates pass.
-            scores, ids = vectors.search(query, min(self.candidates, max(len(vectors), 1)), effort=effort,
-                                         exact_top=self.shown if self.alone else None)
+            scores, ids = vectors.search(query, min(self.candidates, max(len(vectors), 1)), effort=effort)
             if (ids[0] >= 0).sum() >= self.candidates and len(vectors) > self.candidates \
                     and scores[0][-1] >= self.cutoff:
                 self.truncated = True

@@ -77,28 +77,6 @@ def test_ivfpq_re_scored_finds_what_exact_search_finds(data, saved: Path) -> Non
     assert not np.allclose(codes_only_scores[:, 0], want_scores[:, 0], atol=1e-5)  # the codes are approximate
 
 
-def test_ivfpq_re_scores_only_what_is_shown_when_told(data, saved: Path) -> None:  # noqa: ANN001
-    """``exact_top``: a caller that shows the best 50 of 1,500 candidates (and counts the rest) gets the same best
-    50, from 50 + R exact vectors read instead of 1,500 + R; the rest keep their codes' scores, below them."""
-    ids, vectors = data
-    compressed = VectorIndex.load(saved, DIM, "s")
-    asked: list[int] = []
-    store = Store(ids, vectors)
-    compressed.exact_vectors = lambda wanted: asked.append(len(wanted)) or store(wanted)
-    queries = clustered(10, seed=2)
-    full_scores, full = compressed.search(queries, 1500)
-    read_full, asked[:] = list(asked), []
-    scores, top = compressed.search(queries, 1500, exact_top=50)
-    extra = vectors_module.RERANK  # R for an index of 2,500 vectors
-    # Every candidate the visited cells gave was read before; now at most 50 + R of them.
-    assert asked == [min(50 + extra, n) for n in read_full] and sum(asked) < sum(read_full), (asked, read_full)
-    assert recall(top[:, :50], full[:, :50]) >= 0.98
-    np.testing.assert_allclose(scores[:, :50], full_scores[:, :50], atol=1e-5)  # the shown ones: exact scores
-    assert all((np.diff(row[ids >= 0]) <= 0).all() for row, ids in zip(scores, top, strict=True))  # best first
-    for row, want in zip(top.tolist(), full.tolist(), strict=True):  # the same candidates, each once
-        assert sorted(i for i in row if i >= 0) == sorted(i for i in want if i >= 0)
-
-
 def test_ivfpq_adds_removes_saves_and_loads(data, saved: Path, tmp_path: Path) -> None:  # noqa: ANN001
     ids, vectors = data
     index = VectorIndex.load(saved, DIM, "s")
