@@ -294,7 +294,8 @@ class VectorIndex:
                 return 0
             return self._remove_present(present)
 
-    def search(self, queries: np.ndarray, k: int, *, effort: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, *, effort: int = 1,
+               codes: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best matches of each query: scores [n, k'] float32 and ids [n, k'] int64.
 
         ``queries`` is [n, dim] (or one [dim] vector). ``k' = min(k, len(self))``; rows are sorted
@@ -302,8 +303,26 @@ class VectorIndex:
         share of cells — for callers that keep only a few of the matches (a filter applied after),
         whose answers come from deep in the list where a visit of 2 % of the cells misses more; the
         time grows about in proportion. The flat index is exact whatever the effort.
+        ``codes``: an IVF-PQ index answers with every candidate it would re-score (``k`` + R, see ``RERANK``)
+        and the scores of their codes, reading no exact vector — for a caller that filters the candidates
+        first and re-scores those that pass (:meth:`rescore`). Other kinds answer as without it.
         """
-        return self._search(queries, k, None, effort=effort)
+        return self._search(queries, k, None, effort=effort, codes=codes)
+
+    def rescore(self, query: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids found, their exact scores against ``query``), in the order of ``ids``: an IVF-PQ index reads
+        their vectors through :attr:`exact_vectors`, another kind reconstructs them from itself."""
+        wanted = _as_ids(ids)
+        if self.kind == "ivfpq":
+            if self.exact_vectors is None:
+                raise KeyError("an IVF-PQ index re-scores with exact_vectors, and none were given")
+            found, vectors = self.exact_vectors(wanted)
+        else:
+            with self._lock:
+                found = wanted[self._contains(wanted)]
+            vectors = np.stack([self.reconstruct(int(i)) for i in found]) if len(found) else np.empty((0, self.dim))
+        query = self._as_vectors(query, "query")[0]
+        return found, (np.asarray(vectors, np.float32) @ query if len(found) else np.empty(0, np.float32))
 
     def search_ids(
         self, queries: np.ndarray, k: int, ids_subset: np.ndarray, *, exact: bool = False
@@ -406,8 +425,8 @@ class VectorIndex:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _search(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
-                exact: bool = False, effort: int = 1, compressed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, queries: np.ndarray, k: int, subset: np.ndarray | None, exact: bool = False, effort: int = 1,
+                compressed: bool = True, codes: bool = False) -> tuple[np.ndarray, np.ndarray]:
         if int(k) <= 0:
             raise ValueError(f"k must be positive, got {k}")
         queries = self._as_vectors(queries, "queries")
@@ -415,7 +434,7 @@ class VectorIndex:
             k = min(int(k), len(self), len(subset) if subset is not None else len(self))
             if k == 0 or len(queries) == 0:
                 return np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
-            return self._search_compressed(queries, k, subset, exact, effort)
+            return self._search_compressed(queries, k, subset, exact, effort, codes)
         with self._lock:
             k = min(int(k), len(self))
             if subset is not None:
@@ -445,15 +464,17 @@ class VectorIndex:
         return scores, ids
 
     def _search_compressed(self, queries: np.ndarray, k: int, subset: np.ndarray | None,
-                           exact: bool, effort: int) -> tuple[np.ndarray, np.ndarray]:
+                           exact: bool, effort: int, codes: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """IVF-PQ: the best ``k + effort * R`` candidates (R: see ``RERANK``) by their codes, re-scored with
         :attr:`exact_vectors` (a caller that filters the matches afterwards keeps answers from deep in the list:
-        it looks harder)."""
+        it looks harder); with ``codes``, all of them as their codes score them."""
         extra = min(RERANK_MAX, max(RERANK, len(self) // 2500))
         wanted = min(len(self), k + max(1, effort) * extra)
         if subset is not None:
             wanted = min(wanted, len(subset))
         scores, ids = self._search(queries, wanted, subset, exact=exact, effort=effort, compressed=False)
+        if codes:
+            return scores, ids
         if self.exact_vectors is None:
             return scores[:, :k], ids[:, :k]
         out_scores = np.full((len(queries), k), -np.inf, np.float32)

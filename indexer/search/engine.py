@@ -69,6 +69,7 @@ SEMANTIC_CANDIDATES = 20_000  # the most photos one semantic term can contribute
 FIRST_CANDIDATES = 2_000  # a first, cheaper pass asks for this many, or CANDIDATES_PER_RESULT per result
 CANDIDATES_PER_RESULT = 40
 FILTERED_EFFORT = 2  # an approximate index visits 2x the cells for a semantic term with other terms (4x widened)
+CODE_MARGIN = 0.05  # candidates an IVF-PQ index's codes score this far below the cutoff may pass it exactly
 PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many rows scores just their photos
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
 COUNT_CAP = 50_000  # a first page in score order (_Compiler._first_page) counts matches among this many tag rows,
@@ -379,6 +380,7 @@ class _Compiler:
         self.driver_item: q.Node | None = None  # the term they are (None: every queried tag's rows),
         self.driver_items: tuple[q.Node, ...] = ()  # among these, AND-ed
         self.alone = False  # the query is one semantic term: its candidates are the answer, unfiltered
+        self.coded = False  # the semantic term's candidates came scored by an IVF-PQ index's codes (see _matches)
         self._resolved: dict[str, list[int]] = {}  # tag name -> ids, shared with the prefilter's compiler
 
     # --- running a query -------------------------------------------------------------------------
@@ -517,12 +519,17 @@ class _Compiler:
         self.prefilter(tree)
         semantic = next(item for item in tree.items if isinstance(item, q.Semantic | q.Similar))
         rest = [item for item in tree.items if item is not semantic]
-        scores, ids = self._matches(self._query_vector(semantic))
+        vector = self._query_vector(semantic)
+        scores, ids = self._matches(vector, codes=True)
         condition = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span))
         candidates = func.json_each(json.dumps(ids.tolist())).table_valued("value")
         passed = np.fromiter(self.session.scalars(select(Photo.id).where(
             Photo.id.in_(select(candidates.c.value)), condition, Photo.status != MISSING)), dtype=np.int64)
         keep = np.isin(ids, passed)
+        if self.coded:  # the candidates' codes scored them: those that passed, exactly now
+            found, exact = self.searcher.vectors().rescore(vector, ids[keep])
+            kept = exact >= self.cutoff
+            return found[kept], exact[kept]
         return ids[keep], scores[keep]
 
     def _run_general(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
@@ -816,9 +823,13 @@ class _Compiler:
             self.semantic_tables.append(table)
         return Photo.id.in_(select(table.c.id))
 
-    def _matches(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _matches(self, vector: np.ndarray, codes: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the photos scoring at least the cutoff against ``vector``, best first: among the
-        ``restrict`` ids when set (all of them scored), else among the best ``candidates`` of the library."""
+        ``restrict`` ids when set (all of them scored), else among the best ``candidates`` of the library.
+
+        ``codes`` (for a caller that filters the matches, then re-scores what passes): an IVF-PQ index gives all
+        the candidates it would re-score, scored by their codes — those within ``CODE_MARGIN`` of the cutoff —
+        reading no exact vector (``coded``); at 10M photos reading them was most of a filtered query's time."""
         vectors = self.searcher.vectors()
         query = np.asarray(vector, dtype=np.float32)[None, :]
         if self.restrict is not None:
@@ -829,11 +840,13 @@ class _Compiler:
             # Candidates that other terms will filter: the answers lie deeper in the list, where an approximate
             # index misses more, so it looks harder (measured: recall@50 of mixed queries at 1M photos).
             effort = 1 if self.alone else FILTERED_EFFORT * (2 if self.candidates > FIRST_CANDIDATES else 1)
-            scores, ids = vectors.search(query, min(self.candidates, max(len(vectors), 1)), effort=effort)
+            self.coded = codes and vectors.kind == "ivfpq"
+            scores, ids = vectors.search(query, min(self.candidates, max(len(vectors), 1)), effort=effort,
+                                         codes=self.coded)
             if (ids[0] >= 0).sum() >= self.candidates and len(vectors) > self.candidates \
                     and scores[0][-1] >= self.cutoff:
                 self.truncated = True
-        keep = (ids[0] >= 0) & (scores[0] >= self.cutoff)
+        keep = (ids[0] >= 0) & (scores[0] >= self.cutoff - (CODE_MARGIN if self.coded else 0.0))
         return scores[0][keep], ids[0][keep]
 
     def drop_tables(self) -> None:

@@ -205,3 +205,50 @@ def test_the_catalog_gives_the_exact_vectors_in_the_order_asked(tmp_path: Path) 
         found, exact = embedding_vectors(catalog, "clip@v1", asked)
     assert found.tolist() == [30, 2, 17, 2, 40, 1]
     np.testing.assert_allclose(exact, vectors[found - 1], atol=2e-3)  # float16 on disk
+
+
+def test_a_filtered_search_re_scores_only_what_passes_and_finds_what_exact_search_finds(tmp_path: Path,
+                                                                                        monkeypatch) -> None:  # noqa: ANN001
+    """Free text AND-ed with a tag and a date on an IVF-PQ index: the candidates come scored by their codes, SQL
+    keeps those that pass, and only those are read and scored exactly — the same answers as exact search."""
+    from datetime import datetime, timedelta
+
+    import indexer.search.engine as engine
+    from indexer.catalog import Catalog
+    from indexer.index import GENERATION_KEY
+    from indexer.schema import SUGGESTED, Embedding, Photo, PhotoTag, Tag
+    from indexer.search.engine import Searcher
+    from tests.indexer.search.test_engine import KnownTextEmbedder
+
+    vectors = clustered(COUNT, seed=4)
+    rng = np.random.default_rng(4)
+    stamp = datetime(2024, 1, 1)
+    with Catalog.open(tmp_path / "catalog") as catalog:
+        with catalog.session() as session, session.begin():
+            dog = Tag(name="dog", kind="builtin", threshold=0.5)
+            session.add(dog)
+            session.add_all(Photo(id=n + 1, path=f"/p/{n:04d}.jpg", size=1, mtime_ns=1, status="indexed", attempts=0,
+                                  taken_at=datetime(2018, 1, 1) + timedelta(days=int(rng.integers(0, 1500))),
+                                  first_seen=stamp, last_seen=stamp) for n in range(COUNT))
+            session.flush()
+            session.add_all(PhotoTag(photo_id=n + 1, tag_id=dog.id, score=0.8, state=SUGGESTED, source="model",
+                                     updated_at=stamp) for n in range(COUNT) if rng.random() < 0.4)
+            session.add_all(Embedding(photo_id=n + 1, model_version=KnownTextEmbedder.bundle.version, dim=DIM,
+                                      vector=vectors[n]) for n in range(COUNT))
+            Catalog.set_meta(session, GENERATION_KEY, "1")
+        embedder = KnownTextEmbedder({"dogs": clustered(1, seed=9)[0], "cats": clustered(1, seed=10)[0]})
+        reads: list[int] = []
+        rescore = vectors_module.VectorIndex.rescore
+        monkeypatch.setattr(vectors_module.VectorIndex, "rescore",
+                            lambda self, query, ids: reads.append(len(ids)) or rescore(self, query, ids))
+        monkeypatch.setattr(engine, "PREFILTER_MAX", 10)  # the dog photos are candidates, not scored all first
+        approximate, flat = Searcher(catalog, embedder, vector_index="ivfpq"), Searcher(catalog, embedder,
+                                                                                        vector_index="flat")
+        for query in ("dogs tag:dog date:2019..2020", "cats tag:dog", "dogs date:2021"):
+            compressed = approximate.search(query, limit=20, min_score=0.0)
+            exact = flat.search(query, limit=20, min_score=0.0)
+            assert [r.photo_id for r in compressed.results] == [r.photo_id for r in exact.results], query
+            np.testing.assert_allclose([r.score for r in compressed.results], [r.score for r in exact.results],
+                                       atol=1e-3)  # float16 on disk against the flat index's float32
+            assert len(compressed.results) == 20
+        assert len(reads) == 3 and all(0 < n < COUNT // 2 for n in reads)  # those that passed, not the candidates

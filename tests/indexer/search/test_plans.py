@@ -176,8 +176,8 @@ def test_an_approximate_index_looks_harder_for_filtered_terms(catalog, embedder,
 
     efforts = []
     search = VectorIndex.search
-    monkeypatch.setattr(VectorIndex, "search", lambda self, queries, k, effort=1:
-                        efforts.append(effort) or search(self, queries, k, effort=effort))
+    monkeypatch.setattr(VectorIndex, "search", lambda self, queries, k, effort=1, **more:
+                        efforts.append(effort) or search(self, queries, k, effort=effort, **more))
     monkeypatch.setattr(engine, "PREFILTER_MAX", 0)  # the filter's photos are not scored one by one
     Searcher(catalog, embedder).search("dogs", min_score=0.3)
     Searcher(catalog, embedder).search("dogs tag:dog", min_score=0.3)
