@@ -339,10 +339,7 @@ def tag_search(count: int = 10_000_000, repeat: int = 3, search_only: bool = Fal
     folder = CACHE / f"catalog-tags-{name}"
     queries = bs.make_tag_queries(*ranked_tag_names())
     if search_only:
-        out = json.loads((CACHE / f"catalog-tags-{name}.json").read_text(encoding="utf-8"))
-        if out["schema_revision"] != _head_revision():
-            raise SystemExit(f"{folder} was built at schema revision {out['schema_revision']}, the code is at "
-                             f"{_head_revision()}: build it again (without --search-only)")
+        out = _built_before(folder)
     else:
         out = build_tag_catalog(folder, count, queried_tags(queries)) | {"name": f"tags-{name}"}
         save(f"catalog-tags-{name}", out)
@@ -406,6 +403,16 @@ def queried_tags(queries: list[tuple[str, str]]) -> set[int]:
             if name.lower() in lowered or name_zh in wanted}
 
 
+def _built_before(folder: Path) -> dict:
+    """The results JSON of the catalog in ``folder`` (bench/.cache/FOLDER.json), which --search-only measures again;
+    refused when the code's schema has moved on since it was built."""
+    out = json.loads((CACHE / f"{folder.name}.json").read_text(encoding="utf-8"))
+    if out["schema_revision"] != _head_revision():
+        raise SystemExit(f"{folder} was built at schema revision {out['schema_revision']}, the code is at "
+                         f"{_head_revision()}: build it again (without --search-only)")
+    return out
+
+
 def _head_revision() -> str:
     from indexer.catalog import head_revision
 
@@ -460,10 +467,7 @@ def full_search(count: int = 10_000_000, repeat: int = 3, search_only: bool = Fa
     folder = CACHE / f"catalog-full-{name}"
     texts = bs.text_queries(planned_build())
     if search_only:
-        out = json.loads((CACHE / f"catalog-full-{name}.json").read_text(encoding="utf-8"))
-        if out["schema_revision"] != _head_revision():
-            raise SystemExit(f"{folder} was built at schema revision {out['schema_revision']}, the code is at "
-                             f"{_head_revision()}: build it again (without --search-only)")
+        out = _built_before(folder)
     else:
         kept = queried_tags(texts["tag"] + texts["mixed"])
         out = build_tag_catalog(folder, count, kept, embeddings=True) | {"name": f"full-{name}"}
