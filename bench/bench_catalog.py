@@ -650,12 +650,7 @@ def _merge_top(best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, ids: np.
     if scores.shape[1] > 50:
         keep = np.argpartition(-scores, 49, axis=1)[:, :50]
         scores, ids = np.take_along_axis(scores, keep, axis=1), ids[keep]
-    top_scores, top_ids = best
-    joined = np.concatenate([top_scores, scores], axis=1)
-    joined_ids = np.concatenate([top_ids, np.broadcast_to(ids, scores.shape)], axis=1)
-    order = np.argsort(-joined, axis=1, kind="stable")[:, :50]
-    top_scores[:] = np.take_along_axis(joined, order, axis=1)
-    top_ids[:] = np.take_along_axis(joined_ids, order, axis=1)
+    _merge(best, scores, ids)
 
 
 def precision(count: int = 200_000) -> dict:
