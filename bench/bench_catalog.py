@@ -741,16 +741,23 @@ def report() -> str:
     return "\n".join(lines)
 
 
+def _measured(prefix: str, key: str) -> list[tuple[dict, str]]:
+    """(results, title) of every catalog measured in bench/.cache/PREFIX-*.json (those holding ``key``), largest
+    first."""
+    measured = [data for path in CACHE.glob(f"{prefix}-*.json")
+                if key in (data := json.loads(path.read_text(encoding="utf-8")))]
+    checks = "photos (a check at a smaller size)"
+    return [(data, "10M photos" if data["count"] == 10_000_000 else f"{data['count']:,} {checks}")
+            for data in sorted(measured, key=lambda d: -d["count"])]
+
+
 def tag_search_report() -> list[str]:
     """The "Tag search at 10M photos" tables (and those of smaller checks, if measured) from tag_search's JSON."""
     import statistics
 
     lines: list[str] = []
-    measured = [data for path in CACHE.glob("catalog-tags-*.json")
-                if "search" in (data := json.loads(path.read_text(encoding="utf-8")))]
-    for data in sorted(measured, key=lambda d: -d["count"]):
-        search, count = data["search"], data["count"]
-        title = "10M photos" if count == 10_000_000 else f"{count:,} photos (a check at a smaller size)"
+    for data, title in _measured("catalog-tags", "search"):
+        search = data["search"]
         load = f"{search['load_before'][0]:.1f} / {search['load_after'][0]:.1f}"
         lines += [f"### Tag search at {title}", "",
                   f"{data['photo_rows']:,} photo rows and {data['tag_rows_kept']:,} of the full catalog's "
@@ -779,11 +786,8 @@ def full_search_report() -> list[str]:
     import statistics
 
     lines: list[str] = []
-    measured = [data for path in CACHE.glob("catalog-full-*.json")
-                if "modes" in (data := json.loads(path.read_text(encoding="utf-8")))]
-    for data in sorted(measured, key=lambda d: -d["count"]):
-        count, truth = data["count"], data["truth"]
-        title = "10M photos" if count == 10_000_000 else f"{count:,} photos (a check at a smaller size)"
+    for data, title in _measured("catalog-full", "modes"):
+        truth = data["truth"]
         lines += [f"### Search at {title}, embeddings in the catalog", "",
                   f"{data['photo_rows']:,} photo rows, every photo's embedding (float16) and {data['tag_rows_kept']:,} "
                   f"of the full catalog's {data['tag_rows_full_catalog']:,} tag rows (those of the "
