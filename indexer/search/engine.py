@@ -476,7 +476,10 @@ class _Compiler:
             missing = select(Photo.id).where(Photo.status == MISSING)
             if self.capped:  # at least the rows counted less every missing photo
                 return max(0, cap - self._count(missing, cap))
-            return self._count(rows_of_driver.where(scan.c.photo_id.not_in(missing)), cap)
+            if self._count(missing, rows) < rows:  # a few missing photos: as a set
+                return self._count(rows_of_driver.where(scan.c.photo_id.not_in(missing)), cap)
+            return self._count(rows_of_driver.where(~exists().where(Photo.id == scan.c.photo_id,
+                                                                    Photo.status == MISSING)), cap)
         examined = rows_of_driver.limit(cap).subquery()
         self.subject = examined.c.photo_id
         conditions = [~exists().where(Photo.id == examined.c.photo_id, Photo.status == MISSING)]
@@ -577,9 +580,19 @@ class _Compiler:
         return total, self._rank(zip(ids.tolist(), scores.tolist(), strict=True), limit)
 
     def _not_missing(self, ids: np.ndarray) -> np.ndarray:
-        """Mask of ``ids`` whose photo is not missing (a few per mille of a library: cheaper here than per SQL row)."""
-        missing = np.fromiter(self.session.scalars(select(Photo.id).where(Photo.status == MISSING)), np.int64)
-        return ~np.isin(ids, missing, kind="table") if len(missing) else np.ones(len(ids), dtype=bool)
+        """Mask of ``ids`` whose photo is not missing. Missing photos are usually a few per mille of a library: they
+        are read, when fewer than ``ids``. Otherwise (a volume offline: most of the library missing) each id's
+        photo is looked up instead, so that a query costs what its matches cost, not what the missing ones do."""
+        if not len(ids):
+            return np.ones(0, dtype=bool)
+        missing = select(Photo.id).where(Photo.status == MISSING)
+        if self._count(missing, len(ids)) < len(ids):
+            gone = np.fromiter(self.session.scalars(missing), np.int64)
+        else:  # CROSS JOIN: from the ids to their rows (SQLite would otherwise start from the status index)
+            gone = np.fromiter(itertools.chain.from_iterable(self.session.connection().exec_driver_sql(
+                "SELECT p.id FROM json_each(?) AS j CROSS JOIN photos AS p ON p.id = j.value WHERE p.status = ?",
+                (json.dumps(ids.tolist()), MISSING)).fetchall()), np.int64)
+        return ~np.isin(ids, gone, kind="table") if len(gone) else np.ones(len(ids), dtype=bool)
 
     def _fetch_pairs(self, statement: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(id, score)`` rows of ``statement`` as two arrays (ids int64, scores float64)."""

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 import indexer.search.engine as engine
 from indexer.catalog import Catalog
@@ -28,8 +29,22 @@ PHRASES = {"dogs": 0, "cats": 1, "cars": 2}
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Catalog:  # noqa: ANN001
+    catalog = build(tmp_path_factory.mktemp("plans") / "catalog", missing=lambda i: i % 37 == 0)
+    yield catalog
+    catalog.close()
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory) -> Catalog:  # noqa: ANN001
+    """The same library with most of it missing, as when the volume holding it is not mounted."""
+    catalog = build(tmp_path_factory.mktemp("offline") / "catalog", missing=lambda i: i % 5 != 0)
+    yield catalog
+    catalog.close()
+
+
+def build(folder, missing) -> Catalog:  # noqa: ANN001
     rng = np.random.default_rng(7)
-    catalog = Catalog.open(tmp_path_factory.mktemp("plans") / "catalog")
+    catalog = Catalog.open(folder)
     stamp = datetime(2024, 1, 1)
     with catalog.session() as session, session.begin():
         tag_ids = []
@@ -43,7 +58,7 @@ def catalog(tmp_path_factory) -> Catalog:  # noqa: ANN001
             taken = None if rng.random() < 0.1 else datetime(2018, 1, 1) + timedelta(days=int(rng.integers(0, 2000)))
             photo = Photo(path=f"{FOLDERS[i % 4]}/p{i:03d}.jpg", size=1, mtime_ns=1, format=["jpeg", "heif"][i % 2],
                           taken_at=taken, camera_make=CAMERAS[i % 4], gps_lat=1.0 if i % 3 else None,
-                          gps_lon=2.0 if i % 3 else None, status="missing" if i % 37 == 0 else "indexed",
+                          gps_lon=2.0 if i % 3 else None, status="missing" if missing(i) else "indexed",
                           attempts=0, first_seen=stamp, last_seen=stamp)
             session.add(photo)
             session.flush()
@@ -60,8 +75,7 @@ def catalog(tmp_path_factory) -> Catalog:  # noqa: ANN001
             session.add(Embedding(photo_id=photo.id, model_version=VERSION, dim=DIM,
                                   vector=vector / np.linalg.norm(vector)))
         Catalog.set_meta(session, GENERATION_KEY, "1")
-    yield catalog
-    catalog.close()
+    return catalog
 
 
 @pytest.fixture()
@@ -151,6 +165,31 @@ def test_semantic_short_ways_give_what_the_general_query_gives(catalog, embedder
     for query in SEMANTIC_QUERIES:
         assert short[query] == answers(Searcher(catalog, embedder), query, limit, min_score=0.3), query
     assert short["dogs"][0] > (limit or 0) and short["dogs tag:dog"][0] > 0
+
+
+@pytest.mark.parametrize("limit", [3, None])
+def test_with_most_of_the_library_missing_the_short_ways_look_up_their_matches(offline, embedder, monkeypatch,
+                                                                              limit) -> None:  # noqa: ANN001
+    """A volume offline: the short ways check their matches' photos instead of reading every missing one, and
+    give what the general query gives."""
+    statements: list[str] = []
+
+    def record(connection, cursor, statement, *rest) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(offline.engine, "before_cursor_execute", record)
+    try:
+        short = {query: answers(Searcher(offline, embedder), query, limit, min_score=0.3)
+                 for query in [*TAG_QUERIES, *SEMANTIC_QUERIES]}
+    finally:
+        event.remove(offline.engine, "before_cursor_execute", record)
+    looked_up = sum("CROSS JOIN photos" in statement for statement in statements)
+    monkeypatch.setattr(engine, "SEMANTIC_CANDIDATES", 1000)
+    general(monkeypatch)
+    for query, found in short.items():
+        assert found == answers(Searcher(offline, embedder), query, limit, min_score=0.3), query
+    assert looked_up >= 10  # the matches' photos looked up, not the missing ones read
+    assert short["tag:dog"][0] > 0
 
 
 def test_short_ways_leave_out_missing_and_rejected(catalog, embedder) -> None:  # noqa: ANN001
