@@ -525,7 +525,8 @@ class _Compiler:
         vector = self._query_vector(semantic)
         scores, ids = self._matches(vector, codes=True)
         condition = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span))
-        candidates = func.json_each(json.dumps(ids.tolist())).table_valued("value")
+        # In ascending order: the seeks of each candidate's rows then walk the tables' pages forward.
+        candidates = func.json_each(json.dumps(np.sort(ids).tolist())).table_valued("value")
         passed = np.fromiter(self.session.scalars(select(Photo.id).where(
             Photo.id.in_(select(candidates.c.value)), condition, Photo.status != MISSING)), dtype=np.int64)
         keep = np.isin(ids, passed)
