@@ -472,7 +472,10 @@ class VectorIndex:
         wanted = min(len(self), k + max(1, effort) * extra)
         if subset is not None:
             wanted = min(wanted, len(subset))
-        scores, ids = self._search(queries, wanted, subset, exact=exact, effort=effort, compressed=False)
+        # Answering by codes (no re-scoring here), the cells are visited as usual: what limits recall is how deep
+        # the codes' ranking goes, not which cells are visited (at 10M: 96 cells instead of 30 changed no recall).
+        scores, ids = self._search(queries, wanted, subset, exact=exact, effort=1 if codes else effort,
+                                   compressed=False)
         if codes:
             return scores, ids
         if self.exact_vectors is None:
