@@ -5,7 +5,8 @@ order, the best photos of a tag are its index range read backwards, so a tag que
 many rows as it shows instead of every photo carrying the tag (``indexer.search.engine._Compiler._first_page``:
 at 10M photos a common tag is on a million of them). Nothing else read the rows in photo order.
 
-Rebuilding the index reads the whole table once: about half a minute a million photos (20 tags each).
+Rebuilding the index reads the whole table once: about half a minute a million photos (20 tags each; 1.9M tag
+rows took 2.5 s on a busy 2-core machine).
 
 Revision ID: 0007
 Revises: 0006
