@@ -387,10 +387,10 @@ class _Compiler:
     def run(self, tree: q.Node, limit: int | None, sort: str) -> tuple[int, list[tuple]]:
         """(matches, rows of (id, path, taken_at, score)) for ``tree``, the best ``limit`` in ``sort`` order."""
         if limit and sort == "relevance" and _score_ordered(tree):
-            statement = self._by_tag_rows(tree)
+            self._choose_driver(tree)
             if self.candidate_rows >= DRIVER_COUNT_CAP:  # every term's tags have many photos
                 return self._first_page(tree, limit)
-            ids, scores = self._fetch_pairs(statement)
+            ids, scores = self._fetch_pairs(self._tag_rows_statement())
             keep = self._not_missing(ids)
             return self._top(ids[keep], scores[keep], limit)
         scored = self._scored(tree, sort)
@@ -413,27 +413,28 @@ class _Compiler:
         scan = PhotoTag.__table__.alias("scan")
         self.subject = scan.c.photo_id
         self.candidate_rows = CHECKED_COUNT_CAP // 4  # each row checks the other terms by a seek; sets when small
-        tags = list(dict.fromkeys(self.tag_ids))  # every positive tag term's (_by_tag_rows compiled them all)
+        tags = list(dict.fromkeys(i for tag in _positive_tags(tree) for i in self._resolve_tag(tag)))
+        self.tag_ids.extend(tags)  # they score the matches, and name a result's matched tags
         ranges = [(tag, state) for tag in tags for state in (SUGGESTED, ACCEPTED)]  # every state but REJECTED
         # Missing photos: a seek per row read (a few hundred), not a set of every missing photo built per statement.
         missing = ~exists().where(Photo.id == scan.c.photo_id, Photo.status == MISSING)
         items = self.driver_items
         known = len(self.tag_ids)
         # A tag's rows are checked against the query less its plain terms naming that tag (its rows satisfy them).
-        unmissing = {tag: [self.compile(item) for item in items
+        checks_of = {tag: [self.compile(item) for item in items
                            if not (_plain_tags(item) and tag in self._plain_tag_ids(item))] for tag in tags}
-        condition = {tag: _joined(and_, [missing, *checks]) for tag, checks in unmissing.items()}
+        condition = {tag: _joined(and_, [missing, *checks]) for tag, checks in checks_of.items()}
         del self.tag_ids[known:]  # compiled again: no new tags
 
         def rows(tag: int, state: str, *where: Any) -> Any:
-            return select(scan.c.photo_id, func.coalesce(scan.c.score, 1.0)).where(
+            return select(scan.c.photo_id, scan.c.score).where(
                 scan.c.tag_id == tag, scan.c.state == state, condition[tag], *where)
 
         # Score 1 (no score, or a certain one): ties, newest first, read whole — the cost of a query's first page
         # grows with its tags' rows of a person or a file. Their photo rows are read for the date anyway: missing
         # photos are left out there.
         top = union_all(*(select(scan.c.photo_id).where(scan.c.tag_id == tag, scan.c.state == state, part,
-                                                         *unmissing[tag]) for tag, state in ranges
+                                                         *checks_of[tag]) for tag, state in ranges
                           for part in (scan.c.score.is_(None), scan.c.score >= 1.0))).subquery()
         taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
         first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)),
@@ -614,11 +615,19 @@ class _Compiler:
         the fewest rows, or of every queried tag; each other term is a set of photo ids built once and
         probed, or, when it is much larger than the candidates, checked on each candidate (see :meth:`_set`).
         ``None`` when ``at_most`` is given and there are more candidate rows."""
-        scan = PhotoTag.__table__.alias("scan")
-        self.subject = scan.c.photo_id
+        cap = DRIVER_COUNT_CAP if at_most is None else min(DRIVER_COUNT_CAP, at_most + 1)
+        self._choose_driver(tree, cap)
+        if at_most is not None and self.candidate_rows >= cap:
+            return None  # counted up to the cap: that many or more
+        return self._tag_rows_statement()
+
+    def _choose_driver(self, tree: q.Node, cap: int = DRIVER_COUNT_CAP) -> None:
+        """The tag rows a tag query starts from (``driver``, ``driver_item``, among ``driver_items``), and how
+        many they are (``candidate_rows``, counted up to ``cap``): the top level's plain tag term with the fewest
+        rows, or every queried tag's."""
+        self.subject = PhotoTag.__table__.alias("scan").c.photo_id
         items = tree.items if isinstance(tree, q.And) and not _has_qualifiers(tree) else (tree,)
         plain = [(item, self._plain_tag_ids(item)) for item in items if _plain_tags(item)]
-        cap = DRIVER_COUNT_CAP if at_most is None else min(DRIVER_COUNT_CAP, at_most + 1)
         if plain:
             sizes = [self._count(self._rows_of(ids), cap) for _, ids in plain]
             driver_item, driver = plain[sizes.index(min(sizes))]
@@ -627,11 +636,14 @@ class _Compiler:
             driver_item = None
             driver = sorted({i for tag in _positive_tags(tree) for i in self._resolve_tag(tag)})
             self.candidate_rows = self._count(self._rows_of(driver), cap)
-        if at_most is not None and self.candidate_rows >= cap:
-            return None  # counted up to the cap: that many or more
         self.driver, self.driver_item, self.driver_items = driver, driver_item, items
+
+    def _tag_rows_statement(self) -> Any:
+        """:meth:`_by_tag_rows`' statement from the chosen driver."""
+        scan = self.subject.table
+        driver, items = self.driver, self.driver_items
         self.tag_ids.extend(driver)
-        conditions = [self.compile(item) for item in items if item is not driver_item]
+        conditions = [self.compile(item) for item in items if item is not self.driver_item]
         others = sorted(set(self.tag_ids) - set(driver))
         score: ColumnElement[Any] = func.coalesce(scan.c.score, 1.0)
         if len(driver) > 1:
