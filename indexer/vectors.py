@@ -310,19 +310,14 @@ class VectorIndex:
         return self._search(queries, k, None, effort=effort, codes=codes)
 
     def rescore(self, query: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the ids found, their exact scores against ``query``), in the order of ``ids``: an IVF-PQ index reads
-        their vectors through :attr:`exact_vectors`, another kind reconstructs them from itself."""
-        wanted = _as_ids(ids)
-        if self.kind == "ivfpq":
-            if self.exact_vectors is None:
-                raise KeyError("an IVF-PQ index re-scores with exact_vectors, and none were given")
-            found, vectors = self.exact_vectors(wanted)
-        else:
-            with self._lock:
-                found = wanted[self._contains(wanted)]
-            vectors = np.stack([self.reconstruct(int(i)) for i in found]) if len(found) else np.empty((0, self.dim))
-        query = self._as_vectors(query, "query")[0]
-        return found, (np.asarray(vectors, np.float32) @ query if len(found) else np.empty(0, np.float32))
+        """(the ids found, their exact scores against ``query`` [dim]), in the order of ``ids``: the vectors read
+        through :attr:`exact_vectors` (what an IVF-PQ index, which keeps only codes, re-scores with)."""
+        if self.exact_vectors is None:
+            raise KeyError("re-scoring reads the exact vectors through exact_vectors, and none were given")
+        found, vectors = self.exact_vectors(_as_ids(ids))
+        if not len(found):
+            return found, np.empty(0, np.float32)
+        return found, np.asarray(vectors, np.float32) @ np.asarray(query, np.float32).reshape(-1)
 
     def search_ids(
         self, queries: np.ndarray, k: int, ids_subset: np.ndarray, *, exact: bool = False
@@ -483,10 +478,7 @@ class VectorIndex:
         out_scores = np.full((len(queries), k), -np.inf, np.float32)
         out_ids = np.full((len(queries), k), -1, np.int64)
         for row, (query, candidates) in enumerate(zip(queries, ids, strict=True)):
-            found, vectors = self.exact_vectors(candidates[candidates >= 0])
-            if not len(found):
-                continue
-            exact_scores = np.asarray(vectors, np.float32) @ query
+            found, exact_scores = self.rescore(query, candidates[candidates >= 0])
             best = np.argsort(-exact_scores, kind="stable")[:k]
             out_scores[row, :len(best)], out_ids[row, :len(best)] = exact_scores[best], found[best]
         return out_scores, out_ids
