@@ -118,12 +118,14 @@ def ensure_models(*names: tuple[str, str]) -> None:
             store.create_random(arch, name, seed=0)
 
 
-def phototag(home: Path, *args: Any) -> tuple[float, dict]:
-    """Run ``phototag index ARGS --json`` as a user would; returns (wall seconds, summary)."""
+def phototag(home: Path, *args: Any, env: dict[str, str] | None = None) -> tuple[float, dict]:
+    """Run ``phototag index ARGS --json`` as a user would (``env``: more variables); returns (wall seconds,
+    summary)."""
     script = Path(sys.executable).with_name("phototag")
     launcher = [str(script)] if script.exists() else [sys.executable, str(REPO / "main.py")]
     command = [*launcher, "index", *map(str, args), "--json"]
-    env = os.environ | {"PHOTOTAG_HOME": str(home), "PHOTOTAG_DEVICE": "cpu", "PHOTOTAG_AUTO_DOWNLOAD": "false"}
+    env = os.environ | {"PHOTOTAG_HOME": str(home), "PHOTOTAG_DEVICE": "cpu", "PHOTOTAG_AUTO_DOWNLOAD": "false"} \
+        | (env or {})
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start

@@ -22,14 +22,11 @@ Random weights: the speeds are real, the tags meaningless. Results: bench/result
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -40,23 +37,16 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from _machine import cpu_name  # noqa: E402
-from bench_indexer import CACHE, TINY_EMBEDDER, TINY_TAGGER, bench_home, ensure_models, twelve_mp_photos  # noqa: E402
+from bench_indexer import CACHE, TINY_EMBEDDER, TINY_TAGGER, bench_home, ensure_models, phototag, twelve_mp_photos  # noqa: E402
 
 OUT = HERE / "results" / "ray.md"
 BATCH = 8
 
 
 def cli_pass(home: Path, folder: Path, *args: str) -> tuple[float, dict[str, Any]]:
-    """``phototag index FOLDER ARGS --json`` in a fresh process: (wall seconds, its summary)."""
-    env = os.environ | {"PHOTOTAG_HOME": str(home), "PHOTOTAG_DEVICE": "cpu", "PHOTOTAG_AUTO_DOWNLOAD": "false",
-                        "PHOTOTAG_TAGGER": TINY_TAGGER, "PHOTOTAG_EMBEDDER": TINY_EMBEDDER}
-    command = [sys.executable, str(REPO / "main.py"), "index", str(folder), "--batch-size", str(BATCH), *args, "--json"]
-    start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{done.stderr[-3000:]}")
-    return seconds, json.loads(done.stdout)
+    """``phototag index FOLDER ARGS --json`` in a fresh process, with the tiny models: (wall seconds, its summary)."""
+    return phototag(home, folder, "--batch-size", BATCH, *args,
+                    env={"PHOTOTAG_TAGGER": TINY_TAGGER, "PHOTOTAG_EMBEDDER": TINY_EMBEDDER})
 
 
 def timed_passes(photos: list[Path], repeat: int, *args: str) -> list[tuple[float, dict[str, Any]]]:
