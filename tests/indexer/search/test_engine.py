@@ -221,6 +221,15 @@ def test_cli_search_on_an_indexed_library(home, photos, capsys) -> None:  # noqa
     assert {Path(p).name for p in paths} == {"cat.hif", "guitar_cw90.hif"}
     assert main(["search", "tag:3d", "AND"]) == 2
     assert "'AND' needs a term" in capsys.readouterr().err
+    # --limit 0: every match, counted exactly, where a limit of 1 shows one of them.
+    assert main(["search", "similar:" + str(target), "--min-score", "-1", "--limit", "0", "--json"]) == 0
+    every = capsys.readouterr().out.splitlines()
+    assert main(["search", "similar:" + str(target), "--min-score", "-1", "--limit", "1"]) == 0
+    one = capsys.readouterr()
+    assert len(every) > 3 and len(one.out.splitlines()) == 1 and f"{len(every)} matches, 1 shown" in one.err
+    with pytest.raises(SystemExit) as refused:
+        main(["search", "tag:dog", "--limit", "-1"])
+    assert refused.value.code == 2 and "or 0 for all of them, not -1" in capsys.readouterr().err
 
 
 def test_semantic_candidates_widen_when_the_first_pass_falls_short(catalog, embedder, monkeypatch) -> None:  # noqa: ANN001
