@@ -74,6 +74,9 @@ PREFILTER_MAX = 2_000  # free text AND-ed with tag terms of at most this many ro
 DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidates
 COUNT_CAP = 50_000  # a first page in score order (_Compiler._first_page) counts matches among this many tag rows,
 CHECKED_COUNT_CAP = 2_000  # or this many where each row is checked against other terms (a seek of ~1-4 µs each)
+GROUP_COUNT_CAP = 20_000  # a first page's person- or file-set rows counted up to this to choose how to read them
+WALK_COST = 50  # reading a photo row costs about as much as walking this many entries of the date index (10M)
+WALK_SPARE = 4  # the date index walked at most this many times what an evenly spread group needs
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
 SQL_CHAIN = 64  # conditions one AND or OR joins flat in SQL; longer lists are joined in parenthesised groups
@@ -433,13 +436,16 @@ class _Compiler:
         # Score 1 (no score, or a certain one): ties, newest first, read whole — the cost of a query's first page
         # grows with its tags' rows of a person or a file. Their photo rows are read for the date anyway: missing
         # photos are left out there.
-        top = union_all(*(select(scan.c.photo_id).where(scan.c.tag_id == tag, scan.c.state == state, part,
-                                                         *checks_of[tag]) for tag, state in ranges
-                          for part in (scan.c.score.is_(None), scan.c.score >= 1.0))).subquery()
-        taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
-        first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)),
-                                                            Photo.status != MISSING)
-                                     .order_by(taken.desc(), Photo.id).limit(limit)).all()
+        certain = [(tag, (scan.c.tag_id == tag) & (scan.c.state == state) & part) for tag, state in ranges
+                   for part in (scan.c.score.is_(None), scan.c.score >= 1.0)]
+        first = self._newest_walked(tree, union_all(*(select(scan.c.photo_id).where(rows) for _, rows in certain)),
+                                    limit)
+        if first is None:  # read whole, checked row by row
+            top = union_all(*(select(scan.c.photo_id).where(rows, *checks_of[tag]) for tag, rows in certain)).subquery()
+            taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
+            first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)),
+                                                                Photo.status != MISSING)
+                                         .order_by(taken.desc(), Photo.id).limit(limit)).all()
         best = dict.fromkeys(first, 1.0)
         if len(best) < limit:
             found: dict[int, float] = {}
@@ -461,6 +467,53 @@ class _Compiler:
             return len(page), page
         total = self._count_first_rows(tree)
         return max(total, len(page)), page
+
+    def _newest_walked(self, tree: q.Node, group: Any, limit: int) -> list[int] | None:
+        """The newest ``limit`` photos of ``group`` (a statement of photo ids: the queried tags' rows of a person
+        or a file) matching ``tree``, found by walking the date index newest first — each photo tested against
+        the group's ids, the query checked on the few that are in it — when the group's photos are many enough
+        among the library's that the walk ends early; ``None`` when they are not, or when the walk stopped
+        short of ``limit`` (the group is then read whole, every row checked and its photo read for the date).
+
+        The walk is bounded: ``WALK_SPARE`` times the entries that an evenly spread group needs, at most what
+        reading the group whole would cost (an entry of the date index costs ~1/``WALK_COST`` of reading a
+        photo row). At 10M photos a common tag's ~20k person-set rows took 43 ms read whole, 6 ms walked."""
+        rows = self._count(group, GROUP_COUNT_CAP)
+        if rows < limit:
+            return None
+        photos = self.session.scalar(select(func.max(Photo.id))) or 0
+        walk = WALK_SPARE * limit * photos // rows  # entries of the date index walked at most
+        if walk > WALK_COST * rows:
+            return None
+        dates = [item for item in self.driver_items if isinstance(item, q.DateRange)]
+        known, drive, subject = len(self.tag_ids), self._tags_drive, self.subject
+        self._tags_drive, self.subject = False, Photo.id  # each walked photo in the group checked by seeks
+        try:
+            range_of_dates = [self.compile(item) for item in dates]
+            matching = self.compile(tree)
+        finally:
+            self._tags_drive, self.subject = drive, subject
+            del self.tag_ids[known:]
+        taken = type_coerce(Photo.taken_at, String)  # as stored (ISO text), to compare with the bound read
+        bound = self.session.execute(select(taken).where(*range_of_dates).order_by(Photo.taken_at.desc())
+                                     .offset(walk).limit(1)).first()
+        conditions = [*range_of_dates]
+        if bound is not None:  # the walk stops there (or at the undated photos, which come last)
+            conditions.append(taken >= bound[0] if bound[0] is not None else Photo.taken_at.is_not(None))
+        # ``id + 0``: not an index term, so SQLite walks the date index in order rather than seek the group's
+        # photos and sort them; the id comes from the index entry, the photo row is read only for those in it.
+        in_group = (Photo.id + 0).in_(group)
+        found = self._raw_rows(select(Photo.id, taken).where(in_group, *conditions, Photo.status != MISSING,
+                                                             matching)
+                               .order_by(Photo.taken_at.desc()).limit(limit))
+        if len(found) < limit:
+            return None if bound is not None else _newest_first(found)
+        cut = found[-1][1]
+        if cut is None:  # undated at the cut: ties with every undated photo of the group
+            return None
+        ties = self._raw_rows(select(Photo.id, taken).where(in_group, *range_of_dates, taken == cut,
+                                                            Photo.status != MISSING, matching))
+        return _newest_first([row for row in found if row[1] != cut] + ties)[:limit]
 
     def _count_first_rows(self, tree: q.Node) -> int:
         """The matches among the first ``COUNT_CAP`` rows of the driver's tags (the rarest plain term's, as
@@ -910,6 +963,13 @@ class _Compiler:
         for photo_id, name in rows:
             found.setdefault(photo_id, []).append(name)
         return found
+
+
+def _newest_first(rows: list[tuple]) -> list[int]:
+    """Ids of ``(id, taken_at as stored)`` rows newest first, undated last, then by id."""
+    rows = sorted(rows, key=lambda row: row[0])
+    rows.sort(key=lambda row: row[1] or "", reverse=True)
+    return [row[0] for row in rows]
 
 
 def _tie_bounds(scores: np.ndarray, start: int, stop: int) -> tuple[int, int]:

@@ -42,7 +42,15 @@ def offline(tmp_path_factory) -> Catalog:  # noqa: ANN001
     catalog.close()
 
 
-def build(folder, missing) -> Catalog:  # noqa: ANN001
+@pytest.fixture(scope="module")
+def bursts(tmp_path_factory) -> Catalog:  # noqa: ANN001
+    """The same library shot in 30 days at midnight: photos share a date by the dozen, as in a burst."""
+    catalog = build(tmp_path_factory.mktemp("bursts") / "catalog", missing=lambda i: i % 37 == 0, days=30)
+    yield catalog
+    catalog.close()
+
+
+def build(folder, missing, days: int = 2000) -> Catalog:  # noqa: ANN001
     rng = np.random.default_rng(7)
     catalog = Catalog.open(folder)
     stamp = datetime(2024, 1, 1)
@@ -55,7 +63,7 @@ def build(folder, missing) -> Catalog:  # noqa: ANN001
             tag_ids.append(tag.id)
         popularity = np.array([0.5, 0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.02])
         for i in range(400):
-            taken = None if rng.random() < 0.1 else datetime(2018, 1, 1) + timedelta(days=int(rng.integers(0, 2000)))
+            taken = None if rng.random() < 0.1 else datetime(2018, 1, 1) + timedelta(days=int(rng.integers(0, days)))
             photo = Photo(path=f"{FOLDERS[i % 4]}/p{i:03d}.jpg", size=1, mtime_ns=1, format=["jpeg", "heif"][i % 2],
                           taken_at=taken, camera_make=CAMERAS[i % 4], gps_lat=1.0 if i % 3 else None,
                           gps_lon=2.0 if i % 3 else None, status="missing" if missing(i) else "indexed",
@@ -135,6 +143,36 @@ def test_tag_rows_give_what_the_general_query_gives(catalog, monkeypatch, limit,
     for query in TAG_QUERIES:
         assert short[query] == answers(Searcher(catalog), query, limit), query
     assert short["tag:dog"][0] > 2 * (limit or 0)  # more matches than the limit: the tie branch ran
+
+
+@pytest.mark.parametrize("walk", ["whole", "bounded"])
+@pytest.mark.parametrize("limit", [1, 3, 10, 25])
+def test_a_first_page_walks_the_date_index_to_the_newest_tags_of_a_person(bursts, monkeypatch, walk,
+                                                                          limit) -> None:  # noqa: ANN001
+    """The newest photos a person or a file tagged, found by walking the date index — ties on the date at the
+    cut, undated photos, missing ones, a date term on the walk — are those the general query gives first; a
+    walk bounded short of the page leaves them to the whole read, with the same answer."""
+    monkeypatch.setattr(engine, "DRIVER_COUNT_CAP", 1)
+    monkeypatch.setattr(engine, "WALK_COST", 10**9)  # the walk whenever the group has a page of photos
+    if walk == "bounded":
+        monkeypatch.setattr(engine, "WALK_SPARE", 0.02)  # stops after a few entries: short of the page, mostly
+    walked = []
+    monkeypatch.setattr(engine._Compiler, "_newest_walked", lambda self, *a, _run=engine._Compiler._newest_walked:
+                        walked.append(_run(self, *a)) or walked[-1])
+    queries = [query for query in TAG_QUERIES if "state:" not in query and "source:" not in query]
+    short = {query: answers(Searcher(bursts), query, limit) for query in queries}
+    pages = [ids for ids in walked if ids is not None and len(ids) == limit]
+    assert len(walked) == len(queries)
+    if walk == "whole":  # a page of the person's photos found by the walk, for most queries
+        assert len(pages) >= len(queries) // 3
+    elif limit > 1:  # each walk stopped short: read whole
+        assert len(pages) < len(queries) // 4
+    general(monkeypatch)
+    for query in queries:
+        assert short[query] == answers(Searcher(bursts), query, limit), query
+    with bursts.session() as session:  # photos share dates: cuts fall among ties
+        dated = [t for (t,) in session.query(Photo.taken_at).filter(Photo.taken_at.is_not(None))]
+    assert len(set(dated)) <= 30 < len(dated) // 10
 
 
 def test_a_first_page_counts_matches_among_the_first_rows_of_its_rarest_term(catalog, monkeypatch) -> None:  # noqa: ANN001
