@@ -518,22 +518,25 @@ class _Compiler:
     def _count_first_rows(self, tree: q.Node) -> int:
         """The matches among the first ``COUNT_CAP`` rows of the driver's tags (the rarest plain term's, as
         :meth:`_by_tag_rows` chose them) — ``CHECKED_COUNT_CAP`` when other terms check each row; ``capped`` when
-        the tags have more rows (the count is then a lower bound). One tag alone: its rows less those of missing
-        photos, counted from the index without looking at each row's photo."""
+        the tags have more rows (the count is then a lower bound). One term of tags alone: their rows less those of
+        missing photos, counted from the index without looking at each row's photo (several tags past the cap: the
+        rows of the one with most — a photo carrying two of them counts once)."""
         scan = PhotoTag.__table__.alias("scan")
         driver, rest = self.driver, [item for item in self.driver_items if item is not self.driver_item]
         rows_of_driver = select(scan.c.photo_id).where(scan.c.tag_id.in_(driver), scan.c.state != REJECTED)
         cap = CHECKED_COUNT_CAP if rest else COUNT_CAP
         rows = self._count(rows_of_driver, cap + 1)
         self.capped = rows > cap
-        if not rest and len(driver) == 1:  # from the index alone: each row a photo of the tag, unless missing
+        if not rest:  # from the index alone: each row a photo of its tag, unless missing
             missing = select(Photo.id).where(Photo.status == MISSING)
-            if self.capped:  # at least the rows counted less every missing photo
-                return max(0, cap - self._count(missing, cap))
+            if self.capped:  # at least the rows counted less every missing photo — of one tag, when several
+                most = max(self._count(self._rows_of([tag]), cap) for tag in driver) if len(driver) > 1 else cap
+                return max(0, most - self._count(missing, most))
             if self._count(missing, rows) < rows:  # a few missing photos: as a set
-                return self._count(rows_of_driver.where(scan.c.photo_id.not_in(missing)), cap)
-            return self._count(rows_of_driver.where(~exists().where(Photo.id == scan.c.photo_id,
-                                                                    Photo.status == MISSING)), cap)
+                kept = rows_of_driver.where(scan.c.photo_id.not_in(missing))
+            else:
+                kept = rows_of_driver.where(~exists().where(Photo.id == scan.c.photo_id, Photo.status == MISSING))
+            return self._count(kept.distinct() if len(driver) > 1 else kept, cap)
         examined = rows_of_driver.limit(cap).subquery()
         self.subject = examined.c.photo_id
         conditions = [~exists().where(Photo.id == examined.c.photo_id, Photo.status == MISSING)]
