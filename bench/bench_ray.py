@@ -1,6 +1,6 @@
 """The Ray engine on this machine: photos/s against the local engine, what the driver can store, bytes read.
 
-    .venv/bin/python bench/bench_ray.py [--photos 40] [--repeat 2] [--store-photos 5000]
+    .venv/bin/python bench/bench_ray.py [--photos 40] [--repeat 2] [--store-photos 5000] [--scaling-photos 120]
 
 engines  a first pass over ``--photos`` camera-like 12 MP JPEGs (bench_indexer's, ~3.5 MB each) with the tiny
          random RAM++ and CLIP bundles, batches of 8, as a user runs it: ``phototag index --json`` in a fresh
@@ -11,6 +11,9 @@ engines  a first pass over ``--photos`` camera-like 12 MP JPEGs (bench_indexer's
          with 1 and 2 model actors and one CPU more for identify and decode tasks. Each Ray pass pays what a pass
          on a cluster pays: its job's worker processes, and a model actor started per round (on a CPU: embeddings,
          then tags). The summary's bytes per photo and read rates come with each row.
+scaling  photos/s against the number of model actors where the models are the work: small JPEGs (1.2 MP, decoded
+         in a few ms) with the full-size CLIP ViT-B/16 (random weights) and the tiny tagger; Ray with 1, 2 and 3 CPU
+         model actors, the local engine beside them, and CLIP's own rate on one core (the ideal per actor).
 driver   what the driver can store, whatever the cluster computes: bench_store's pass with instant stand-ins for
          decoding and the models (its ``one_pass``), ``_store_results`` alone and the whole pass, in photos/s.
 raw      bytes one photo costs each stage (``indexer.pipeline.counting_reads``): a DNG with a 160x120 preview and
@@ -41,15 +44,19 @@ from bench_indexer import CACHE, TINY_EMBEDDER, TINY_TAGGER, bench_home, ensure_
 
 OUT = HERE / "results" / "ray.md"
 BATCH = 8
+SCALING_EMBEDDER = "bench_clip_random"  # CLIP ViT-B/16 at full size, random weights: the real model's compute
+SMALL_PHOTOS = CACHE / "photos_1mp_v1"
 
 
-def cli_pass(home: Path, folder: Path, *args: str) -> tuple[float, dict[str, Any]]:
-    """``phototag index FOLDER ARGS --json`` in a fresh process, with the tiny models: (wall seconds, its summary)."""
+def cli_pass(home: Path, folder: Path, *args: str, embedder: str = TINY_EMBEDDER) -> tuple[float, dict[str, Any]]:
+    """``phototag index FOLDER ARGS --json`` in a fresh process, with the tiny tagger and ``embedder`` (the tiny
+    one unless given): (wall seconds, its summary)."""
     return phototag(home, folder, "--batch-size", BATCH, *args,
-                    env={"PHOTOTAG_TAGGER": TINY_TAGGER, "PHOTOTAG_EMBEDDER": TINY_EMBEDDER})
+                    env={"PHOTOTAG_TAGGER": TINY_TAGGER, "PHOTOTAG_EMBEDDER": embedder})
 
 
-def timed_passes(photos: list[Path], repeat: int, *args: str) -> list[tuple[float, dict[str, Any]]]:
+def timed_passes(photos: list[Path], repeat: int, *args: str,
+                 embedder: str = TINY_EMBEDDER) -> list[tuple[float, dict[str, Any]]]:
     """``repeat`` first passes over hard links to ``photos`` (a fresh catalog each)."""
     runs = []
     for _ in range(repeat):
@@ -58,7 +65,7 @@ def timed_passes(photos: list[Path], repeat: int, *args: str) -> list[tuple[floa
             folder.mkdir()
             for photo in photos:
                 os.link(photo, folder / photo.name)
-            seconds, summary = cli_pass(bench_home(Path(name)), folder, *args)
+            seconds, summary = cli_pass(bench_home(Path(name)), folder, *args, embedder=embedder)
         if summary["tagged"] != len(photos):
             raise RuntimeError(f"expected {len(photos)} photos tagged: {summary}")
         runs.append((seconds, summary))
@@ -103,6 +110,87 @@ def bench_engines(photos: list[Path], repeat: int) -> list[str]:
             "identify: read/photo, rate | decode: read/photo, rate |", "|---|---|---|---|---|---|---|---|", *rows]
 
 
+def small_photos(count: int) -> list[Path]:
+    """``count`` distinct 1.2 MP JPEGs (the 12 MP ones scaled to 1280x960), made once under bench/.cache: decoding
+    one takes a few ms, so a pass's time is the models'."""
+    from PIL import Image
+
+    SMALL_PHOTOS.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source in twelve_mp_photos(count):
+        path = SMALL_PHOTOS / source.name
+        if not path.exists():
+            with Image.open(source) as image:
+                image.resize((1280, 960), Image.Resampling.BICUBIC).save(path, quality=90, exif=image.getexif())
+        paths.append(path)
+    return paths
+
+
+def one_core_rate() -> float:
+    """Photos/s of CLIP ViT-B/16 (``SCALING_EMBEDDER``) on one core, batches of ``BATCH``: what one CPU model actor
+    (one thread, as Ray gives an actor holding one CPU) can reach at best."""
+    import time
+
+    import torch
+
+    from ram_model.store import ModelStore
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        embedder = ModelStore(CACHE).load_embedder(SCALING_EMBEDDER, "cpu", "auto")
+        pixels = torch.randn(BATCH, 3, 224, 224)
+        with torch.inference_mode():
+            embedder.embed_image_tensors(pixels)
+            begin = time.perf_counter()
+            for _ in range(3):
+                embedder.embed_image_tensors(pixels)
+            return 3 * BATCH / (time.perf_counter() - begin)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def bench_scaling(photos: list[Path], repeat: int) -> list[str]:
+    """Photos/s against the number of model actors, where the models are the work: ``photos`` small JPEGs, the
+    full-size CLIP ViT-B/16 (random weights: its real compute) and the tiny tagger. Ray with 1, 2 and 3 CPU model
+    actors (each one thread) and one CPU more for the tasks, and the local engine (torch on both cores); the rate
+    once running is the difference between a pass over ``photos`` and one over two of them (the fixed costs)."""
+    import ray
+
+    ideal = one_core_rate()
+    print(f"CLIP ViT-B/16 on one core: {ideal:.2f} photos/s", flush=True)
+    rows, first = [], None
+    for actors in (0, 1, 2, 3):
+        label = "local engine (torch on 2 cores)" if not actors else \
+            f"Ray, {actors} model actor{'s' if actors > 1 else ''} ({actors + 1} CPUs)"
+        print(label, flush=True)
+        args: tuple[str, ...] = ("--workers", "0")
+        if actors:
+            ray.init(address="local", num_cpus=actors + 1, include_dashboard=False, logging_level=logging.WARNING)
+            os.environ["PHOTOTAG_RAY_ACTORS"] = str(actors)
+            args = ("--engine", "ray", "--ray-address", ray.get_runtime_context().gcs_address)
+        try:
+            runs = timed_passes(photos, repeat, *args, embedder=SCALING_EMBEDDER)
+            fixed = statistics.median(seconds for seconds, _ in timed_passes(photos[:2], repeat, *args,
+                                                                              embedder=SCALING_EMBEDDER))
+        finally:
+            if actors:
+                os.environ.pop("PHOTOTAG_RAY_ACTORS", None)
+                ray.shutdown()
+        seconds = statistics.median(seconds for seconds, _ in runs)
+        running = (len(photos) - 2) / (seconds - fixed)
+        if actors == 1:
+            first = running
+        versus = f"{running / first:.2f}x" if actors and first else ""
+        cores = f"{min(actors, os.cpu_count() or 1) * ideal:.2f}" if actors else ""
+        rows.append(f"| {label} | {len(photos) / seconds:.2f} | {seconds:.1f} | {fixed:.1f} | {running:.2f} | "
+                    f"{versus} | {cores} |")
+    return [f"CLIP ViT-B/16 alone on one core (one thread, batches of {BATCH}): {ideal:.2f} photos/s.", "",
+            "| engine | photos/s (whole pass) | pass s (median) | 2-photo pass s | photos/s once running | "
+            "once running vs 1 actor | the actors' cores at the one-core rate |", "|---|---|---|---|---|---|---|",
+            *rows]
+
+
 def bench_driver(photos: int) -> list[str]:
     from bench_store import one_pass
 
@@ -140,16 +228,19 @@ def main() -> None:
                         help="12 MP JPEGs per pass (above 32, a local pass decodes in its worker processes)")
     parser.add_argument("--repeat", type=int, default=2, help="passes per row (median and best reported)")
     parser.add_argument("--store-photos", type=int, default=5000, help="photos of the driver's store pass")
+    parser.add_argument("--scaling-photos", type=int, default=120, help="small JPEGs per pass of the scaling rows")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     ensure_models(("ram_plus_tiny", TINY_TAGGER), ("clip_tiny", TINY_EMBEDDER))
     photos = twelve_mp_photos(args.photos)
     engines = bench_engines(photos, args.repeat)
+    ensure_models(("clip_vit_b16", SCALING_EMBEDDER))
+    scaling = bench_scaling(small_photos(args.scaling_photos), args.repeat)
     driver = bench_driver(args.store_photos)
     raw = bench_raw(photos[0])
     load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
     command = (f"`.venv/bin/python bench/bench_ray.py --photos {args.photos} --repeat {args.repeat} "
-               f"--store-photos {args.store_photos}`")
+               f"--store-photos {args.store_photos} --scaling-photos {args.scaling_photos}`")
     text = "\n".join([
         "# The Ray engine on one machine", "",
         f"Written by `bench/bench_ray.py` (what each table measures: its docstring). Machine: {cpu_name()}, "
@@ -157,6 +248,8 @@ def main() -> None:
         "(1/5/15 min).", "",
         f"## Photos/s: first passes over {args.photos} 12 MP JPEGs, tiny random models, `phototag index` end to end",
         "", *engines, "",
+        f"## The scaling curve: model actors, where the models are the work ({args.scaling_photos} 1.2 MP JPEGs, "
+        "CLIP ViT-B/16)", "", *scaling, "",
         "## The driver's ceiling: storing results, nothing computed", "", *driver, "",
         "## Bytes one photo costs", "", *raw, ""])
     args.out.parent.mkdir(parents=True, exist_ok=True)
