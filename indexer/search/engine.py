@@ -75,8 +75,10 @@ DRIVER_COUNT_CAP = 20_000  # tag rows counted up to this to choose the candidate
 COUNT_CAP = 50_000  # a first page in score order (_Compiler._first_page) counts matches among this many tag rows,
 CHECKED_COUNT_CAP = 2_000  # or this many where each row is checked against other terms (a seek of ~1-4 µs each)
 GROUP_COUNT_CAP = 20_000  # a first page's person- or file-set rows counted up to this to choose how to read them
-WALK_COST = 50  # reading a photo row costs about as much as walking this many entries of the date index (10M)
-WALK_SPARE = 4  # the date index walked at most this many times what an evenly spread group needs
+WALK_COST = 10  # reading a photo row (~2 µs at 10M) costs about this many date-index entries walked and tested
+WALK_SPARE = 4  # the date index walked at most this many times what evenly spread matches need
+WALK_SAMPLE = 256  # a group's first rows checked against the query to estimate how many of its photos match
+WALK_SAMPLE_MATCHES = 4  # fewer matches among them: too sparse to walk for
 SET_COUNT_CAP = 80_000  # sets counted up to this to choose how candidates are checked against them
 SORTS = ("relevance", "date")
 SQL_CHAIN = 64  # conditions one AND or OR joins flat in SQL; longer lists are joined in parenthesised groups
@@ -471,29 +473,41 @@ class _Compiler:
     def _newest_walked(self, tree: q.Node, group: Any, limit: int) -> list[int] | None:
         """The newest ``limit`` photos of ``group`` (a statement of photo ids: the queried tags' rows of a person
         or a file) matching ``tree``, found by walking the date index newest first — each photo tested against
-        the group's ids, the query checked on the few that are in it — when the group's photos are many enough
+        the group's ids, the query checked on the few that are in it — when the matching photos are many enough
         among the library's that the walk ends early; ``None`` when they are not, or when the walk stopped
         short of ``limit`` (the group is then read whole, every row checked and its photo read for the date).
 
-        The walk is bounded: ``WALK_SPARE`` times the entries that an evenly spread group needs, at most what
-        reading the group whole would cost (an entry of the date index costs ~1/``WALK_COST`` of reading a
-        photo row). At 10M photos a common tag's ~20k person-set rows took 43 ms read whole, 6 ms walked."""
+        How many match is estimated from the group's rows (counted up to ``GROUP_COUNT_CAP``) and the share of
+        its first ``WALK_SAMPLE`` that match the query, date terms aside (the walk keeps to their dates). The
+        walk is taken when it should cost at most half of reading the group whole (an entry of the date index
+        costs ~1/``WALK_COST`` of reading a photo row), and bounded at ``WALK_SPARE`` times the entries evenly
+        spread matches need. At 10M photos a common tag's ~20k person-set rows took 43 ms read whole, 6 ms
+        walked."""
         rows = self._count(group, GROUP_COUNT_CAP)
         if rows < limit:
             return None
-        photos = self.session.scalar(select(func.max(Photo.id))) or 0
-        walk = WALK_SPARE * limit * photos // rows  # entries of the date index walked at most
-        if walk > WALK_COST * rows:
-            return None
         dates = [item for item in self.driver_items if isinstance(item, q.DateRange)]
+        rest = [item for item in self.driver_items if not isinstance(item, q.DateRange)]
         known, drive, subject = len(self.tag_ids), self._tags_drive, self.subject
         self._tags_drive, self.subject = False, Photo.id  # each walked photo in the group checked by seeks
         try:
             range_of_dates = [self.compile(item) for item in dates]
             matching = self.compile(tree)
+            undated_matching = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span))
         finally:
             self._tags_drive, self.subject = drive, subject
             del self.tag_ids[known:]
+        sample = matched = min(rows, WALK_SAMPLE)
+        if not (len(rest) == 1 and _plain_tags(rest[0])):  # one term of tags: the group's photos match it
+            sampled = group.limit(WALK_SAMPLE).subquery()
+            matched = self.session.scalar(select(func.count()).select_from(sampled).join(
+                Photo, Photo.id == sampled.c.photo_id).where(Photo.status != MISSING, undated_matching)) or 0
+        if matched < WALK_SAMPLE_MATCHES and matched < sample:  # too few to estimate: sparse, read whole
+            return None
+        photos = self.session.scalar(select(func.max(Photo.id))) or 0
+        walk = int(WALK_SPARE * limit * photos * sample / (rows * matched))  # entries of the date index, at most
+        if walk > WALK_SPARE / 2 * WALK_COST * rows:  # the walk expected to cost more than half the whole read
+            return None
         taken = type_coerce(Photo.taken_at, String)  # as stored (ISO text), to compare with the bound read
         bound = self.session.execute(select(taken).where(*range_of_dates).order_by(Photo.taken_at.desc())
                                      .offset(walk).limit(1)).first()
@@ -505,12 +519,14 @@ class _Compiler:
         in_group = (Photo.id + 0).in_(group)
         found = self._raw_rows(select(Photo.id, taken).where(in_group, *conditions, Photo.status != MISSING,
                                                              matching)
-                               .order_by(Photo.taken_at.desc()).limit(limit))
-        if len(found) < limit:
-            return None if bound is not None else _newest_first(found)
-        cut = found[-1][1]
+                               .order_by(Photo.taken_at.desc()).limit(limit + 1))
+        if len(found) <= limit:  # every match within the walk: the newest ones, unless the walk stopped short
+            return None if bound is not None and len(found) < limit else _newest_first(found)
+        cut = found[limit - 1][1]
         if cut is None:  # undated at the cut: ties with every undated photo of the group
             return None
+        if found[limit][1] != cut:  # the next is older: no photo of the cut's date is left out
+            return _newest_first(found[:limit])
         ties = self._raw_rows(select(Photo.id, taken).where(in_group, *range_of_dates, taken == cut,
                                                             Photo.status != MISSING, matching))
         return _newest_first([row for row in found if row[1] != cut] + ties)[:limit]
