@@ -445,9 +445,9 @@ class _Compiler:
         if first is None:  # read whole, checked row by row
             top = union_all(*(select(scan.c.photo_id).where(rows, *checks_of[tag]) for tag, rows in certain)).subquery()
             taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
-            first = self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)),
-                                                                Photo.status != MISSING)
-                                         .order_by(taken.desc(), Photo.id).limit(limit)).all()
+            first = list(self.session.scalars(select(Photo.id).where(Photo.id.in_(select(top.c.photo_id)),
+                                                                     Photo.status != MISSING)
+                                              .order_by(taken.desc(), Photo.id).limit(limit)))
         best = dict.fromkeys(first, 1.0)
         if len(best) < limit:
             found: dict[int, float] = {}
