@@ -15,11 +15,21 @@ from indexer.catalog_models import CatalogModels
 from indexer.schema import FAILED, MISSING, PHOTO_STATUSES, Embedding, Photo, PhotoTag, Run, Tag
 
 
+def photo_counts(catalog: Catalog) -> dict[str, int]:
+    """Photos by status, counted from the status index alone: 0.5 s at 10M photos, where :func:`catalog_status`
+    reads every photo row and every embedding (~15 s with the catalog in memory, a minute from disk). What the
+    app shows after each pass."""
+    with catalog.session() as session:
+        found = dict(session.execute(select(Photo.status, func.count()).group_by(Photo.status)).tuples().all())
+    return {status: found.get(status, 0) for status in PHOTO_STATUSES}
+
+
 def catalog_status(catalog: Catalog) -> dict[str, Any]:
     """Counts by status, by model version, and how far indexing is with the catalog's models (``progress``):
     of the photos to index (not missing, not failed), how many have an embedding from the current embedder
     (free-text search finds them), how many tags from the current tagger, and how many hold an older
-    model version's results (``backfill``: redone after every new photo)."""
+    model version's results (``backfill``: redone after every new photo). It reads the whole catalog (at 10M
+    photos ~15 s with the catalog in memory): the app shows :func:`photo_counts`."""
     models = CatalogModels.of(catalog)
     with catalog.session() as session:
         # One scan of the photos, grouped: a handful of rows (statuses x versions) even at a million photos.

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from gui.photo_grid import FAILED_ROLE, SCORE_ROLE
 from indexer.browse import list_photos
-from indexer.report import photo_tags
+from indexer.report import photo_counts, photo_tags
 
 pytestmark = pytest.mark.gui
 
@@ -281,3 +281,15 @@ def test_a_correction_that_fails_is_a_message_and_the_pane_shows_what_is_stored(
     qtbot.waitUntil(window.idle)
     assert "could not be written" in window.errors.messages[-1] and "Traceback" not in window.errors.messages[-1]
     assert state_shown(window, tag) == before  # read again: as stored
+
+
+def test_the_status_bar_counts_photos_by_status_from_the_status_index(qtbot, window) -> None:  # noqa: ANN001
+    """After each refresh of the library panel: the counts by status only (the full status report reads the whole
+    catalog, a minute at 10M photos)."""
+    library = window.library
+    counts = photo_counts(library.catalog)
+    assert library.status() == {"catalog": str(library.catalog.directory), "photos": counts}
+    assert counts["indexed"] > 0
+    window.refresh_library_panel()
+    qtbot.waitUntil(lambda: f"{counts['indexed']:,} indexed" in window.catalog_label.text(), timeout=10_000)
+    assert f"{counts['failed']:,} failed" in window.catalog_label.text()

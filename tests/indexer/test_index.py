@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from indexer.catalog import Catalog, head_revision
+from indexer.report import photo_counts
 from indexer.schema import ACCEPTED, REJECTED, SOURCE_USER, Embedding, Photo, PhotoTag, Run, Tag
 from main import main
 from tests.conftest import PHOTOS
@@ -223,6 +224,29 @@ def test_status_failures_and_tags_commands(home, photos, capsys) -> None:  # noq
     assert out.startswith(f"{photo} [indexed]: ")
     assert main(["tags", str(photos / "nowhere.jpg")]) == 1
     assert "not in the catalog" in capsys.readouterr().err
+
+
+def test_photo_counts_read_only_the_status_index(home, photos, capsys) -> None:  # noqa: ANN001
+    """What the app shows after each pass: the status report's counts by status, from the status index alone —
+    not every photo row and embedding, which at 10M photos took a minute."""
+    index(capsys, photos)
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    statements: list[str] = []
+
+    def record(_connection, _cursor, statement, *_rest) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    with Catalog.open(home / "catalog") as catalog:
+        event.listen(catalog.engine, "before_cursor_execute", record)
+        counts = photo_counts(catalog)
+        event.remove(catalog.engine, "before_cursor_execute", record)
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        with catalog.session() as session:
+            plans = [row[-1] for statement in reads
+                     for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")]
+    assert counts == status["photos"] and counts["indexed"] > 0 and counts["failed"] > 0
+    assert plans == ["SCAN photos USING COVERING INDEX ix_photos_status"]
 
 
 def test_missing_root_and_missing_catalog_are_clear_errors(home, tmp_path, capsys) -> None:  # noqa: ANN001
