@@ -435,9 +435,9 @@ class _Compiler:
             return select(scan.c.photo_id, scan.c.score).where(
                 scan.c.tag_id == tag, scan.c.state == state, condition[tag], *where)
 
-        # Score 1 (no score, or a certain one): ties, newest first, read whole — the cost of a query's first page
-        # grows with its tags' rows of a person or a file. Their photo rows are read for the date anyway: missing
-        # photos are left out there.
+        # Score 1 (no score, or a certain one): ties, newest first — found by walking the date index where enough
+        # photos carry them, else read whole (the cost of the page then grows with its tags' rows of a person or a
+        # file). Either way their photo rows are read for the date: missing photos are left out there.
         certain = [(tag, (scan.c.tag_id == tag) & (scan.c.state == state) & part) for tag, state in ranges
                    for part in (scan.c.score.is_(None), scan.c.score >= 1.0)]
         first = self._newest_walked(tree, union_all(*(select(scan.c.photo_id).where(rows) for _, rows in certain)),
