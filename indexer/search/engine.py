@@ -13,9 +13,11 @@ Three shapes of query, measured at 1M photos (bench/results/search.md), take sho
 same results:
 
 * tags (with booleans and filters) where every match carries one of the queried tags: read from
-  the covering tag index ``(tag_id, state, photo_id, score)`` alone — the tags' rows are the
+  the covering tag index ``(tag_id, state, score, photo_id)`` alone — the tags' rows are the
   candidates, every other term a set they are checked against, photo rows read for the top
-  results only;
+  results only; when every tag term is common, the first page alone, best score first (each tag's
+  rows in score order; rows a person or a file set, newest first, from the date index), the
+  matches counted up to a bound (``_Compiler._first_page``, measured at 10M photos);
 * a single free-text or ``similar:`` term: FAISS's ranking is the answer, photo rows read for the
   top results only;
 * free text AND-ed with terms that match at most ``PREFILTER_MAX`` photos: those photos are found
@@ -681,7 +683,7 @@ class _Compiler:
 
     def _by_tag_rows(self, tree: q.Node, at_most: int | None = None) -> Any:
         """``SELECT id, score`` of the photos matching ``tree`` — every match carrying a queried tag — with
-        their best queried tag's score, read from the covering index ``(tag_id, state, photo_id, score)``.
+        their best queried tag's score, read from the covering index ``(tag_id, state, score, photo_id)``.
 
         The candidates are the rows of the top level's plain tag term (``tag:a``, ``tag:a OR tag:b``) with
         the fewest rows, or of every queried tag; each other term is a set of photo ids built once and
