@@ -564,12 +564,7 @@ def _full_truth(spec: dict) -> dict:
     with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         missing = np.asarray([r[0] for r in db.execute("SELECT id FROM photos WHERE status = ? ORDER BY id",
                                                        (MISSING,))], np.int64)
-        similar = []
-        for _shape, text in queries["similar"]:
-            (node,) = [n for n in q.walk(q.parse(text)) if isinstance(n, q.Similar)]
-            blob = db.execute("SELECT e.vector FROM photos AS p JOIN embeddings AS e ON e.photo_id = p.id "
-                              "WHERE p.path = ?", (node.path,)).fetchone()[0]
-            similar.append(decode_vectors([blob])[0])
+        similar = [similar_vector(db, text) for _shape, text in queries["similar"]]
         passing, mixed = [], []
         for _shape, text in queries["mixed"]:
             passing.append(_passing(db, q.parse(text), TAG_STATES.index(REJECTED), MISSING))
@@ -622,6 +617,17 @@ def _full_truth(spec: dict) -> dict:
                     entry["passing_filters"] = len(passing[n])
                 out[kind].append(entry)
     return out | {"seconds": time.perf_counter() - begin, "peak_rss_mb": peak_rss_mb()}
+
+
+def similar_vector(db: sqlite3.Connection, text: str) -> np.ndarray:
+    """The stored embedding of the photo a ``similar:PATH`` query names, decoded as the catalog decodes it."""
+    from indexer.schema import decode_vectors
+    from indexer.search import query as q
+
+    (node,) = [n for n in q.walk(q.parse(text)) if isinstance(n, q.Similar)]
+    blob = db.execute("SELECT e.vector FROM photos AS p JOIN embeddings AS e ON e.photo_id = p.id WHERE p.path = ?",
+                      (node.path,)).fetchone()[0]
+    return decode_vectors([blob])[0]
 
 
 def _passing(db: sqlite3.Connection, tree: object, rejected: int, missing: str) -> np.ndarray:

@@ -12,8 +12,10 @@ bench_catalog stored. Results: bench/results/catalog.md ("Code size").
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import bench_search as bs  # noqa: E402
+from bench_catalog import similar_vector  # noqa: E402
 
 import indexer.vectors as vectors  # noqa: E402
 from indexer.catalog import Catalog  # noqa: E402
@@ -42,13 +45,9 @@ def main() -> None:
         return embedding_vectors(catalog, VERSION, ids)
 
     space = bs.EmbeddingSpace()
-    queries = {"free text": [(np.asarray(space.text(t["query"]), np.float32), t["ids"]) for t in truth["semantic"]],
-               "similar": []}
-    for entry in truth["similar"]:
-        path = entry["query"][len('similar:"'):-1]
-        with catalog.session() as session:
-            photo = session.connection().exec_driver_sql("SELECT id FROM photos WHERE path = ?", (path,)).scalar()
-        queries["similar"].append((exact(np.asarray([photo]))[1][0], entry["ids"]))
+    with closing(sqlite3.connect(f"file:{FOLDER / 'catalog.db'}?mode=ro", uri=True)) as db:
+        queries = {"free text": [(np.asarray(space.text(t["query"]), np.float32), t["ids"]) for t in truth["semantic"]],
+                   "similar": [(similar_vector(db, t["query"]), t["ids"]) for t in truth["similar"]]}
     path = FOLDER / "vectors.auto.faiss" if code_bytes == 64 else FOLDER.parent / f"pq{code_bytes}.faiss"
     if not path.exists():
         vectors.PQ_BYTES = code_bytes

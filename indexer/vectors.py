@@ -313,7 +313,7 @@ class VectorIndex:
         """(the ids found, their exact scores against ``query`` [dim]), in the order of ``ids``: the vectors read
         through :attr:`exact_vectors` (what an IVF-PQ index, which keeps only codes, re-scores with)."""
         if self.exact_vectors is None:
-            raise KeyError("re-scoring reads the exact vectors through exact_vectors, and none were given")
+            raise ValueError("re-scoring reads the exact vectors through exact_vectors, and none were given")
         found, vectors = self.exact_vectors(_as_ids(ids))
         if not len(found):
             return found, np.empty(0, np.float32)

@@ -399,9 +399,7 @@ class _Compiler:
             self._choose_driver(tree)
             if self.candidate_rows >= DRIVER_COUNT_CAP:  # every term's tags have many photos
                 return self._first_page(tree, limit)
-            ids, scores = self._fetch_pairs(self._tag_rows_statement())
-            keep = self._not_missing(ids)
-            return self._top(ids[keep], scores[keep], limit)
+            return self._top(*self._present_pairs(self._tag_rows_statement()), limit)
         scored = self._scored(tree, sort)
         if scored is None:
             return self._run_general(tree, limit, sort)
@@ -497,7 +495,8 @@ class _Compiler:
         try:
             range_of_dates = [self.compile(item) for item in dates]
             matching = self.compile(tree)
-            undated_matching = self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span))
+            undated_matching = matching if not dates else self.compile(
+                rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span))
         finally:
             self._tags_drive, self.subject = drive, subject
             del self.tag_ids[known:]
@@ -525,15 +524,15 @@ class _Compiler:
                                                              matching)
                                .order_by(Photo.taken_at.desc()).limit(limit + 1))
         if len(found) <= limit:  # every match within the walk: the newest ones, unless the walk stopped short
-            return None if bound is not None and len(found) < limit else _newest_first(found)
+            return None if bound is not None and len(found) < limit else [row[0] for row in _newest_first(found)]
         cut = found[limit - 1][1]
         if cut is None:  # undated at the cut: ties with every undated photo of the group
             return None
         if found[limit][1] != cut:  # the next is older: no photo of the cut's date is left out
-            return _newest_first(found[:limit])
+            return [row[0] for row in _newest_first(found[:limit])]
         ties = self._raw_rows(select(Photo.id, taken).where(in_group, *range_of_dates, taken == cut,
                                                             Photo.status != MISSING, matching))
-        return _newest_first([row for row in found if row[1] != cut] + ties)[:limit]
+        return [row[0] for row in _newest_first([row for row in found if row[1] != cut] + ties)[:limit]]
 
     def _count_first_rows(self, tree: q.Node) -> int:
         """The matches among the first ``COUNT_CAP`` rows of the driver's tags (the rarest plain term's, as
@@ -559,10 +558,9 @@ class _Compiler:
             return self._count(kept.distinct() if len(driver) > 1 else kept, cap)
         examined = rows_of_driver.limit(cap).subquery()
         self.subject = examined.c.photo_id
-        conditions = [~exists().where(Photo.id == examined.c.photo_id, Photo.status == MISSING)]
-        if rest:
-            conditions.append(self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)))
-        matches = select(examined.c.photo_id).where(*conditions)
+        matches = select(examined.c.photo_id).where(
+            ~exists().where(Photo.id == examined.c.photo_id, Photo.status == MISSING),
+            self.compile(rest[0] if len(rest) == 1 else q.And(tuple(rest), span=tree.span)))
         return self._count(matches.distinct() if len(driver) > 1 else matches, cap)
 
     def ranking(self, tree: q.Node, sort: str) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -644,7 +642,11 @@ class _Compiler:
         """Tags with booleans and filters, every match carrying a queried tag: one read of the covering tag index
         (see :meth:`_by_tag_rows`) gives every match and its score (rows are read for the top ones only, by the
         caller)."""
-        ids, scores = self._fetch_pairs(self._by_tag_rows(tree))
+        return self._present_pairs(self._by_tag_rows(tree))
+
+    def _present_pairs(self, statement: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(id, score)`` rows of ``statement`` whose photo is not missing, as two arrays."""
+        ids, scores = self._fetch_pairs(statement)
         keep = self._not_missing(ids)
         return ids[keep], scores[keep]
 
@@ -764,7 +766,7 @@ class _Compiler:
         if self._all_candidates is None:
             self._all_candidates = self._count(self._rows_of(self.driver), LARGE_COUNT_CAP)
         cap = 4 * self._all_candidates
-        return self.subject.in_(photo_ids) if cap > SET_COUNT_CAP and self._count(photo_ids, cap) < cap else check
+        return self.subject.in_(photo_ids) if self._count(photo_ids, cap) < cap else check
 
     def _rank(self, scored: Any, limit: int | None) -> list[tuple]:
         """Photo rows for ``(photo id, score)`` pairs: best score first, then newest, then by id; ``limit`` of them."""
@@ -773,11 +775,9 @@ class _Compiler:
         # build. taken_at as stored (ISO text): it sorts as the dates do; only the shown rows are converted.
         wanted = func.json_each(json.dumps(list(scores))).table_valued("value")
         taken = type_coerce(func.coalesce(Photo.taken_at, ""), String)
-        rows = list(self.session.execute(select(Photo.id, Photo.path, taken)
-                                         .where(Photo.id.in_(select(wanted.c.value)))))
-        rows.sort(key=lambda r: r[0])
-        rows.sort(key=lambda r: r[2], reverse=True)  # newest first, undated last; sorts are stable: ties keep id order
-        rows.sort(key=lambda r: scores[r[0]], reverse=True)
+        rows = _newest_first(list(self.session.execute(select(Photo.id, Photo.path, taken)
+                                                       .where(Photo.id.in_(select(wanted.c.value))))), taken=2)
+        rows.sort(key=lambda r: scores[r[0]], reverse=True)  # sorts are stable: equal scores stay newest first
         return [(i, path, _stored_datetime(taken), scores[i]) for i, path, taken in rows[:limit]]
 
     def prefilter(self, tree: q.Node) -> None:
@@ -1000,11 +1000,11 @@ class _Compiler:
         return found
 
 
-def _newest_first(rows: list[tuple]) -> list[int]:
-    """Ids of ``(id, taken_at as stored)`` rows newest first, undated last, then by id."""
-    rows = sorted(rows, key=lambda row: row[0])
-    rows.sort(key=lambda row: row[1] or "", reverse=True)
-    return [row[0] for row in rows]
+def _newest_first(rows: list[tuple], taken: int = 1) -> list[tuple]:
+    """``rows`` (a photo id first, its taken_at as stored at ``taken``) newest first, undated last, then by id."""
+    ordered = sorted(rows, key=lambda row: row[0])
+    ordered.sort(key=lambda row: row[taken] or "", reverse=True)  # stable: equal dates keep id order
+    return ordered
 
 
 def _tie_bounds(scores: np.ndarray, start: int, stop: int) -> tuple[int, int]:
